@@ -1,0 +1,64 @@
+# One command each: run the demo, test, lint, benchmark. Each bootstraps its venv.
+PYTHON ?= python3
+PY312 ?= $(shell scripts/find-python 3.12)
+VENV ?= .venv
+VENV312 ?= .venv312
+HOST ?= 127.0.0.1
+PORT ?= 8000
+PYTEST_ARGS ?=
+
+REQS := requirements/base.txt requirements/dev.txt pyproject.toml
+
+.PHONY: help install run test test-fast test-py312 lint format bench clean
+
+help:
+	@echo "make run        run the demo project on http://$(HOST):$(PORT)/"
+	@echo "make test       run the whole test suite (starts Redis if none answers)"
+	@echo "make test-fast  run the quick unit subset (no server processes)"
+	@echo "make test-py312 run the unit suite on Python 3.12 with the newest Django"
+	@echo "make lint       ruff (lint + format check) and mypy --strict"
+	@echo "make bench      run the benchmarks in bench/"
+
+$(VENV)/.installed: $(REQS)
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV)/bin/python -m pip install --quiet -r requirements/dev.txt
+	$(VENV)/bin/python -m pip install --quiet --no-deps -e .
+	touch $@
+
+$(VENV312)/.installed: $(REQS)
+	@test -n "$(PY312)" || { echo "Python 3.12 not found (set PY312=/path/to/python3.12)"; exit 1; }
+	$(PY312) -m venv $(VENV312)
+	$(VENV312)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV312)/bin/python -m pip install --quiet --upgrade -r requirements/dev.txt
+	$(VENV312)/bin/python -m pip install --quiet --no-deps -e .
+	touch $@
+
+install: $(VENV)/.installed
+
+run: $(VENV)/.installed
+	$(VENV)/bin/python manage.py runserver $(HOST):$(PORT)
+
+test: $(VENV)/.installed
+	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+test-fast: $(VENV)/.installed
+	$(VENV)/bin/python -m pytest -m "not e2e" -q $(PYTEST_ARGS)
+
+test-py312: $(VENV312)/.installed
+	$(VENV312)/bin/python -m pytest -m "not e2e" -q $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+format: $(VENV)/.installed
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+bench: $(VENV)/.installed
+	$(VENV)/bin/python -m bench
+
+clean:
+	rm -rf $(VENV) $(VENV312) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
