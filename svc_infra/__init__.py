@@ -1,0 +1,1 @@
+"""svc_infra: service infrastructure for Django and FastAPI applications."""

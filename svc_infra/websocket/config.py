@@ -1,0 +1,241 @@
+"""Configuration: :class:`WebSocketConfig` and the ``WS_*`` environment variables.
+
+The environment is read when a configuration is built (:func:`get_default_config`,
+:meth:`WebSocketConfig.from_env`), never at import time, so tests and programs can
+set variables before asking. Every value is validated; a bad one raises
+:exc:`~svc_infra.websocket.exceptions.ConfigurationError` naming the environment
+variable (or the keyword argument) and the value.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+from .exceptions import ConfigurationError
+
+__all__ = ["ENV_PREFIX", "WebSocketConfig", "get_default_config"]
+
+ENV_PREFIX = "WS_"
+
+# Spellings that mean "no value" for the optional settings (pings).
+_NONE_WORDS = frozenset({"", "none", "null"})
+_TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+_FALSE_WORDS = frozenset({"0", "false", "no", "off"})
+
+
+@dataclass(frozen=True, slots=True)
+class WebSocketConfig:
+    """Settings shared by the client and the server side.
+
+    Each field has a ``WS_<FIELD>`` environment variable (see
+    :func:`get_default_config`); constructing the class directly ignores the
+    environment and uses the defaults below for what is not given.
+
+    Args:
+        open_timeout: Seconds allowed for the TCP connection and opening handshake.
+        close_timeout: Seconds allowed for the closing handshake.
+        ping_interval: Seconds between keepalive pings; ``None`` disables them.
+        ping_timeout: Seconds to wait for a pong before dropping the connection;
+            ``None`` waits forever.
+        max_message_size: Largest message accepted or sent, in bytes.
+        max_queue_size: Incoming frames buffered before reading pauses.
+        reconnect_enabled: Whether :func:`websocket_connect` retries at all.
+        reconnect_max_attempts: Consecutive failed attempts before giving up;
+            0 retries forever.
+        reconnect_backoff_base: Delay before the first retry, in seconds.
+        reconnect_backoff_max: Upper bound of the delay between retries.
+        reconnect_jitter: Relative spread of each delay, between 0 and 1.
+
+    Raises:
+        ConfigurationError: If a value is of the wrong type or out of range.
+    """
+
+    open_timeout: float = 10.0
+    close_timeout: float = 10.0
+    ping_interval: float | None = 20.0
+    ping_timeout: float | None = 20.0
+    max_message_size: int = 1_048_576
+    max_queue_size: int = 16
+    reconnect_enabled: bool = True
+    reconnect_max_attempts: int = 5
+    reconnect_backoff_base: float = 1.0
+    reconnect_backoff_max: float = 60.0
+    reconnect_jitter: float = 0.1
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            _SPECS[f.name].check(getattr(self, f.name), f.name)
+        if self.reconnect_backoff_max < self.reconnect_backoff_base:
+            raise ConfigurationError(
+                "reconnect_backoff_max",
+                self.reconnect_backoff_max,
+                f"a number >= reconnect_backoff_base ({self.reconnect_backoff_base})",
+            )
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, **overrides: Any
+    ) -> WebSocketConfig:
+        """Build a configuration from ``WS_*`` variables, then keyword overrides.
+
+        Args:
+            environ: Where to read variables; defaults to :data:`os.environ`.
+            **overrides: Field values that take precedence over the environment.
+
+        Raises:
+            ConfigurationError: If a variable or an override is invalid; the
+                message names the variable (``WS_OPEN_TIMEOUT``) or keyword.
+            TypeError: If an override is not a field of this class.
+        """
+        env = os.environ if environ is None else environ
+        unknown = set(overrides) - _SPECS.keys()
+        if unknown:
+            raise TypeError(f"unknown WebSocketConfig field(s): {', '.join(sorted(unknown))}")
+        values: dict[str, Any] = {}
+        raws: dict[str, str] = {}
+        for name, spec in _SPECS.items():
+            var = ENV_PREFIX + name.upper()
+            raw = env.get(var)
+            if name in overrides or raw is None:
+                continue
+            values[name] = spec.parse(raw, var)
+            raws[name] = raw
+        values.update(overrides)
+        try:
+            return cls(**values)
+        except ConfigurationError as exc:
+            if exc.name in raws and exc.name not in overrides:
+                # Report the variable the user set, with the text they wrote.
+                var = ENV_PREFIX + exc.name.upper()
+                raise ConfigurationError(var, raws[exc.name], exc.expected) from None
+            raise
+
+    def replace(self, **changes: Any) -> WebSocketConfig:
+        """Return a copy with some fields changed (validated like the constructor)."""
+        return replace(self, **changes)
+
+
+def get_default_config(**overrides: Any) -> WebSocketConfig:
+    """Return the configuration from the environment, with keyword overrides.
+
+    The ``WS_*`` variables are read at each call:
+
+    ==============================  =========  ====================================
+    Variable                        Default    Meaning
+    ==============================  =========  ====================================
+    ``WS_OPEN_TIMEOUT``             10.0       connection timeout (seconds)
+    ``WS_CLOSE_TIMEOUT``            10.0       close handshake timeout
+    ``WS_PING_INTERVAL``            20.0       keepalive interval (none disables)
+    ``WS_PING_TIMEOUT``             20.0       pong timeout (none waits forever)
+    ``WS_MAX_MESSAGE_SIZE``         1048576    max message size in bytes
+    ``WS_MAX_QUEUE_SIZE``           16         max queued incoming frames
+    ``WS_RECONNECT_ENABLED``        true       enable auto-reconnection
+    ``WS_RECONNECT_MAX_ATTEMPTS``   5          consecutive failures (0 = forever)
+    ``WS_RECONNECT_BACKOFF_BASE``   1.0        first retry delay (seconds)
+    ``WS_RECONNECT_BACKOFF_MAX``    60.0       longest retry delay (seconds)
+    ``WS_RECONNECT_JITTER``         0.1        relative spread of delays (0-1)
+    ==============================  =========  ====================================
+
+    Raises:
+        ConfigurationError: If a variable or an override is invalid.
+        TypeError: If an override is not a configuration field.
+    """
+    return WebSocketConfig.from_env(**overrides)
+
+
+# --- parsing and validation ------------------------------------------------------
+
+
+def _parse_float(raw: str, name: str) -> float:
+    try:
+        return float(raw.strip())
+    except ValueError:
+        raise ConfigurationError(name, raw, "a number") from None
+
+
+def _parse_optional_float(raw: str, name: str) -> float | None:
+    if raw.strip().lower() in _NONE_WORDS:
+        return None
+    try:
+        return float(raw.strip())
+    except ValueError:
+        raise ConfigurationError(name, raw, "a number, or none/null/empty to disable") from None
+
+
+def _parse_int(raw: str, name: str) -> int:
+    try:
+        return int(raw.strip())
+    except ValueError:
+        raise ConfigurationError(name, raw, "a whole number") from None
+
+
+def _parse_bool(raw: str, name: str) -> bool:
+    word = raw.strip().lower()
+    if word in _TRUE_WORDS:
+        return True
+    if word in _FALSE_WORDS:
+        return False
+    raise ConfigurationError(name, raw, "true/false, yes/no, on/off or 1/0")
+
+
+@dataclass(frozen=True, slots=True)
+class _Spec:
+    """How one field is parsed from text and which values it accepts."""
+
+    parse: Callable[[str, str], Any]
+    kind: str  # "float", "int" or "bool"
+    minimum: float | None = None
+    maximum: float | None = None
+    exclusive_minimum: bool = False
+    optional: bool = False
+
+    def expected(self) -> str:
+        text = {"float": "a number", "int": "a whole number", "bool": "a boolean"}[self.kind]
+        if self.minimum is not None:
+            text += f" {'>' if self.exclusive_minimum else '>='} {self.minimum:g}"
+        if self.maximum is not None:
+            text += f" and <= {self.maximum:g}"
+        if self.optional:
+            text += ", or None to disable"
+        return text
+
+    def check(self, value: Any, name: str) -> None:
+        if value is None and self.optional:
+            return
+        ok_type = {
+            # bool is an int subclass; True is never a valid timeout or size.
+            "float": isinstance(value, int | float) and not isinstance(value, bool),
+            "int": isinstance(value, int) and not isinstance(value, bool),
+            "bool": isinstance(value, bool),
+        }[self.kind]
+        if not ok_type or (self.kind == "float" and not math.isfinite(value)):
+            raise ConfigurationError(name, value, self.expected())
+        if self.minimum is not None and (
+            value < self.minimum or (self.exclusive_minimum and value == self.minimum)
+        ):
+            raise ConfigurationError(name, value, self.expected())
+        if self.maximum is not None and value > self.maximum:
+            raise ConfigurationError(name, value, self.expected())
+
+
+_SPECS: dict[str, _Spec] = {
+    "open_timeout": _Spec(_parse_float, "float", minimum=0, exclusive_minimum=True),
+    "close_timeout": _Spec(_parse_float, "float", minimum=0),
+    "ping_interval": _Spec(
+        _parse_optional_float, "float", minimum=0, exclusive_minimum=True, optional=True
+    ),
+    "ping_timeout": _Spec(
+        _parse_optional_float, "float", minimum=0, exclusive_minimum=True, optional=True
+    ),
+    "max_message_size": _Spec(_parse_int, "int", minimum=0, exclusive_minimum=True),
+    "max_queue_size": _Spec(_parse_int, "int", minimum=0, exclusive_minimum=True),
+    "reconnect_enabled": _Spec(_parse_bool, "bool"),
+    "reconnect_max_attempts": _Spec(_parse_int, "int", minimum=0),
+    "reconnect_backoff_base": _Spec(_parse_float, "float", minimum=0),
+    "reconnect_backoff_max": _Spec(_parse_float, "float", minimum=0),
+    "reconnect_jitter": _Spec(_parse_float, "float", minimum=0, maximum=1),
+}
