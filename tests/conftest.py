@@ -1,0 +1,56 @@
+"""Suite-wide fixtures: a Redis server for the tests that need one."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from tests.support import redis_answers, start_redis_server
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[str]:
+    """``redis://host:port`` of a Redis server for this run.
+
+    Uses ``WS_TEST_REDIS_URL`` when set, else the server at 127.0.0.1:6379, else
+    starts ``redis-server`` on a free port for the session. With none to be had
+    the test fails when ``CI=true`` and is skipped otherwise.
+    """
+    explicit = os.environ.get("WS_TEST_REDIS_URL")
+    if explicit:
+        yield explicit.rstrip("/")
+        return
+    if redis_answers("127.0.0.1", 6379):
+        yield "redis://127.0.0.1:6379"
+        return
+    try:
+        proc, port = start_redis_server()
+    except (FileNotFoundError, TimeoutError) as exc:
+        message = f"no Redis at 127.0.0.1:6379 and none could be started: {exc}"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    try:
+        yield f"redis://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture
+def redis_prefix(redis_server: str) -> Iterator[str]:
+    """A key prefix owned by one test; its keys are deleted afterwards."""
+    import redis
+
+    prefix = f"svc-infra-test-{uuid.uuid4().hex[:12]}"
+    yield prefix
+    client = redis.Redis.from_url(redis_server)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()

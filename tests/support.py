@@ -1,0 +1,130 @@
+"""Helpers shared by the tests: bounded waits, free ports, servers, Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Every wait in the suite is a multiple of this unit; raise it on a slow machine
+# (WS_TEST_TIMEOUT_FACTOR=3) instead of editing tests.
+TIMEOUT_FACTOR = float(os.environ.get("WS_TEST_TIMEOUT_FACTOR", "1"))
+
+
+def timeout(seconds: float = 5.0) -> float:
+    """A bound for one wait, scaled by ``WS_TEST_TIMEOUT_FACTOR``."""
+    return seconds * TIMEOUT_FACTOR
+
+
+def free_port() -> int:
+    """A TCP port that was free a moment ago, for servers that cannot bind port 0."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def port_of(server: Server) -> int:
+    return int(next(iter(server.sockets)).getsockname()[1])
+
+
+@contextlib.asynccontextmanager
+async def ws_server(
+    handler: Callable[[ServerConnection], Awaitable[None]], *, port: int = 0, **kwargs: Any
+) -> AsyncIterator[tuple[Server, str]]:
+    """Run a ``websockets`` server on 127.0.0.1; yield it and its ``ws://`` URL."""
+    async with serve(handler, "127.0.0.1", port, **kwargs) as server:
+        yield server, f"ws://127.0.0.1:{port_of(server)}/"
+
+
+async def echo(ws: ServerConnection) -> None:
+    """Server handler: send every message back unchanged."""
+    async for message in ws:
+        await ws.send(message)
+
+
+def wait_for_port(port: int, proc: subprocess.Popen[Any] | None = None, limit: float = 20) -> None:
+    """Block until something accepts TCP connections on 127.0.0.1:port."""
+    deadline = time.monotonic() + timeout(limit)
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode} before listening")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        time.sleep(0.05)  # polling a port that has no event to await
+    raise TimeoutError(f"nothing listened on 127.0.0.1:{port} within {limit}s")
+
+
+async def wait_until(predicate: Callable[[], bool], limit: float = 5) -> None:
+    """Poll ``predicate`` for state with no event to await; fail after ``limit``."""
+    async with asyncio.timeout(timeout(limit)):
+        while not predicate():
+            await asyncio.sleep(0.01)
+
+
+# --- Redis -----------------------------------------------------------------------------
+
+
+def redis_answers(host: str, port: int) -> bool:
+    """Whether a Redis server answers PING at host:port."""
+    try:
+        with socket.create_connection((host, port), timeout=1) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def start_redis_server() -> tuple[subprocess.Popen[bytes], int]:
+    """Start a throwaway ``redis-server`` on a free port; return it and its port.
+
+    Raises:
+        FileNotFoundError: If ``redis-server`` is not installed.
+        TimeoutError: If it does not answer within the bound.
+    """
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise FileNotFoundError("redis-server is not installed")
+    port = free_port()
+    workdir = tempfile.mkdtemp(prefix="svc-infra-redis-")
+    proc = subprocess.Popen(
+        [
+            binary,
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            workdir,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + timeout(10)
+    while not redis_answers("127.0.0.1", port):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise TimeoutError(f"redis-server did not answer on port {port}")
+        time.sleep(0.05)
+    return proc, port
+
+
+def python_cmd(*args: str) -> list[str]:
+    """The command running this interpreter with ``args``."""
+    return [sys.executable, *args]

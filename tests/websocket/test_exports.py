@@ -1,0 +1,63 @@
+"""The public API: the names exported, and what importing pulls in."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import svc_infra.websocket as ws
+
+# The spec's module exports that exist so far (the server side comes with the
+# manager), plus ConfigurationError.
+EXPECTED = {
+    "WebSocketClient",
+    "websocket_connect",
+    "easy_websocket_client",
+    "WebSocketConfig",
+    "get_default_config",
+    "ConnectionState",
+    "WebSocketMessage",
+    "ConnectionInfo",
+    "WebSocketError",
+    "ConnectionClosedError",
+    "ConnectionFailedError",
+    "AuthenticationError",
+    "MessageTooLargeError",
+    "ConfigurationError",
+}
+
+
+def test_all_is_pinned() -> None:
+    """__all__ lists exactly the documented names, once each, and all resolve."""
+    assert len(ws.__all__) == len(set(ws.__all__))
+    assert set(ws.__all__) == EXPECTED
+    for name in ws.__all__:
+        assert getattr(ws, name) is not None
+
+
+def test_star_import_gives_the_public_names() -> None:
+    """from svc_infra.websocket import * binds the public API and nothing private."""
+    namespace: dict[str, object] = {}
+    exec("from svc_infra.websocket import *", namespace)
+    assert set(namespace) - {"__builtins__"} == EXPECTED
+
+
+def test_core_imports_no_web_framework() -> None:
+    """Importing the package loads neither Django, Channels nor Starlette/FastAPI."""
+    code = (
+        "import sys, svc_infra.websocket, svc_infra.websocket.__main__;"
+        "bad = [m for m in sys.modules if m.split('.')[0] in"
+        " {'django', 'channels', 'starlette', 'fastapi', 'daphne', 'uvicorn'}];"
+        "print(','.join(bad))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert out.stdout.strip() == ""
+
+
+def test_package_is_typed() -> None:
+    """The distribution ships py.typed so users' type checkers see our annotations."""
+    from importlib.resources import files
+
+    assert files("svc_infra").joinpath("py.typed").is_file()
