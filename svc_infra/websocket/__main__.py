@@ -121,19 +121,21 @@ async def _session(ws: WebSocketClient, lines: asyncio.Queue[str | None]) -> boo
     sender = asyncio.create_task(_send_lines(ws, lines))
     receiver = asyncio.create_task(_print_messages(ws))
     try:
-        done, _ = await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
+        if receiver.done():
+            receiver.result()  # re-raises an abnormal closure
+            return False
+        sender.result()  # re-raises a closure seen while sending
+        # End of input: close, but keep printing what the server sent before its
+        # close frame (replies to the last lines), until the handshake completes.
+        await ws.close()
+        await receiver
+        return True
     finally:
         for task in (sender, receiver):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-    # result() re-raises a closed-connection error from either task.
-    if sender in done:
-        sender.result()
-        await ws.close()
-        return True
-    receiver.result()
-    return False
 
 
 async def _run(args: argparse.Namespace) -> int:
