@@ -92,6 +92,8 @@ class WebSocketClient:
         self._headers = dict(headers) if headers else {}
         self._subprotocols = [Subprotocol(p) for p in subprotocols] if subprotocols else None
         self._conn: ClientConnection | None = None
+        # Concurrent connect() calls share one attempt instead of racing.
+        self._connect_lock = asyncio.Lock()
         self._connecting = False
         # Set by the reconnect loop while it waits between attempts.
         self._reconnecting = False
@@ -161,10 +163,15 @@ class WebSocketClient:
             AuthenticationError: If the server answers the handshake with 401 or
                 403.
 
-        Cancelling is safe: no connection is left half-open.
+        Cancelling is safe: no connection is left half-open. Concurrent calls
+        share one attempt.
         """
-        if self.is_connected:
-            return self
+        async with self._connect_lock:
+            if not self.is_connected:
+                await self._open()
+        return self
+
+    async def _open(self) -> None:
         cfg = self._config
         self._connecting = True
         try:
@@ -196,7 +203,6 @@ class WebSocketClient:
         finally:
             self._connecting = False
         self._latency = 0.0
-        return self
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Close the connection with ``code`` and ``reason``.

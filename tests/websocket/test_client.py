@@ -86,6 +86,24 @@ async def test_properties(echo_url: str) -> None:
     await ws.close()  # closing twice is harmless
 
 
+async def test_concurrent_connects_open_one_connection() -> None:
+    """connect() from several tasks at once opens a single connection."""
+    handshakes = 0
+
+    async def handler(ws: ServerConnection) -> None:
+        nonlocal handshakes
+        handshakes += 1
+        await echo(ws)
+
+    async with ws_server(handler) as (_, url):
+        ws = WebSocketClient(url, config=FAST)
+        await asyncio.gather(*(ws.connect() for _ in range(5)))
+        await ws.send("once")
+        assert await ws.recv() == "once"
+        await ws.close()
+    assert handshakes == 1
+
+
 async def test_reconnect_same_client_after_close(echo_url: str) -> None:
     """A closed client can connect again."""
     ws = WebSocketClient(echo_url, config=FAST)
