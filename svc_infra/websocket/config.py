@@ -49,6 +49,11 @@ class WebSocketConfig:
         reconnect_backoff_base: Delay before the first retry, in seconds.
         reconnect_backoff_max: Upper bound of the delay between retries.
         reconnect_jitter: Relative spread of each delay, between 0 and 1.
+        outbox_limit: Server side: bytes (characters for text) a connection may
+            have waiting to be written before it is closed as a slow consumer.
+        channel_prefix: Server side: prefix of the manager's Channels group names.
+        redis_url: Server side: a ``redis://`` URL; the manager then builds a
+            ``channels_redis`` layer. ``None`` keeps the in-memory (or Django) layer.
 
     Raises:
         ConfigurationError: If a value is of the wrong type or out of range.
@@ -65,6 +70,9 @@ class WebSocketConfig:
     reconnect_backoff_base: float = 1.0
     reconnect_backoff_max: float = 60.0
     reconnect_jitter: float = 0.1
+    outbox_limit: int = 1_048_576
+    channel_prefix: str = "ws."
+    redis_url: str | None = None
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -138,6 +146,9 @@ def get_default_config(**overrides: Any) -> WebSocketConfig:
     ``WS_RECONNECT_BACKOFF_BASE``   1.0        first retry delay (seconds)
     ``WS_RECONNECT_BACKOFF_MAX``    60.0       longest retry delay (seconds)
     ``WS_RECONNECT_JITTER``         0.1        relative spread of delays (0-1)
+    ``WS_OUTBOX_LIMIT``             1048576    per-connection outbox (server side)
+    ``WS_CHANNEL_PREFIX``           ws.        Channels group name prefix
+    ``WS_REDIS_URL``                (unset)    ``redis://`` URL for channels_redis
     ==============================  =========  ====================================
 
     Raises:
@@ -173,6 +184,14 @@ def _parse_int(raw: str, name: str) -> int:
         raise ConfigurationError(name, raw, "a whole number") from None
 
 
+def _parse_str(raw: str, name: str) -> str:
+    return raw.strip()
+
+
+def _parse_optional_str(raw: str, name: str) -> str | None:
+    return raw.strip() or None
+
+
 def _parse_bool(raw: str, name: str) -> bool:
     word = raw.strip().lower()
     if word in _TRUE_WORDS:
@@ -187,20 +206,25 @@ class _Spec:
     """How one field is parsed from text and which values it accepts."""
 
     parse: Callable[[str, str], Any]
-    kind: str  # "float", "int" or "bool"
+    kind: str  # "float", "int", "bool" or "str"
     minimum: float | None = None
     maximum: float | None = None
     exclusive_minimum: bool = False
     optional: bool = False
 
     def expected(self) -> str:
-        text = {"float": "a number", "int": "a whole number", "bool": "a boolean"}[self.kind]
+        text = {
+            "float": "a number",
+            "int": "a whole number",
+            "bool": "a boolean",
+            "str": "a non-empty string",
+        }[self.kind]
         if self.minimum is not None:
             text += f" {'>' if self.exclusive_minimum else '>='} {self.minimum:g}"
         if self.maximum is not None:
             text += f" and <= {self.maximum:g}"
         if self.optional:
-            text += ", or None to disable"
+            text += ", or None"
         return text
 
     def check(self, value: Any, name: str) -> None:
@@ -211,6 +235,7 @@ class _Spec:
             "float": isinstance(value, int | float) and not isinstance(value, bool),
             "int": isinstance(value, int) and not isinstance(value, bool),
             "bool": isinstance(value, bool),
+            "str": isinstance(value, str) and value != "",
         }[self.kind]
         if not ok_type or (self.kind == "float" and not math.isfinite(value)):
             raise ConfigurationError(name, value, self.expected())
@@ -238,4 +263,7 @@ _SPECS: dict[str, _Spec] = {
     "reconnect_backoff_base": _Spec(_parse_float, "float", minimum=0),
     "reconnect_backoff_max": _Spec(_parse_float, "float", minimum=0),
     "reconnect_jitter": _Spec(_parse_float, "float", minimum=0, maximum=1),
+    "outbox_limit": _Spec(_parse_int, "int", minimum=0, exclusive_minimum=True),
+    "channel_prefix": _Spec(_parse_str, "str"),
+    "redis_url": _Spec(_parse_optional_str, "str", optional=True),
 }

@@ -26,20 +26,27 @@ SPEC_DEFAULTS = {
     "WS_RECONNECT_BACKOFF_MAX": ("reconnect_backoff_max", 60.0),
     "WS_RECONNECT_JITTER": ("reconnect_jitter", 0.1),
 }
+# Server-side settings beyond the spec's eleven.
+EXTRA_DEFAULTS = {
+    "WS_OUTBOX_LIMIT": ("outbox_limit", 1048576),
+    "WS_CHANNEL_PREFIX": ("channel_prefix", "ws."),
+    "WS_REDIS_URL": ("redis_url", None),
+}
 
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """Each test starts with no WS_* variable set."""
-    for var in SPEC_DEFAULTS:
+    for var in (*SPEC_DEFAULTS, *EXTRA_DEFAULTS):
         monkeypatch.delenv(var, raising=False)
 
 
 def test_defaults_are_the_specs() -> None:
     """Every field defaults to the spec's value, from the class and from the env reader."""
-    assert len(dataclasses.fields(WebSocketConfig)) == 11
+    fields = {f.name for f in dataclasses.fields(WebSocketConfig)}
+    assert fields == {f for f, _ in (*SPEC_DEFAULTS.values(), *EXTRA_DEFAULTS.values())}
     for config in (WebSocketConfig(), get_default_config()):
-        for _var, (field, default) in SPEC_DEFAULTS.items():
+        for _var, (field, default) in {**SPEC_DEFAULTS, **EXTRA_DEFAULTS}.items():
             assert getattr(config, field) == default, field
             assert type(getattr(config, field)) is type(default), field
 
@@ -60,6 +67,10 @@ def test_defaults_are_the_specs() -> None:
         ("WS_RECONNECT_BACKOFF_BASE", "0.25", 0.25),
         ("WS_RECONNECT_BACKOFF_MAX", "5", 5.0),
         ("WS_RECONNECT_JITTER", "1", 1.0),
+        ("WS_OUTBOX_LIMIT", "65536", 65536),
+        ("WS_CHANNEL_PREFIX", "app.", "app."),
+        ("WS_REDIS_URL", "redis://127.0.0.1:6379/3", "redis://127.0.0.1:6379/3"),
+        ("WS_REDIS_URL", "", None),
     ],
 )
 def test_each_variable_is_read(
@@ -67,7 +78,7 @@ def test_each_variable_is_read(
 ) -> None:
     """Each WS_* variable sets its field, parsed to the field's type."""
     monkeypatch.setenv(var, raw)
-    field = SPEC_DEFAULTS[var][0]
+    field = {**SPEC_DEFAULTS, **EXTRA_DEFAULTS}[var][0]
     assert getattr(get_default_config(), field) == expected
 
 
@@ -131,6 +142,9 @@ def test_from_env_reads_a_given_mapping() -> None:
         ("WS_RECONNECT_BACKOFF_MAX", "-1"),
         ("WS_RECONNECT_JITTER", "1.5"),
         ("WS_RECONNECT_JITTER", "-0.1"),
+        ("WS_OUTBOX_LIMIT", "0"),
+        ("WS_OUTBOX_LIMIT", "1MiB"),
+        ("WS_CHANNEL_PREFIX", ""),
     ],
 )
 def test_bad_variables_name_the_variable_and_value(

@@ -7,12 +7,18 @@ import sys
 
 import svc_infra.websocket as ws
 
-# The spec's module exports that exist so far (the server side comes with the
-# manager), plus ConfigurationError.
+# The spec's module exports, plus ConfigurationError, ManagerStats and
+# CLOSE_SLOW_CONSUMER.
 EXPECTED = {
     "WebSocketClient",
     "websocket_connect",
     "easy_websocket_client",
+    "ConnectionManager",
+    "easy_websocket_manager",
+    "add_websocket_manager",
+    "get_ws_manager",
+    "ManagerStats",
+    "CLOSE_SLOW_CONSUMER",
     "WebSocketConfig",
     "get_default_config",
     "ConnectionState",
@@ -35,6 +41,19 @@ def test_all_is_pinned() -> None:
         assert getattr(ws, name) is not None
 
 
+def test_spec_import_block_works() -> None:
+    """The spec's "Module Exports" import runs as written."""
+    exec(
+        "from svc_infra.websocket import (WebSocketClient, websocket_connect,"
+        " easy_websocket_client, ConnectionManager, easy_websocket_manager,"
+        " add_websocket_manager, get_ws_manager, WebSocketConfig, get_default_config,"
+        " ConnectionState, WebSocketMessage, ConnectionInfo, WebSocketError,"
+        " ConnectionClosedError, ConnectionFailedError, AuthenticationError,"
+        " MessageTooLargeError)",
+        {},
+    )
+
+
 def test_star_import_gives_the_public_names() -> None:
     """from svc_infra.websocket import * binds the public API and nothing private."""
     namespace: dict[str, object] = {}
@@ -43,9 +62,10 @@ def test_star_import_gives_the_public_names() -> None:
 
 
 def test_core_imports_no_web_framework() -> None:
-    """Importing the package loads neither Django, Channels nor Starlette/FastAPI."""
+    """Importing the package, manager included, loads no Django, Channels or Starlette."""
     code = (
         "import sys, svc_infra.websocket, svc_infra.websocket.__main__;"
+        "import svc_infra.websocket.manager, svc_infra.websocket.testing;"
         "bad = [m for m in sys.modules if m.split('.')[0] in"
         " {'django', 'channels', 'starlette', 'fastapi', 'daphne', 'uvicorn'}];"
         "print(','.join(bad))"

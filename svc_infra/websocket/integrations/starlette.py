@@ -1,0 +1,191 @@
+"""Starlette and FastAPI: the socket adapter, ``add_websocket_manager``, ``get_ws_manager``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import threading
+from collections.abc import AsyncIterator, Callable, Mapping
+from types import FrameType
+from typing import Any
+
+from starlette.requests import HTTPConnection
+from starlette.types import ASGIApp
+from starlette.websockets import WebSocket, WebSocketState
+
+from ..exceptions import WebSocketError
+from ..manager import ConnectionManager
+from ..messages import Frame
+
+__all__ = ["StarletteTransport", "add_websocket_manager", "get_ws_manager"]
+
+logger = logging.getLogger("svc_infra.websocket.manager")
+
+# Where the manager lives on the application.
+STATE_KEY = "ws_manager"
+_SHUTDOWN_REASON = "server shutting down"
+
+
+class StarletteTransport:
+    """A Starlette/FastAPI ``WebSocket`` as the manager sees it."""
+
+    __slots__ = ("websocket",)
+
+    def __init__(self, websocket: WebSocket) -> None:
+        self.websocket = websocket
+
+    @property
+    def accepted(self) -> bool:
+        return self.websocket.application_state is not WebSocketState.CONNECTING
+
+    @property
+    def subprotocols(self) -> list[str]:
+        # From the scope: uvicorn's wsproto backend drops the header itself.
+        return list(self.websocket.scope.get("subprotocols") or ())
+
+    async def accept(self, subprotocol: str | None = None) -> None:
+        await self.websocket.accept(subprotocol=subprotocol)
+
+    async def send(self, frame: Frame) -> None:
+        if isinstance(frame, str):
+            await self.websocket.send({"type": "websocket.send", "text": frame})
+        else:
+            await self.websocket.send({"type": "websocket.send", "bytes": frame})
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        ws = self.websocket
+        if ws.application_state is WebSocketState.DISCONNECTED:
+            return
+        if ws.client_state is WebSocketState.DISCONNECTED:
+            return
+        # The client may vanish between the check and the send: that is fine.
+        with contextlib.suppress(Exception):
+            await ws.close(code, reason)
+
+
+def _find_app(obj: Any) -> Any:
+    if isinstance(obj, HTTPConnection):
+        return obj.app
+    return obj
+
+
+def get_ws_manager(request_or_websocket_or_app: HTTPConnection) -> ConnectionManager:
+    """Return the manager that :func:`add_websocket_manager` put on the app.
+
+    Takes a ``Request``, a ``WebSocket`` or the app itself, and works as a
+    FastAPI dependency in HTTP and WebSocket routes::
+
+        @app.get("/ws/stats")
+        async def stats(manager: ConnectionManager = Depends(get_ws_manager)): ...
+
+    Raises:
+        WebSocketError: If the app has no manager.
+    """
+    app = _find_app(request_or_websocket_or_app)
+    state = getattr(app, "state", None)
+    manager = getattr(state, STATE_KEY, None)
+    if not isinstance(manager, ConnectionManager):
+        raise WebSocketError(
+            "this application has no ConnectionManager: call add_websocket_manager(app) first"
+        )
+    return manager
+
+
+def add_websocket_manager(
+    app: Any, manager: ConnectionManager | None = None, *, close_on_signals: bool = True
+) -> ConnectionManager:
+    """Attach a manager to a Starlette or FastAPI app and tie it to the app's lifespan.
+
+    On startup the manager starts (its layer channel and receive task). On
+    shutdown every socket still open is closed with 1001 (going away). Apps
+    with and without a ``lifespan=`` of their own work; the manager starts
+    before the app's own startup and stops after its shutdown.
+
+    uvicorn closes WebSockets with 1012 before running the lifespan shutdown.
+    With ``close_on_signals`` (the default, main thread only), SIGINT/SIGTERM
+    first close every socket with 1001, then reach the server's own handler.
+
+    Args:
+        app: A ``Starlette`` or ``FastAPI`` application.
+        manager: The manager to attach; a new ``ConnectionManager()`` by default.
+        close_on_signals: Close sockets with 1001 when a shutdown signal arrives.
+
+    Returns:
+        The manager, also available as ``app.state.ws_manager`` and through
+        :func:`get_ws_manager`.
+    """
+    manager = manager if manager is not None else ConnectionManager()
+    setattr(app.state, STATE_KEY, manager)
+    router = getattr(app, "router", None)
+    if router is None or not hasattr(router, "lifespan_context"):
+        raise TypeError(f"expected a Starlette or FastAPI app, got {type(app).__name__}")
+    inner = router.lifespan_context
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app_: ASGIApp) -> AsyncIterator[Mapping[str, Any] | None]:
+        await manager.start()
+        restore = _close_on_signals(manager) if close_on_signals else None
+        try:
+            async with inner(app_) as state:
+                yield state
+        finally:
+            if restore is not None:
+                restore()
+            await manager.shutdown(1001, _SHUTDOWN_REASON)
+
+    router.lifespan_context = lifespan
+    return manager
+
+
+_Handler = Callable[[int, FrameType | None], Any] | int | signal.Handlers | None
+
+
+def _close_on_signals(manager: ConnectionManager) -> Callable[[], None] | None:
+    """Make SIGINT/SIGTERM close every socket with 1001 before the server's handler runs."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    loop = asyncio.get_running_loop()
+    previous: dict[int, _Handler] = {}
+    closing = False
+    tasks: set[asyncio.Task[None]] = set()
+
+    def chain(signum: int, frame: FrameType | None) -> None:
+        handler = previous.get(signum)
+        if callable(handler):
+            handler(signum, frame)
+        elif handler == signal.SIG_DFL:
+            signal.signal(signum, signal.SIG_DFL)
+            signal.raise_signal(signum)
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        nonlocal closing
+        if closing:  # a second signal: do not wait any longer
+            chain(signum, frame)
+            return
+        closing = True
+
+        def start_closing() -> None:
+            task = loop.create_task(manager.shutdown(1001, _SHUTDOWN_REASON))
+            tasks.add(task)  # keep a reference until it is done
+
+            def closed(task: asyncio.Task[None]) -> None:
+                tasks.discard(task)
+                chain(signum, frame)
+
+            task.add_done_callback(closed)
+
+        # A signal handler may not touch the loop directly; this is thread-safe.
+        loop.call_soon_threadsafe(start_closing)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        previous[sig] = signal.getsignal(sig)
+        signal.signal(sig, on_signal)
+
+    def restore() -> None:
+        for sig, handler in previous.items():
+            if signal.getsignal(sig) is on_signal:
+                signal.signal(sig, handler)
+
+    return restore

@@ -1,0 +1,643 @@
+"""The :class:`ConnectionManager`: users, their connections and rooms, on a Channels layer.
+
+How delivery works (see ``docs/manager.md``):
+
+- Each manager owns one channel on the layer and a task that receives from it.
+  The channel sits in the broadcast group, in the group of every user with a
+  connection here, and in the group of every room such a user belongs to.
+- ``send_to_user``, ``broadcast`` and ``broadcast_to_room`` write to this process's
+  sockets directly, then make ONE ``group_send`` so that other processes (and any
+  Channels code) do the same for theirs. A manager skips its own messages when
+  they come back from the layer.
+- Payloads are encoded once, by the sender; every process writes the same frame.
+- Writes go through a bounded outbox per connection, so a slow client never holds
+  up the others.
+
+The module imports neither Django nor Starlette: sockets arrive through
+:mod:`svc_infra.websocket.integrations`, the layer through
+:mod:`svc_infra.websocket.layers`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from dataclasses import asdict, dataclass
+from typing import Any, TypeVar
+
+from . import messages as lm
+from .config import WebSocketConfig, get_default_config
+from .connection import CLOSE_SLOW_CONSUMER, LocalConnection
+from .groups import broadcast_group, normalize_prefix, room_group, user_group
+from .integrations import adapt
+from .layers import build_layer, reserve_capacity
+from .models import ConnectionInfo
+
+__all__ = ["ConnectionManager", "ManagerStats", "easy_websocket_manager"]
+
+logger = logging.getLogger("svc_infra.websocket.manager")
+
+Hook = Callable[[str, Any], Awaitable[None] | None]
+H = TypeVar("H", bound=Hook)
+
+# 1011 "Internal Error": a write to the socket failed.
+_CLOSE_SEND_FAILED = 1011
+_BEARER = "bearer"
+
+
+@dataclass(slots=True)
+class ManagerStats:
+    """Counters of what the manager did and dropped, since it was created.
+
+    Attributes:
+        frames_queued: Frames queued for local sockets.
+        frames_dropped: Frames lost because their connection was evicted or failed.
+        slow_consumers: Connections closed because their outbox overflowed.
+        send_failures: Connections dropped because a write failed.
+        layer_errors: Errors talking to the channel layer (logged).
+        hook_errors: Lifecycle hooks that raised (logged).
+    """
+
+    frames_queued: int = 0
+    frames_dropped: int = 0
+    slow_consumers: int = 0
+    send_failures: int = 0
+    layer_errors: int = 0
+    hook_errors: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+def _user_key(user_id: object) -> str:
+    # FastAPI path parameters and database ids are often ints: accept them, and
+    # use one spelling everywhere (presence, group names, hooks).
+    if isinstance(user_id, str):
+        return user_id
+    if isinstance(user_id, int) and not isinstance(user_id, bool):
+        return str(user_id)
+    raise TypeError(f"user_id must be str or int, not {type(user_id).__name__}")
+
+
+def _metadata(metadata: object) -> dict[str, Any]:
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, dict):
+        raise TypeError(f"metadata must be a dict, not {type(metadata).__name__}")
+    return dict(metadata)
+
+
+class ConnectionManager:
+    """Track users, their connections and rooms; deliver through a Channels layer.
+
+    Args:
+        layer: A Channels channel layer. ``None`` builds one: a ``channels_redis``
+            layer when ``redis_url`` (or ``WS_REDIS_URL``) is set, else Django's
+            default layer when Django is configured, else an in-memory layer
+            (one process).
+        redis_url: ``redis://host:port/db`` for a ``channels_redis`` layer.
+        channel_prefix: Prefix of group names; characters Channels refuses are
+            replaced (``"ws:"`` becomes ``"ws."``). Defaults to ``WS_CHANNEL_PREFIX``.
+        config: Defaults to :func:`get_default_config` (the ``WS_*`` variables);
+            ``outbox_limit`` and ``close_timeout`` apply here.
+
+    Raises:
+        ConfigurationError: If a setting is invalid or ``channels-redis`` is
+            missing for ``redis_url``.
+    """
+
+    def __init__(
+        self,
+        layer: Any = None,
+        *,
+        redis_url: str | None = None,
+        channel_prefix: str | None = None,
+        config: WebSocketConfig | None = None,
+    ) -> None:
+        self.config = config if config is not None else get_default_config()
+        self.prefix = normalize_prefix(channel_prefix or self.config.channel_prefix)
+        self.layer = (
+            layer
+            if layer is not None
+            else build_layer(redis_url=redis_url or self.config.redis_url)
+        )
+        reserve_capacity(self.layer, f"{self.prefix}mgr*")
+        self.id = uuid.uuid4().hex[:16]
+        self.stats = ManagerStats()
+        self._all_group = broadcast_group(self.prefix)
+        self._conns: dict[str, LocalConnection] = {}
+        self._by_socket: dict[int, LocalConnection] = {}
+        # Users with a connection here; dicts are ordered sets.
+        self._users: dict[str, dict[str, LocalConnection]] = {}
+        # Room membership belongs to users, connected here or not yet.
+        self._rooms: dict[str, dict[str, None]] = {}
+        self._user_rooms: dict[str, dict[str, None]] = {}
+        self._room_groups: set[str] = set()  # rooms whose group our channel is in
+        self._connect_hooks: list[Hook] = []
+        self._disconnect_hooks: list[Hook] = []
+        self._channel: str | None = None
+        self._receiver: asyncio.Task[None] | None = None
+        self._start_lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # --- properties ------------------------------------------------------------------
+
+    @property
+    def active_users(self) -> list[str]:
+        """Ids of the users with at least one connection."""
+        return list(self._users)
+
+    @property
+    def connection_count(self) -> int:
+        """Number of open connections."""
+        return len(self._conns)
+
+    @property
+    def room_count(self) -> int:
+        """Number of rooms with at least one member."""
+        return len(self._rooms)
+
+    @property
+    def channel_name(self) -> str | None:
+        """This manager's channel on the layer, once started."""
+        return self._channel
+
+    # --- hooks -----------------------------------------------------------------------
+
+    def on_connect(self, func: H) -> H:
+        """Register ``func(user_id, websocket)`` to run after each connection opens.
+
+        Several handlers may be registered; they run in order. One that raises is
+        logged and counted; the connection stays registered and the other
+        handlers still run.
+        """
+        self._connect_hooks.append(func)
+        return func
+
+    def on_disconnect(self, func: H) -> H:
+        """Register ``func(user_id, websocket)`` to run once after each connection ends.
+
+        It runs whether the connection ended by :meth:`disconnect`, by a failed
+        write, by eviction as a slow consumer, or by :meth:`shutdown`, and after
+        the connection has left the manager's state.
+        """
+        self._disconnect_hooks.append(func)
+        return func
+
+    # --- lifecycle -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open this manager's channel and start receiving from the layer.
+
+        Called by :meth:`connect` and by the framework integrations; calling it
+        again does nothing.
+
+        Raises:
+            Exception: Whatever the layer raises when it cannot be reached.
+        """
+        if self._started():
+            return
+        async with self._start_lock:
+            if self._started():  # another task started it while we waited
+                return
+            channel = await _new_channel(self.layer, f"{self.prefix}mgr")
+            await self.layer.group_add(self._all_group, channel)
+            self._channel = channel
+            self._receiver = asyncio.get_running_loop().create_task(
+                self._receive_loop(), name=f"ws-manager-{self.id}"
+            )
+
+    def _started(self) -> bool:
+        return self._receiver is not None
+
+    async def shutdown(self, code: int = 1001, reason: str = "server shutting down") -> None:
+        """Close every connection with ``code`` and stop receiving.
+
+        Pending messages are flushed first, within ``close_timeout``. Each
+        connection's ``on_disconnect`` handlers run. The manager can be started
+        again afterwards.
+
+        Cancelling is not safe: connections may be left open.
+        """
+        conns = [c for c in list(self._conns.values()) if self._detach(c)]
+        await asyncio.gather(*(self._finish(c, code, reason, flush=True) for c in conns))
+        receiver, self._receiver = self._receiver, None
+        if receiver is not None:
+            receiver.cancel()
+            await asyncio.gather(receiver, return_exceptions=True)
+        if self._channel is not None:
+            await self._layer_call(self.layer.group_discard(self._all_group, self._channel))
+            self._channel = None
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=self.config.close_timeout)
+
+    # --- connections -----------------------------------------------------------------
+
+    async def connect(
+        self, user_id: str, websocket: Any, metadata: dict[str, Any] | None = None
+    ) -> str:
+        """Register ``websocket`` as a connection of ``user_id``; return its id.
+
+        Accepts the handshake if the caller has not (with the ``bearer``
+        subprotocol when the client offered it, as browsers sending a token that
+        way require). A user may hold many connections; rooms the user joined,
+        before or after, apply to all of them.
+
+        Args:
+            user_id: The user (``str``; an ``int`` is converted).
+            websocket: A Starlette/FastAPI ``WebSocket``, a Channels consumer, or
+                any :class:`~svc_infra.websocket.connection.Transport`.
+            metadata: JSON-serializable data kept in the connection's
+                :class:`ConnectionInfo`.
+
+        Raises:
+            TypeError: If ``websocket`` is of an unsupported type, or ``user_id``
+                or ``metadata`` of the wrong type.
+        """
+        uid = _user_key(user_id)
+        data = _metadata(metadata)
+        existing = self._by_socket.get(id(websocket))
+        if existing is not None:
+            return existing.id
+        transport = adapt(websocket)
+        if not transport.accepted:
+            offered = transport.subprotocols
+            await transport.accept(_BEARER if _BEARER in offered else None)
+        await self.start()
+        info = ConnectionInfo(uid, uuid.uuid4().hex, metadata=data)
+        conn = LocalConnection(
+            info, websocket, transport, limit=self.config.outbox_limit, failed=self._failed
+        )
+        first = uid not in self._users
+        self._conns[conn.id] = conn
+        self._by_socket[id(websocket)] = conn
+        self._users.setdefault(uid, {})[conn.id] = conn
+        if first:
+            await self._join_groups(uid)
+        await self._run_hooks(self._connect_hooks, uid, websocket)
+        return conn.id
+
+    async def disconnect(
+        self, user_id: str, websocket: Any = None, *, code: int = 1000, reason: str = ""
+    ) -> None:
+        """Close and remove a connection, or all of a user's connections.
+
+        With ``websocket``: that connection (nothing happens if it is already
+        gone, so calling this in a ``finally`` is safe). Without: every
+        connection of the user, in every process. Messages already queued are
+        flushed first, within ``close_timeout``.
+        """
+        uid = _user_key(user_id)
+        if websocket is not None:
+            conn = self._by_socket.get(id(websocket))
+            if conn is not None and conn.user_id == uid and self._detach(conn):
+                await self._finish(conn, code, reason, flush=True)
+            return
+        conns = [c for c in list(self._users.get(uid, {}).values()) if self._detach(c)]
+        await asyncio.gather(*(self._finish(c, code, reason, flush=True) for c in conns))
+        message = {"type": lm.CLOSE, "user": uid, "code": code, "reason": reason}
+        await self._publish(user_group(uid, self.prefix), message)
+
+    # --- sending ---------------------------------------------------------------------
+
+    async def send_to_user(self, user_id: str, message: Any) -> None:
+        """Send ``message`` to every connection of ``user_id``, in every process.
+
+        ``dict``/``list`` go as JSON text, ``str`` as text, ``bytes`` as binary.
+
+        Raises:
+            TypeError: If the message cannot be carried (a set, a dict with
+                non-string keys, an arbitrary object).
+        """
+        uid = _user_key(user_id)
+        frame = lm.encode_payload(message)
+        self._fan_out(frame, user=uid)
+        await self._publish(user_group(uid, self.prefix), lm.send_message(frame, user=uid))
+
+    async def broadcast(self, message: Any, exclude_user: str | None = None) -> None:
+        """Send ``message`` to every connection, except those of ``exclude_user``.
+
+        Raises:
+            TypeError: If the message cannot be carried.
+        """
+        exclude = None if exclude_user is None else _user_key(exclude_user)
+        frame = lm.encode_payload(message)
+        self._fan_out(frame, exclude=exclude)
+        await self._publish(self._all_group, lm.send_message(frame, exclude=exclude))
+
+    async def broadcast_to_room(
+        self, room: str, message: Any, exclude_user: str | None = None
+    ) -> None:
+        """Send ``message`` to the connections of the room's members, except ``exclude_user``.
+
+        Raises:
+            TypeError: If the message cannot be carried.
+        """
+        exclude = None if exclude_user is None else _user_key(exclude_user)
+        frame = lm.encode_payload(message)
+        self._fan_out(frame, room=room, exclude=exclude)
+        await self._publish(
+            room_group(room, self.prefix), lm.send_message(frame, room=room, exclude=exclude)
+        )
+
+    # --- rooms -----------------------------------------------------------------------
+
+    async def join_room(self, user_id: str, room: str) -> None:
+        """Add ``user_id`` to ``room``: all the user's connections, now and later.
+
+        Connections in this process receive the room's messages when this
+        returns; other processes learn it through a ``ws.join`` layer message.
+        """
+        uid = _user_key(user_id)
+        await self._apply_join(uid, room)
+        message = {"type": lm.JOIN, "user": uid, "room": room}
+        await self._publish(user_group(uid, self.prefix), message)
+
+    async def leave_room(self, user_id: str, room: str) -> None:
+        """Remove ``user_id`` from ``room`` (all the user's connections)."""
+        uid = _user_key(user_id)
+        await self._apply_leave(uid, room)
+        message = {"type": lm.LEAVE, "user": uid, "room": room}
+        await self._publish(user_group(uid, self.prefix), message)
+
+    def get_room_users(self, room: str) -> list[str]:
+        """Ids of the members of ``room``, in the order they joined."""
+        return list(self._rooms.get(room, ()))
+
+    # --- queries ---------------------------------------------------------------------
+
+    def get_user_connections(self, user_id: str) -> list[ConnectionInfo]:
+        """Information about each connection of ``user_id`` (oldest first)."""
+        return [c.info for c in self._users.get(_user_key(user_id), {}).values()]
+
+    def is_user_connected(self, user_id: str) -> bool:
+        """Whether ``user_id`` has at least one connection."""
+        return _user_key(user_id) in self._users
+
+    # --- internals: fan-out and the layer --------------------------------------------
+
+    def _fan_out(
+        self,
+        frame: lm.Frame,
+        *,
+        user: str | None = None,
+        room: str | None = None,
+        exclude: str | None = None,
+    ) -> None:
+        targets: Iterable[LocalConnection]
+        if user is not None:
+            if user == exclude:
+                return
+            targets = list(self._users.get(user, {}).values())
+        elif room is not None:
+            users = self._users
+            targets = [
+                conn
+                for member in self._rooms.get(room, ())
+                if member != exclude and member in users
+                for conn in list(users[member].values())
+            ]
+        elif exclude is None:
+            targets = list(self._conns.values())
+        else:
+            targets = [c for c in list(self._conns.values()) if c.user_id != exclude]
+        queued = 0
+        for conn in targets:
+            queued += conn.push(frame)
+        self.stats.frames_queued += queued
+
+    async def _publish(self, group: str, message: dict[str, Any]) -> None:
+        message["origin"] = self.id
+        await self._layer_call(self.layer.group_send(group, message))
+
+    async def _layer_call(self, call: Coroutine[Any, Any, Any]) -> None:
+        try:
+            await call
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            self.stats.layer_errors += 1
+            logger.exception("channel layer call failed")
+
+    async def _receive_loop(self) -> None:
+        assert self._channel is not None
+        channel = self._channel
+        delay = 0.05
+        while True:
+            # Never wrapped in a timeout: RedisPubSubChannelLayer loses its
+            # subscription when a receive() is cancelled.
+            try:
+                message = await self.layer.receive(channel)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self.stats.layer_errors += 1
+                logger.exception("receiving from the channel layer failed; retrying")
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            delay = 0.05
+            try:
+                await self._dispatch(message)
+            except Exception:
+                logger.exception("could not handle layer message %r", message.get("type"))
+
+    async def _dispatch(self, message: dict[str, Any]) -> None:
+        if message.get("origin") == self.id:
+            return  # already delivered locally by the sender
+        kind = message.get("type")
+        user = message.get("user")
+        if kind == lm.SEND:
+            frame = lm.frame_of(message)
+            if frame is None:
+                logger.warning("ws.send message without text or bytes ignored")
+                return
+            room = message.get("room")
+            exclude = message.get("exclude")
+            self._fan_out(
+                frame,
+                user=user if isinstance(user, str) else None,
+                room=room if isinstance(room, str) else None,
+                exclude=exclude if isinstance(exclude, str) else None,
+            )
+        elif kind in (lm.JOIN, lm.LEAVE):
+            room = message.get("room")
+            if isinstance(user, str) and isinstance(room, str):
+                if kind == lm.JOIN:
+                    await self._apply_join(user, room)
+                else:
+                    await self._apply_leave(user, room)
+        elif kind == lm.CLOSE and isinstance(user, str):
+            code = message.get("code", 1000)
+            reason = message.get("reason", "")
+            conns = [c for c in list(self._users.get(user, {}).values()) if self._detach(c)]
+            await asyncio.gather(
+                *(self._finish(c, int(code), str(reason), flush=True) for c in conns)
+            )
+        else:
+            logger.debug("ignoring layer message of type %r", kind)
+
+    # --- internals: membership and groups -------------------------------------------
+
+    async def _apply_join(self, uid: str, room: str) -> None:
+        self._rooms.setdefault(room, {})[uid] = None
+        self._user_rooms.setdefault(uid, {})[room] = None
+        if uid in self._users and room not in self._room_groups:
+            self._room_groups.add(room)
+            await self._group_add(room_group(room, self.prefix))
+
+    async def _apply_leave(self, uid: str, room: str) -> None:
+        members = self._rooms.get(room)
+        if members is not None:
+            members.pop(uid, None)
+            if not members:
+                del self._rooms[room]
+        rooms = self._user_rooms.get(uid)
+        if rooms is not None:
+            rooms.pop(room, None)
+            if not rooms:
+                del self._user_rooms[uid]
+        await self._release_room_group(room)
+
+    async def _release_room_group(self, room: str) -> None:
+        if room in self._room_groups and not any(
+            m in self._users for m in self._rooms.get(room, ())
+        ):
+            self._room_groups.discard(room)
+            await self._group_discard(room_group(room, self.prefix))
+
+    async def _join_groups(self, uid: str) -> None:
+        """The user's first connection here: join the user's group and rooms."""
+        await self._group_add(user_group(uid, self.prefix))
+        for room in list(self._user_rooms.get(uid, ())):
+            if room not in self._room_groups:
+                self._room_groups.add(room)
+                await self._group_add(room_group(room, self.prefix))
+
+    async def _group_add(self, group: str) -> None:
+        if self._channel is not None:
+            await self._layer_call(self.layer.group_add(group, self._channel))
+
+    async def _group_discard(self, group: str) -> None:
+        if self._channel is not None:
+            await self._layer_call(self.layer.group_discard(group, self._channel))
+
+    # --- internals: ending connections -----------------------------------------------
+
+    def _detach(self, conn: LocalConnection) -> bool:
+        """Remove ``conn`` from the state, at once. False if it was already gone."""
+        if self._conns.pop(conn.id, None) is None:
+            return False
+        self._by_socket.pop(id(conn.socket), None)
+        user_conns = self._users.get(conn.user_id)
+        if user_conns is not None:
+            user_conns.pop(conn.id, None)
+            if not user_conns:
+                del self._users[conn.user_id]
+        return True
+
+    async def _finish(self, conn: LocalConnection, code: int, reason: str, *, flush: bool) -> None:
+        """After :meth:`_detach`: flush, close the socket, fix groups, run hooks."""
+        if flush and conn.dropped_frames():
+            await conn.flush(self.config.close_timeout)
+        self.stats.frames_dropped += conn.dropped_frames()
+        conn.stop()
+        try:
+            await asyncio.wait_for(conn.transport.close(code, reason), self.config.close_timeout)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.debug("closing connection %s failed", conn.id, exc_info=True)
+        uid = conn.user_id
+        if uid not in self._users:
+            # The user's last connection here: leave the user's group and rooms.
+            await self._group_discard(user_group(uid, self.prefix))
+            for room in list(self._user_rooms.pop(uid, ())):
+                members = self._rooms.get(room)
+                if members is not None:
+                    members.pop(uid, None)
+                    if not members:
+                        del self._rooms[room]
+                await self._release_room_group(room)
+        await self._run_hooks(self._disconnect_hooks, uid, conn.socket)
+
+    def _failed(self, conn: LocalConnection, exc: BaseException | None) -> None:
+        """A connection's outbox overflowed (``exc`` None) or its write failed."""
+        if not self._detach(conn):
+            return
+        if exc is None:
+            self.stats.slow_consumers += 1
+            code, reason = CLOSE_SLOW_CONSUMER, "slow consumer: outbox full"
+            logger.warning(
+                "closing connection %s of user %r: outbox over %d bytes",
+                conn.id,
+                conn.user_id,
+                self.config.outbox_limit,
+            )
+        else:
+            self.stats.send_failures += 1
+            code, reason = _CLOSE_SEND_FAILED, "send failed"
+            logger.info("dropping connection %s of user %r: %r", conn.id, conn.user_id, exc)
+        self.stats.frames_dropped += conn.dropped_frames() + (exc is None)
+        conn.stop()
+        self._spawn(self._finish(conn, code, reason, flush=False))
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run_hooks(self, hooks: list[Hook], uid: str, websocket: Any) -> None:
+        kind = "on_connect" if hooks is self._connect_hooks else "on_disconnect"
+        for hook in list(hooks):
+            try:
+                result = hook(uid, websocket)
+                if inspect.isawaitable(result):
+                    await result
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self.stats.hook_errors += 1
+                logger.exception("%s hook %r failed for user %r", kind, hook, uid)
+
+
+async def _new_channel(layer: Any, prefix: str) -> str:
+    try:
+        return str(await layer.new_channel(prefix=prefix))
+    except TypeError:  # a layer whose new_channel() takes no prefix
+        return str(await layer.new_channel())
+
+
+def easy_websocket_manager(
+    app: Any = None,
+    *,
+    layer: Any = None,
+    redis_url: str | None = None,
+    channel_prefix: str | None = None,
+    **config_overrides: Any,
+) -> ConnectionManager:
+    """Build a configured manager in one call, and attach it to ``app`` if given.
+
+    Settings come from the ``WS_*`` variables, then ``config_overrides``
+    (``outbox_limit=...``, ``close_timeout=...``)::
+
+        manager = easy_websocket_manager(app, redis_url="redis://localhost:6379/0")
+
+    With a Starlette/FastAPI ``app`` this is :func:`add_websocket_manager`.
+
+    Raises:
+        ConfigurationError: If a setting is invalid.
+        TypeError: If an override is not a configuration field.
+    """
+    config = get_default_config(**config_overrides)
+    manager = ConnectionManager(
+        layer, redis_url=redis_url, channel_prefix=channel_prefix, config=config
+    )
+    if app is not None:
+        from .integrations.starlette import add_websocket_manager
+
+        add_websocket_manager(app, manager)
+    return manager
