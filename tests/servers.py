@@ -1,0 +1,94 @@
+"""Real server processes for end-to-end tests: uvicorn on an inherited socket."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+from tests.support import ROOT, python_cmd, timeout
+
+
+class Server:
+    """A server process listening on 127.0.0.1:``port``."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], port: int) -> None:
+        self.proc = proc
+        self.port = port
+        self.host = f"127.0.0.1:{port}"
+
+    def ws(self, path: str) -> str:
+        return f"ws://{self.host}{path}"
+
+    def get(self, path: str) -> Any:
+        with urllib.request.urlopen(f"http://{self.host}{path}", timeout=timeout(10)) as r:
+            return json.loads(r.read() or b"null")
+
+    def post(self, path: str) -> Any:
+        request = urllib.request.Request(f"http://{self.host}{path}", method="POST")
+        with urllib.request.urlopen(request, timeout=timeout(10)) as r:
+            return json.loads(r.read() or b"null")
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        """Send ``sig`` and wait for the exit status."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout=timeout(20))
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait()
+
+
+def wait_ready(server: Server) -> None:
+    """Wait until the app answers HTTP (any status): its lifespan startup is done.
+
+    The listening socket was bound here, so TCP connects succeed at once; the
+    first request waits in the backlog until the server takes it.
+    """
+    try:
+        with urllib.request.urlopen(f"http://{server.host}/", timeout=timeout(20)):
+            pass
+    except urllib.error.HTTPError:
+        pass  # a 404 is an answer
+
+
+@contextlib.contextmanager
+def uvicorn(app: str, env: dict[str, str] | None = None) -> Iterator[Server]:
+    """Run ``uvicorn app`` on a socket bound here to port 0 and handed over by fd."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(1024)
+    port = sock.getsockname()[1]
+    fd = sock.fileno()
+    proc = subprocess.Popen(
+        python_cmd(
+            "-m",
+            "uvicorn",
+            app,
+            "--fd",
+            str(fd),
+            "--log-level",
+            "warning",
+            "--timeout-graceful-shutdown",
+            "5",
+        ),
+        cwd=ROOT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+        pass_fds=(fd,),
+    )
+    sock.close()  # the child holds its own copy
+    server = Server(proc, port)
+    try:
+        wait_ready(server)
+        yield server
+    finally:
+        server.stop()
