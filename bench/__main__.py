@@ -1,14 +1,19 @@
-"""Run every benchmark and print its table."""
+"""Run every benchmark and print its table (``make bench``)."""
 
 from __future__ import annotations
 
 import asyncio
+import sys
 
-from bench import client_overhead
+from bench import broadcast, client_overhead
+
+BENCHMARKS = {"client": client_overhead.main, "broadcast": broadcast.main}
 
 
 def main() -> None:
-    asyncio.run(client_overhead.main())
+    names = sys.argv[1:] or list(BENCHMARKS)
+    for name in names:
+        asyncio.run(BENCHMARKS[name]())
 
 
 if __name__ == "__main__":
