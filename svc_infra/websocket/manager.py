@@ -326,7 +326,7 @@ class ConnectionManager:
         exclude = None if exclude_user is None else _user_key(exclude_user)
         frame = lm.encode_payload(message)
         self._fan_out(frame, exclude=exclude)
-        await self._publish(self._all_group, lm.send_message(frame, exclude=exclude))
+        await self._publish(self._all_group, lm.send_message(frame, all=True, exclude=exclude))
 
     async def broadcast_to_room(
         self, room: str, message: Any, exclude_user: str | None = None
@@ -457,12 +457,17 @@ class ConnectionManager:
                 return
             room = message.get("room")
             exclude = message.get("exclude")
-            self._fan_out(
-                frame,
-                user=user if isinstance(user, str) else None,
-                room=room if isinstance(room, str) else None,
-                exclude=exclude if isinstance(exclude, str) else None,
-            )
+            exclude = exclude if isinstance(exclude, str) else None
+            if isinstance(user, str):
+                self._fan_out(frame, user=user, exclude=exclude)
+            elif isinstance(room, str):
+                self._fan_out(frame, room=room, exclude=exclude)
+            elif message.get("all") is True:
+                self._fan_out(frame, exclude=exclude)
+            else:
+                # A message on a user's or room's group that forgot its target
+                # must not reach everyone: ignore it, loudly.
+                logger.warning("ws.send without user, room or all=True ignored")
         elif kind in (lm.JOIN, lm.LEAVE):
             room = message.get("room")
             if isinstance(user, str) and isinstance(room, str):

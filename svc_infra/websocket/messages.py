@@ -7,7 +7,7 @@ every receiving process writes it to its sockets as is.
 Layer message types (see ``docs/layer-messages.md``)::
 
     {"type": "ws.send",  "text": str | "bytes": bytes,
-     "user": id | "room": name | neither (everyone), "exclude": id?, "origin": str?}
+     "user": id | "room": name | "all": True, "exclude": id?, "origin": str?}
     {"type": "ws.join",  "user": id, "room": name}
     {"type": "ws.leave", "user": id, "room": name}
     {"type": "ws.close", "user": id, "code": int?, "reason": str?}

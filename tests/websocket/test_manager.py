@@ -536,12 +536,36 @@ async def test_plain_channels_code_can_reach_users_and_rooms(
     await a.connect("alice", ws)
     await a.join_room("alice", "news")
     layer = a.layer
-    await layer.group_send(user_group("alice"), {"type": "ws.send", "text": "to alice"})
+    other = sock()
+    await a.connect("bob", other)
+    await layer.group_send(
+        user_group("alice"), {"type": "ws.send", "text": "to alice", "user": "alice"}
+    )
     await layer.group_send(room_group("news"), {"type": "ws.send", "text": "news", "room": "news"})
-    await layer.group_send("ws.all", {"type": "ws.send", "bytes": b"everyone"})
+    await layer.group_send("ws.all", {"type": "ws.send", "bytes": b"everyone", "all": True})
     assert await ws.next() == "to alice"
     assert await ws.next() == "news"
     assert await ws.next() == b"everyone"
+    assert await other.next() == b"everyone"
+    assert other.unread() == []
+
+
+async def test_a_layer_message_without_target_reaches_nobody(
+    pair: tuple[ConnectionManager, ConnectionManager], caplog: pytest.LogCaptureFixture
+) -> None:
+    """ws.send without user, room or all=True is ignored and logged, never sent to all."""
+    a, _ = pair
+    alice, bob = sock(), sock()
+    await a.connect("alice", alice)
+    await a.connect("bob", bob)
+    with caplog.at_level(logging.WARNING, logger="svc_infra.websocket.manager"):
+        await a.layer.group_send(user_group("alice"), {"type": "ws.send", "text": "oops"})
+        await a.layer.group_send(
+            user_group("alice"), {"type": "ws.send", "text": "ok", "user": "alice"}
+        )
+        assert await alice.next() == "ok"
+    assert alice.unread() == [] and bob.sent == []
+    assert "without user, room or all=True" in caplog.text
 
 
 async def test_channel_prefix_is_made_valid() -> None:
@@ -552,7 +576,7 @@ async def test_channel_prefix_is_made_valid() -> None:
         ws = sock()
         await mgr.connect("alice", ws)
         await mgr.layer.group_send(
-            user_group("alice", "app.ws."), {"type": "ws.send", "text": "prefixed"}
+            user_group("alice", "app.ws."), {"type": "ws.send", "text": "prefixed", "user": "alice"}
         )
         assert await ws.next() == "prefixed"
     finally:
