@@ -11,11 +11,17 @@ django_asgi_app = get_asgi_application()
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from svc_infra.websocket.auth.channels import JWTAuthMiddlewareStack  # noqa: E402
+
 from .routing import websocket_urlpatterns  # noqa: E402
 
+# Origins first (cross-site WebSocket hijacking), then the JWT from the query,
+# the Authorization header or the ["bearer", token] subprotocol.
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(URLRouter(websocket_urlpatterns)),
+        "websocket": AllowedHostsOriginValidator(
+            JWTAuthMiddlewareStack(URLRouter(websocket_urlpatterns))
+        ),
     }
 )

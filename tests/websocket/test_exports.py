@@ -81,3 +81,48 @@ def test_package_is_typed() -> None:
     from importlib.resources import files
 
     assert files("svc_infra").joinpath("py.typed").is_file()
+
+
+def test_spec_auth_exports() -> None:
+    """The spec's "Auth Exports" import block runs as written, and __all__ pins it."""
+    import svc_infra.api.fastapi.dual as dual
+    import svc_infra.api.fastapi.dx as dx
+
+    exec(
+        "from svc_infra.api.fastapi.dx import (WSPrincipal, WSIdentity, OptionalWSIdentity,"
+        " RequireWSIdentity, AllowWSIdentity, RequireWSScopes, RequireWSAnyScope,"
+        " ws_public_router, ws_protected_router, ws_user_router, ws_scopes_router,"
+        " ws_optional_router)",
+        {},
+    )
+    assert set(dx.__all__) == {
+        "WSPrincipal",
+        "WSIdentity",
+        "OptionalWSIdentity",
+        "RequireWSIdentity",
+        "AllowWSIdentity",
+        "RequireWSScopes",
+        "RequireWSAnyScope",
+        "ws_public_router",
+        "ws_protected_router",
+        "ws_user_router",
+        "ws_scopes_router",
+        "ws_optional_router",
+    }
+    assert {"DualAPIRouter", "ws_protected_router", "ws_public_router"} <= set(dual.__all__)
+    for name in (*dx.__all__, *dual.__all__):
+        assert getattr(dx if name in dx.__all__ else dual, name) is not None
+
+
+def test_auth_core_imports_no_web_framework() -> None:
+    """The JWT core is framework-free, like the manager."""
+    code = (
+        "import sys, svc_infra.websocket.auth;"
+        "bad = [m for m in sys.modules if m.split('.')[0] in"
+        " {'django', 'channels', 'starlette', 'fastapi'}];"
+        "print(','.join(bad))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert out.stdout.strip() == ""

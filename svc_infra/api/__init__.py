@@ -1,0 +1,1 @@
+"""Web framework integrations of svc_infra."""

@@ -1,0 +1,1 @@
+"""FastAPI: WebSocket auth types and guards (:mod:`.dx`), routers (:mod:`.dual`)."""
