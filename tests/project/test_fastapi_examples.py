@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import signal
+from collections.abc import Iterator
 from types import ModuleType
 
 import pytest
@@ -96,3 +98,128 @@ async def test_graceful_shutdown_under_uvicorn() -> None:
             await ws.wait_closed()
             assert ws.close_code == 1001
         assert srv.stop() in (0, -signal.SIGTERM)
+
+
+# --- the authenticated examples ----------------------------------------------------------
+
+
+@pytest.fixture
+def jwt_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.tokens import SECRET
+
+    monkeypatch.setenv("AUTH_JWT__SECRET", SECRET)
+    monkeypatch.delenv("WS_ALLOWED_ORIGINS", raising=False)
+
+
+@contextlib.contextmanager
+def spec_loop_disconnect() -> Iterator[None]:
+    """Tolerate the WebSocketDisconnect that the spec's endless receive loops let out."""
+    from starlette.websockets import WebSocketDisconnect
+
+    try:
+        yield
+    except WebSocketDisconnect as exc:
+        if exc.code != 1000:
+            raise
+
+
+def auth(user: str, **claims: object) -> dict[str, str]:
+    from tests.tokens import token
+
+    return {"Authorization": f"Bearer {token(user, **claims)}"}
+
+
+@pytest.mark.usefixtures("jwt_secret")
+def test_protected_websocket_routes() -> None:
+    """Protected WebSocket Routes: the JWT's principal reaches the route; none is refused."""
+    from starlette.websockets import WebSocketDisconnect
+
+    example = fresh("protected_routes")
+    with TestClient(example.app) as client:
+        with client.websocket_connect("/api/ws", headers=auth("alice", scope="read")) as ws:
+            assert ws.receive_json() == {"id": "alice", "scopes": ["read"]}
+        with pytest.raises(WebSocketDisconnect) as info:
+            with client.websocket_connect("/api/ws"):
+                pass
+        assert info.value.code == 1008
+
+
+@pytest.mark.usefixtures("jwt_secret")
+def test_real_time_notifications() -> None:
+    """Real-Time Notifications: notify_user reaches every connection of that user only."""
+    example = fresh("notifications")
+    # The spec's `while True: receive_text()` lets WebSocketDisconnect escape when the
+    # client leaves; TestClient re-raises it (uvicorn would log it).
+    with TestClient(example.app) as client, spec_loop_disconnect():
+        with (
+            client.websocket_connect("/notifications", headers=auth("u1")) as u1,
+            client.websocket_connect("/notifications", headers=auth("u2")) as u2,
+        ):
+            u1.send_text("heartbeat")
+            u2.send_text("heartbeat")
+            assert client.post("/notify/u1", json={"title": "Hi"}).json() == {"sent": True}
+            assert u1.receive_json() == {"type": "notification", "data": {"title": "Hi"}}
+            client.post("/notify/u2", json={"title": "Yo"})
+            assert u2.receive_json() == {"type": "notification", "data": {"title": "Yo"}}
+
+
+@pytest.mark.usefixtures("jwt_secret")
+def test_chat_application() -> None:
+    """Chat Application: join/leave notices; messages reach the room, not the sender."""
+    example = fresh("chat")
+    with TestClient(example.app) as client:
+        with client.websocket_connect("/chat/general", headers=auth("alice")) as alice:
+            assert alice.receive_json() == {"type": "system", "message": "alice joined the room"}
+            with client.websocket_connect("/chat/general", headers=auth("bob")) as bob:
+                assert bob.receive_json() == {"type": "system", "message": "bob joined the room"}
+                assert alice.receive_json() == {"type": "system", "message": "bob joined the room"}
+                bob.send_json({"message": "hello"})
+                assert alice.receive_json() == {
+                    "type": "message",
+                    "from": "bob",
+                    "message": "hello",
+                }
+                alice.send_json({"message": "hi bob"})
+                assert bob.receive_json() == {
+                    "type": "message",
+                    "from": "alice",
+                    "message": "hi bob",
+                }
+            assert alice.receive_json() == {"type": "system", "message": "bob left the room"}
+            assert example.manager.get_room_users("general") == ["alice"]
+
+
+@pytest.mark.usefixtures("jwt_secret")
+def test_live_dashboard(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Live Dashboard: connected users receive the periodic broadcast."""
+    monkeypatch.setenv("DASHBOARD_INTERVAL", "0.05")
+    example = fresh("dashboard")
+    with TestClient(example.app) as client, spec_loop_disconnect():
+        with client.websocket_connect("/dashboard/live", headers=auth("ops")) as ws:
+            for _ in range(5):
+                update = ws.receive_json()
+                assert update["type"] == "dashboard_update"
+                if update["data"] == {"connections": 1, "users": 1}:
+                    break
+            else:
+                pytest.fail("no update counted the connection")
+
+
+@pytest.mark.usefixtures("jwt_secret")
+def test_connection_limits() -> None:
+    """Connection Limits: the sixth connection of a user is closed with 4008."""
+    from starlette.websockets import WebSocketDisconnect
+
+    example = fresh("connection_limits")
+    with TestClient(example.app) as client, contextlib.ExitStack() as stack:
+        sessions = [
+            stack.enter_context(client.websocket_connect("/ws", headers=auth("greedy")))
+            for _ in range(5)
+        ]
+        for session in sessions:
+            session.send_text("registered?")
+        assert len(example.manager.get_user_connections("greedy")) == 5
+        with pytest.raises(WebSocketDisconnect) as info:
+            with client.websocket_connect("/ws", headers=auth("greedy")) as sixth:
+                sixth.receive_text()
+        assert (info.value.code, info.value.reason) == (4008, "Too many connections")
