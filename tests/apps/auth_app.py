@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import FastAPI, WebSocket, WebSocketDisconnect
+from fastapi.responses import HTMLResponse
 
 from svc_infra.api.fastapi.dual import (
     ws_optional_router,
@@ -98,6 +99,22 @@ async def all_of(websocket: WebSocket, user: WSIdentity) -> None:
 @app.websocket("/any-of-ab", dependencies=[RequireWSAnyScope("a", "b")])
 async def any_of(websocket: WebSocket, user: WSIdentity) -> None:
     await serve(websocket, user)
+
+
+PAGE = """<!doctype html><meta charset="utf-8"><title>auth test page</title>
+<script>
+// Open a WebSocket the way a browser app would: the token as a subprotocol.
+window.openWs = (path, token) => new Promise((resolve) => {
+  const ws = new WebSocket(`ws://${location.host}${path}`, ["bearer", token]);
+  ws.onmessage = (e) => { resolve({protocol: ws.protocol, data: JSON.parse(e.data)}); ws.close(); };
+  ws.onclose = (e) => resolve({closed: e.code});
+});
+</script>"""
+
+
+@app.get("/page")
+async def page() -> HTMLResponse:
+    return HTMLResponse(PAGE)
 
 
 @app.get("/stats")
