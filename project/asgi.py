@@ -1,4 +1,4 @@
-"""ASGI entry point: HTTP through Django, WebSocket through Channels."""
+"""ASGI entry point: HTTP through Django, WebSocket through Channels, and the worker."""
 
 import os
 
@@ -8,10 +8,11 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 # Initialise Django (apps, settings) before importing anything that uses models.
 django_asgi_app = get_asgi_application()
 
-from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.routing import ChannelNameRouter, ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from svc_infra.websocket.auth.channels import JWTAuthMiddlewareStack  # noqa: E402
+from svc_infra.websocket.djangoapp.workers import NOTIFY_CHANNEL, NotifyWorker  # noqa: E402
 
 from .routing import websocket_urlpatterns  # noqa: E402
 
@@ -23,5 +24,7 @@ application = ProtocolTypeRouter(
         "websocket": AllowedHostsOriginValidator(
             JWTAuthMiddlewareStack(URLRouter(websocket_urlpatterns))
         ),
+        # manage.py runworker ws-notify
+        "channel": ChannelNameRouter({NOTIFY_CHANNEL: NotifyWorker.as_asgi()}),
     }
 )

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from svc_infra.websocket.djangoapp import channel_layers_from_env
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 # A development key; a deployment sets DJANGO_SECRET_KEY.
@@ -16,6 +18,8 @@ INSTALLED_APPS = [
     # daphne first: its runserver serves HTTP and WebSocket through ASGI.
     "daphne",
     "django.contrib.staticfiles",
+    # Before channels: its runworker refuses the in-memory layer.
+    "svc_infra.websocket.djangoapp",
     "channels",
     "project",
 ]
@@ -39,7 +43,16 @@ TEMPLATES = [
 
 DATABASES: dict[str, dict[str, str]] = {}
 
-CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+# In-memory (one process) unless WS_REDIS_URL names a Redis: then channels_redis,
+# shared with runworker and with the FastAPI twin.
+CHANNEL_LAYERS = channel_layers_from_env()
+
+# The library has no default JWT secret; the demo has a development one, which the
+# environment (AUTH_JWT__SECRET) overrides.
+AUTH_JWT = {"SECRET": os.environ.get("DEMO_JWT_SECRET", "svc-infra-demo-secret-do-not-deploy-0123")}
+
+# Seconds between live dashboard updates (the spec's 5).
+WS_DASHBOARD_INTERVAL = float(os.environ.get("WS_DASHBOARD_INTERVAL", "5"))
 
 STATIC_URL = "static/"
 USE_TZ = True

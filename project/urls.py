@@ -6,4 +6,8 @@ from . import views
 
 urlpatterns = [
     path("", views.index, name="index"),
+    path("health/websocket", views.health, name="health"),
+    path("ws/stats", views.stats, name="stats"),
+    path("api/rooms/<str:room>/users/", views.room_users, name="room-users"),
+    path("api/notify/<str:user_id>/", views.notify, name="notify"),
 ]

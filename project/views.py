@@ -1,9 +1,69 @@
 """HTTP views of the demo project."""
 
-from django.http import HttpRequest, HttpResponse
+from __future__ import annotations
+
+import json
+
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_POST
+
+from svc_infra.websocket.auth.core import JWTSettings, WSAuthError, verify_token
+from svc_infra.websocket.djangoapp import get_process_manager
 
 
 def index(request: HttpRequest) -> HttpResponse:
-    """The echo demo page."""
+    """The chat page."""
     return render(request, "project/index.html")
+
+
+@require_GET
+async def health(request: HttpRequest) -> JsonResponse:
+    manager = get_process_manager()
+    return JsonResponse(
+        {
+            "status": "healthy",
+            "connections": manager.connection_count,
+            "users": len(manager.active_users),
+        }
+    )
+
+
+@require_GET
+async def stats(request: HttpRequest) -> JsonResponse:
+    manager = get_process_manager()
+    return JsonResponse(
+        {
+            "connections": manager.connection_count,
+            "users": manager.active_users,
+            "rooms": manager.room_count,
+        }
+    )
+
+
+@require_GET
+async def room_users(request: HttpRequest, room: str) -> JsonResponse:
+    return JsonResponse({"room": room, "users": get_process_manager().get_room_users(room)})
+
+
+# A bearer token authenticates this API, not a session cookie: no CSRF to defend.
+@csrf_exempt
+@require_POST
+async def notify(request: HttpRequest, user_id: str) -> JsonResponse:
+    """Send the JSON body to a user's sockets as {"type": "notification", "data": body}."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        return JsonResponse({"detail": "missing credentials"}, status=401)
+    try:
+        principal = verify_token(token.strip(), JWTSettings.load())
+    except WSAuthError as exc:
+        return JsonResponse({"detail": exc.reason}, status=401)
+    if not principal.has_scopes("notify:send"):
+        return JsonResponse({"detail": "insufficient scope"}, status=403)
+    try:
+        payload = json.loads(request.body or b"null")
+    except ValueError:
+        return JsonResponse({"detail": "the body must be JSON"}, status=400)
+    await get_process_manager().send_to_user(user_id, {"type": "notification", "data": payload})
+    return JsonResponse({"sent": True})

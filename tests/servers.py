@@ -13,7 +13,7 @@ import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
-from tests.support import ROOT, python_cmd, timeout
+from tests.support import ROOT, python_cmd, timeout, wait_for_port
 
 
 class Server:
@@ -58,6 +58,28 @@ def wait_ready(server: Server) -> None:
             pass
     except urllib.error.HTTPError:
         pass  # a 404 is an answer
+
+
+@contextlib.contextmanager
+def runserver(env: dict[str, str] | None = None) -> Iterator[Server]:
+    """``manage.py runserver`` (Daphne's ASGI server), as ``make run`` starts it."""
+    from tests.support import free_port
+
+    port = free_port()
+    proc = subprocess.Popen(
+        python_cmd("manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"),
+        cwd=ROOT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    server = Server(proc, port)
+    try:
+        wait_for_port(port, proc)
+        wait_ready(server)
+        yield server
+    finally:
+        server.stop()
 
 
 @contextlib.contextmanager

@@ -57,7 +57,13 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     if name in ("add_websocket_manager", "get_ws_manager"):
-        from .integrations import starlette
+        try:
+            from .integrations import starlette
+        except ImportError:  # a Django-only installation, without Starlette
+            if name == "get_ws_manager":
+                from .djangoapp import get_process_manager
 
+                return lambda alias="default": get_process_manager(alias)
+            raise
         return getattr(starlette, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -168,12 +168,13 @@ def test_foreign_origin(client: TestClient, env: pytest.MonkeyPatch) -> None:
 
 
 def test_no_secret_configured_refuses_and_logs_once(
-    client: TestClient, env: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    client: TestClient, env: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, settings: Any
 ) -> None:
     """Without AUTH_JWT__SECRET every token is refused; the log names the variable."""
     import svc_infra.websocket.auth.core as core
 
     env.delenv("AUTH_JWT__SECRET")
+    settings.AUTH_JWT = {}  # the demo project's settings carry a development secret
     env.setattr(core, "_warned_unconfigured", False)
     for _ in range(3):
         assert refused(client, "/user/ws", headers=bearer(token())) == (

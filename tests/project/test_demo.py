@@ -1,68 +1,150 @@
-"""The demo project, served by a real server process, as ``make run`` starts it."""
+"""The demo project under real Daphne (manage.py runserver) and real uvicorn."""
 
 from __future__ import annotations
 
-import os
-import subprocess
+import json
 import urllib.request
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 from svc_infra.websocket import AuthenticationError, WebSocketClient, WebSocketConfig
-from tests.support import ROOT, free_port, python_cmd, timeout, wait_for_port
+from tests.servers import Server, runserver, uvicorn
+from tests.support import timeout, wait_until
+from tests.tokens import SECRET, token
 
 pytestmark = pytest.mark.e2e
 
-
-@pytest.fixture(scope="module")
-def demo_url() -> Iterator[str]:
-    """``manage.py runserver`` (daphne's ASGI runserver) on a free port."""
-    port = free_port()
-    proc = subprocess.Popen(
-        python_cmd("manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"),
-        cwd=ROOT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_for_port(port, proc)
-        yield f"127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=timeout(10))
-
-
+ENV = {"AUTH_JWT__SECRET": SECRET, "WS_DASHBOARD_INTERVAL": "0.05"}
 CONFIG = WebSocketConfig(open_timeout=timeout(10), close_timeout=timeout(2))
 
 
-async def test_echo_text_json_and_binary(demo_url: str) -> None:
-    """ws/echo/ sends text, JSON and binary messages back unchanged."""
-    # A browser sends its page's Origin; the project's origin validator wants one.
-    origin = {"Origin": f"http://{demo_url}"}
-    async with WebSocketClient(f"ws://{demo_url}/ws/echo/", config=CONFIG, headers=origin) as ws:
-        await ws.send("hello")
-        assert await ws.recv() == "hello"
-        await ws.send_json({"type": "ping", "n": 1})
-        assert await ws.recv_json() == {"type": "ping", "n": 1}
-        await ws.send(b"\x01\x02")
-        assert await ws.recv() == b"\x01\x02"
+@pytest.fixture(scope="module", params=["daphne", "uvicorn"])
+def demo(request: pytest.FixtureRequest) -> Iterator[Server]:
+    if request.param == "daphne":
+        with runserver(env=ENV) as srv:
+            yield srv
+    else:
+        with uvicorn("project.asgi:application", env=ENV) as srv:
+            yield srv
 
 
-async def test_foreign_origin_is_refused(demo_url: str) -> None:
-    """The origin validator refuses a page from another site with 403."""
+def ws(demo: Server, path: str, tok: str | None = None, **headers: str) -> WebSocketClient:
+    """A client as a page on the demo would open it: same Origin, token as subprotocol."""
+    return WebSocketClient(
+        demo.ws(path),
+        config=CONFIG,
+        headers={"Origin": f"http://{demo.host}", **headers},
+        subprotocols=["bearer", tok] if tok else None,
+    )
+
+
+def post(demo: Server, path: str, body: Any, tok: str) -> tuple[int, Any]:
+    request = urllib.request.Request(
+        f"http://{demo.host}{path}",
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={"Authorization": f"Bearer {tok}", "Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout(10)) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+async def test_echo_text_json_and_binary(demo: Server) -> None:
+    """ws/echo/ (public) sends text, JSON and binary back unchanged."""
+    async with ws(demo, "/ws/echo/") as client:
+        await client.send("hello")
+        assert await client.recv() == "hello"
+        await client.send_json({"type": "ping", "n": 1})
+        assert await client.recv_json() == {"type": "ping", "n": 1}
+        await client.send(b"\x01\x02")
+        assert await client.recv() == b"\x01\x02"
+
+
+async def test_foreign_origin_is_refused(demo: Server) -> None:
+    """AllowedHostsOriginValidator refuses a page from another site with 403."""
+    client = WebSocketClient(
+        demo.ws("/ws/echo/"), config=CONFIG, headers={"Origin": "http://evil.example"}
+    )
     with pytest.raises(AuthenticationError) as info:
-        async with WebSocketClient(
-            f"ws://{demo_url}/ws/echo/", config=CONFIG, headers={"Origin": "http://evil.example"}
-        ):
-            pass
+        await client.connect()
     assert info.value.status == 403
 
 
-def test_index_page(demo_url: str) -> None:
-    """GET / serves the demo page, which opens ws/echo/."""
-    with urllib.request.urlopen(f"http://{demo_url}/", timeout=timeout(10)) as response:
-        assert response.status == 200
+async def test_chat_room(demo: Server) -> None:
+    """The spec's chat: join notices, messages to the room but not the sender, leave notices."""
+    room = f"room-{id(demo)}"
+    async with ws(demo, f"/ws/chat/{room}/", token("ann")) as ann:
+        assert ann.subprotocol == "bearer"
+        assert await ann.recv_json() == {"type": "system", "message": "ann joined the room"}
+        async with ws(demo, f"/ws/chat/{room}/", token("ben")) as ben:
+            assert await ben.recv_json() == {"type": "system", "message": "ben joined the room"}
+            assert await ann.recv_json() == {"type": "system", "message": "ben joined the room"}
+            users = demo.get(f"/api/rooms/{room}/users/")["users"]
+            assert sorted(users) == ["ann", "ben"]
+            await ben.send_json({"message": "hi"})
+            assert await ann.recv_json() == {"type": "message", "from": "ben", "message": "hi"}
+            await ann.send_json({"message": "hello ben"})
+            assert await ben.recv_json() == {
+                "type": "message",
+                "from": "ann",
+                "message": "hello ben",
+            }
+        assert await ann.recv_json() == {"type": "system", "message": "ben left the room"}
+
+
+async def test_chat_requires_a_token(demo: Server) -> None:
+    """Without a token the chat handshake is refused (403)."""
+    with pytest.raises(AuthenticationError):
+        await ws(demo, "/ws/chat/general/").connect()
+
+
+async def test_notifications_from_the_http_api(demo: Server) -> None:
+    """POST /api/notify/<user>/ with scope notify:send reaches the user's sockets."""
+    async with ws(demo, "/ws/notifications/", token("nina")) as nina:
+        # The manager registers the socket just after accepting it.
+        await wait_until(lambda: "nina" in demo.get("/ws/stats")["users"])
+        sender = token("backend", scope="notify:send")
+        assert post(demo, "/api/notify/nina/", {"title": "Hello"}, sender) == (200, {"sent": True})
+        assert await nina.recv_json() == {"type": "notification", "data": {"title": "Hello"}}
+        assert post(demo, "/api/notify/nina/", {}, token("nobody"))[0] == 403
+        assert post(demo, "/api/notify/nina/", {}, "garbage")[0] == 401
+
+
+async def test_live_dashboard(demo: Server) -> None:
+    """ws/dashboard/ receives periodic updates that count the viewer."""
+    async with ws(demo, "/ws/dashboard/", token("ops")) as ops:
+        for _ in range(20):
+            update = await ops.recv_json()
+            assert update["type"] == "dashboard_update"
+            if update["data"]["users"] >= 1:
+                break
+        else:
+            pytest.fail("no update counted the viewer")
+
+
+async def test_health_stats_and_page(demo: Server) -> None:
+    """GET /health/websocket, /ws/stats and the chat page answer."""
+    async with ws(demo, "/ws/notifications/", token("stats-user")):
+        await wait_until(lambda: "stats-user" in demo.get("/ws/stats")["users"])
+        health = demo.get("/health/websocket")
+        stats = demo.get("/ws/stats")
+    assert health["status"] == "healthy" and health["connections"] >= 1
+    assert "stats-user" in stats["users"]
+    with urllib.request.urlopen(f"http://{demo.host}/", timeout=timeout(10)) as response:
         body = response.read().decode()
-    assert "ws/echo/" in body
+    assert '["bearer"' in body and "/ws/chat/" in body
+
+
+async def test_empty_text_frame(demo: Server) -> None:
+    """uvicorn echoes an empty message; Daphne drops empty text frames (documented)."""
+    async with ws(demo, "/ws/echo/") as client:
+        await client.send("")
+        await client.send("after")
+        first = await client.recv()
+    daphne = demo.proc.args[1:3] == ["manage.py", "runserver"]  # type: ignore[index]
+    assert first == ("after" if daphne else "")

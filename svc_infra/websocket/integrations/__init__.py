@@ -27,7 +27,12 @@ def adapt(websocket: Any) -> Transport:
             from .starlette import StarletteTransport
 
             return StarletteTransport(websocket)
+        if module == "channels.generic.websocket" and cls.__name__ == "AsyncWebsocketConsumer":
+            from .channels import ChannelsTransport
+
+            return ChannelsTransport(websocket)
     raise TypeError(
         f"unsupported websocket type {type(websocket).__module__}.{type(websocket).__name__}: "
-        "expected a Starlette/FastAPI WebSocket or a Transport"
+        "expected a Starlette/FastAPI WebSocket, a Channels AsyncWebsocketConsumer, "
+        "or a Transport"
     )

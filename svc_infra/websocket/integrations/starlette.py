@@ -71,7 +71,12 @@ def _find_app(obj: Any) -> Any:
     return obj
 
 
-def get_ws_manager(request_or_websocket_or_app: HTTPConnection) -> ConnectionManager:
+def get_ws_manager(
+    # Annotated exactly HTTPConnection, or FastAPI would not inject it.
+    request_or_websocket_or_app: HTTPConnection = None,  # type: ignore[assignment]
+    *,
+    alias: str = "default",
+) -> ConnectionManager:
     """Return the manager that :func:`add_websocket_manager` put on the app.
 
     Takes a ``Request``, a ``WebSocket`` or the app itself, and works as a
@@ -80,10 +85,18 @@ def get_ws_manager(request_or_websocket_or_app: HTTPConnection) -> ConnectionMan
         @app.get("/ws/stats")
         async def stats(manager: ConnectionManager = Depends(get_ws_manager)): ...
 
+    With no argument, in a Django process: the process's manager on
+    ``CHANNEL_LAYERS[alias]``.
+
     Raises:
         WebSocketError: If the app has no manager.
     """
-    app = _find_app(request_or_websocket_or_app)
+    target: Any = request_or_websocket_or_app
+    if target is None:
+        from ..djangoapp import get_process_manager
+
+        return get_process_manager(alias)
+    app = _find_app(target)
     state = getattr(app, "state", None)
     manager = getattr(state, STATE_KEY, None)
     if not isinstance(manager, ConnectionManager):

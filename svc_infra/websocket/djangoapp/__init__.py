@@ -1,0 +1,76 @@
+"""Django: the process's managers, layer settings from ``WS_REDIS_URL``, and a worker.
+
+Add ``"svc_infra.websocket.djangoapp"`` to ``INSTALLED_APPS`` **before**
+``"channels"``: its ``runworker`` refuses to start on an in-memory layer (a worker
+in another process can reach nobody through it) and then runs Channels' own.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from ..config import ENV_PREFIX, WebSocketConfig
+from ..manager import ConnectionManager
+
+__all__ = [
+    "channel_layers_from_env",
+    "django_config",
+    "get_process_manager",
+    "reset_process_managers",
+]
+
+_managers: dict[str, ConnectionManager] = {}
+
+
+def channel_layers_from_env(environ: Any = None) -> dict[str, Any]:
+    """A ``CHANNEL_LAYERS`` setting: ``channels_redis`` on ``WS_REDIS_URL`` if set, else in-memory.
+
+    ``WS_REDIS_LAYER=pubsub`` picks channels_redis' pub/sub layer.
+    """
+    env = os.environ if environ is None else environ
+    url = (env.get("WS_REDIS_URL") or "").strip()
+    if not url:
+        return {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    backend = (
+        "channels_redis.pubsub.RedisPubSubChannelLayer"
+        if env.get("WS_REDIS_LAYER", "core").strip().lower() == "pubsub"
+        else "channels_redis.core.RedisChannelLayer"
+    )
+    return {"default": {"BACKEND": backend, "CONFIG": {"hosts": [url]}}}
+
+
+def django_config() -> WebSocketConfig:
+    """``WS_*`` values from Django settings, overridden by the environment."""
+    from django.conf import settings
+
+    from_settings = {
+        name: "" if value is None else str(value)
+        for name in dir(settings)
+        if name.startswith(ENV_PREFIX) and not isinstance(value := getattr(settings, name), dict)
+    }
+    return WebSocketConfig.from_env({**from_settings, **os.environ})
+
+
+def get_process_manager(alias: str = "default") -> ConnectionManager:
+    """This process's manager on ``CHANNEL_LAYERS[alias]``, created on first use.
+
+    Raises:
+        WebSocketError: If ``CHANNEL_LAYERS`` has no such alias.
+    """
+    manager = _managers.get(alias)
+    if manager is None:
+        from channels.layers import get_channel_layer
+
+        from ..exceptions import WebSocketError
+
+        layer = get_channel_layer(alias)
+        if layer is None:
+            raise WebSocketError(f"CHANNEL_LAYERS has no {alias!r} layer")
+        manager = _managers[alias] = ConnectionManager(layer, config=django_config())
+    return manager
+
+
+def reset_process_managers() -> None:
+    """Forget the process's managers (tests: each event loop needs fresh ones)."""
+    _managers.clear()
