@@ -9,10 +9,13 @@ PYTEST_ARGS ?=
 
 REQS := requirements/base.txt requirements/dev.txt pyproject.toml
 
-.PHONY: help install run test test-fast test-py312 lint format bench clean
+PHONY_EXTRA := run-uvicorn run-fastapi
+.PHONY: help install run $(PHONY_EXTRA) test test-fast test-py312 lint format bench clean
 
 help:
-	@echo "make run        run the demo project on http://$(HOST):$(PORT)/"
+	@echo "make run        run the demo project (Daphne) on http://$(HOST):$(PORT)/"
+	@echo "make run-uvicorn  the same project under uvicorn"
+	@echo "make run-fastapi  the FastAPI twin of the demo under uvicorn"
 	@echo "make test       run the whole test suite (starts Redis if none answers)"
 	@echo "make test-fast  run the quick unit subset (no server processes)"
 	@echo "make test-py312 run the unit suite on Python 3.12 with the newest Django"
@@ -37,7 +40,15 @@ $(VENV312)/.installed: $(REQS)
 install: $(VENV)/.installed
 
 run: $(VENV)/.installed
+	@echo "Demo: http://$(HOST):$(PORT)/?token=$$($(VENV)/bin/python manage.py ws_token demo --scopes notify:send --ttl 86400)"
+	@echo "(another user: .venv/bin/python manage.py ws_token <name>)"
 	$(VENV)/bin/python manage.py runserver $(HOST):$(PORT)
+
+run-uvicorn: $(VENV)/.installed
+	$(VENV)/bin/python -m uvicorn project.asgi:application --host $(HOST) --port $(PORT)
+
+run-fastapi: $(VENV)/.installed
+	$(VENV)/bin/python -m uvicorn project.fastapi_app:app --host $(HOST) --port $(PORT)
 
 test: $(VENV)/.installed
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
