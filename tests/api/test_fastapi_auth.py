@@ -276,7 +276,7 @@ def test_server_keeps_serving_and_manager_saw_nothing(client: TestClient) -> Non
 
 
 def test_http_routes_get_401_or_403(env: pytest.MonkeyPatch) -> None:
-    """The same guards on an HTTP route answer 401 without a credential, 403 otherwise."""
+    """On an HTTP route: 401 for a missing or invalid credential, 403 for a missing scope."""
     app = FastAPI()
 
     @app.get("/me", dependencies=[RequireWSScopes("a")])
@@ -285,5 +285,18 @@ def test_http_routes_get_401_or_403(env: pytest.MonkeyPatch) -> None:
 
     with TestClient(app) as http:
         assert http.get("/me").status_code == 401
+        assert http.get("/me", headers=bearer("garbage")).status_code == 401
         assert http.get("/me", headers=bearer(token(scope="b"))).status_code == 403
         assert http.get("/me", headers=bearer(token(scope="a"))).json() == "alice"
+
+
+def test_origin_globs(client: TestClient, env: pytest.MonkeyPatch) -> None:
+    """WS_ALLOWED_ORIGINS entries may be globs (any port, any subdomain)."""
+    env.setenv("WS_ALLOWED_ORIGINS", "http://127.0.0.1:*,https://*.example.com")
+    for good in ("http://127.0.0.1:8000", "https://app.example.com"):
+        assert accepted(client, "/public/ws", headers={"Origin": good}) == {"public": True}
+    for bad in ("http://127.0.0.2:8000", "https://example.com.evil.net", "http://app.example.com"):
+        assert refused(client, "/public/ws", headers={"Origin": bad}) == (
+            1008,
+            "origin not allowed",
+        )

@@ -20,13 +20,17 @@ ENV = {"AUTH_JWT__SECRET": SECRET, "WS_DASHBOARD_INTERVAL": "0.05"}
 CONFIG = WebSocketConfig(open_timeout=timeout(10), close_timeout=timeout(2))
 
 
-@pytest.fixture(scope="module", params=["daphne", "uvicorn"])
+@pytest.fixture(scope="module", params=["daphne", "uvicorn", "fastapi-twin"])
 def demo(request: pytest.FixtureRequest) -> Iterator[Server]:
+    """The Django project under Daphne and uvicorn, and its FastAPI twin under uvicorn."""
     if request.param == "daphne":
         with runserver(env=ENV) as srv:
             yield srv
-    else:
+    elif request.param == "uvicorn":
         with uvicorn("project.asgi:application", env=ENV) as srv:
+            yield srv
+    else:
+        with uvicorn("project.fastapi_app:app", env=ENV) as srv:
             yield srv
 
 
@@ -66,7 +70,7 @@ async def test_echo_text_json_and_binary(demo: Server) -> None:
 
 
 async def test_foreign_origin_is_refused(demo: Server) -> None:
-    """AllowedHostsOriginValidator refuses a page from another site with 403."""
+    """A page from another site is refused with 403 (Django: AllowedHostsOriginValidator)."""
     client = WebSocketClient(
         demo.ws("/ws/echo/"), config=CONFIG, headers={"Origin": "http://evil.example"}
     )

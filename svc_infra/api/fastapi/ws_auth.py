@@ -5,7 +5,8 @@ parameters; ``RequireWSIdentity``, ``AllowWSIdentity``, ``RequireWSScopes(...)``
 and ``RequireWSAnyScope(...)`` are guards for ``dependencies=[...]``. Every
 refusal happens before the socket is accepted: close 1008 with a documented
 reason (``docs/auth.md``), which the server answers with HTTP 403. On an HTTP
-route the same guards answer 401 (no credential) or 403.
+route the same guards answer 401 (missing or invalid credential) or 403
+(insufficient scope, foreign origin).
 
 A credential that is present but invalid is refused even where identity is
 optional: a client that sends a bad token should learn so, not be served as
@@ -51,7 +52,10 @@ _DONE = "svc_infra.ws_auth"
 def _refuse(conn: HTTPConnection, error: WSAuthError) -> Exception:
     if conn.scope.get("type") == "websocket":
         return WebSocketException(code=error.code, reason=error.reason)
-    return HTTPException(status_code=401 if error.key == "missing" else 403, detail=error.reason)
+    # HTTP: 401 when the credential is missing or invalid, 403 when it is valid
+    # but not enough (scope) or the request comes from a foreign origin.
+    status = 403 if error.key in ("scope", "origin") else 401
+    return HTTPException(status_code=status, detail=error.reason)
 
 
 async def _principal(conn: HTTPConnection, *, required: bool, api_keys: bool) -> WSPrincipal | None:

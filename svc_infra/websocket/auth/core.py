@@ -16,6 +16,7 @@ server turns into HTTP 403.
 
 from __future__ import annotations
 
+import fnmatch
 import inspect
 import logging
 import os
@@ -396,7 +397,7 @@ def check_origin(scope: Mapping[str, Any], allowed: Iterable[str] | None) -> Non
 
     ``allowed`` None means no check. A handshake without an ``Origin`` header
     (not a browser) passes: cross-site WebSocket hijacking needs a browser.
-    ``*`` allows any origin.
+    ``*`` allows any origin; entries with ``*`` are globs (``http://127.0.0.1:*``).
 
     Raises:
         WSAuthError: With reason ``origin not allowed``.
@@ -407,7 +408,11 @@ def check_origin(scope: Mapping[str, Any], allowed: Iterable[str] | None) -> Non
     origin = _headers(scope).get("origin")
     if origin is None or "*" in origins:
         return
-    if origin.rstrip("/").lower() not in origins:
+    origin = origin.rstrip("/").lower()
+    if origin in origins:
+        return
+    # Entries may be globs: "http://127.0.0.1:*", "https://*.example.com".
+    if not any("*" in o and fnmatch.fnmatchcase(origin, o) for o in origins):
         raise WSAuthError("origin")
 
 

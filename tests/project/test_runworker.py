@@ -1,0 +1,84 @@
+"""manage.py runworker ws-notify: background jobs reach users through Redis."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+
+from svc_infra.websocket import WebSocketClient, WebSocketConfig
+from tests.servers import uvicorn
+from tests.support import ROOT, python_cmd, timeout, wait_until
+from tests.tokens import SECRET, token
+
+pytestmark = [pytest.mark.e2e, pytest.mark.redis]
+
+# A database of its own on the shared Redis, flushed afterwards.
+DB = 13
+
+
+@pytest.fixture
+def redis_db_url(redis_server: str) -> Iterator[str]:
+    import redis
+
+    url = f"{redis_server}/{DB}"
+    yield url
+    client = redis.Redis.from_url(url)
+    try:
+        client.flushdb()
+    finally:
+        client.close()
+
+
+def test_runworker_refuses_the_in_memory_layer() -> None:
+    """Without Redis the worker does not start, and says why."""
+    env = {k: v for k, v in os.environ.items() if k != "WS_REDIS_URL"}
+    result = subprocess.run(
+        python_cmd("manage.py", "runworker", "ws-notify"),
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout(60),
+    )
+    assert result.returncode != 0
+    assert "needs a channel layer shared between processes" in result.stderr
+    assert "WS_REDIS_URL" in result.stderr
+
+
+async def test_worker_delivers_to_a_user_on_another_process(redis_db_url: str) -> None:
+    """A ws.notify sent to the ws-notify channel reaches the user's socket on the server."""
+    from channels_redis.core import RedisChannelLayer
+
+    env = {"WS_REDIS_URL": redis_db_url, "AUTH_JWT__SECRET": SECRET}
+    worker = subprocess.Popen(
+        python_cmd("manage.py", "runworker", "ws-notify"),
+        cwd=ROOT,
+        env={**os.environ, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    layer = RedisChannelLayer(hosts=[redis_db_url])
+    try:
+        with uvicorn("project.asgi:application", env=env) as server:
+            client = WebSocketClient(
+                server.ws("/ws/notifications/"),
+                config=WebSocketConfig(open_timeout=timeout(10)),
+                headers={"Origin": f"http://{server.host}"},
+                subprotocols=["bearer", token("worker-user")],
+            )
+            async with client as ws:
+                await wait_until(lambda: "worker-user" in server.get("/ws/stats")["users"])
+                payload = {"type": "notification", "data": {"job": "done"}}
+                await layer.send(
+                    "ws-notify", {"type": "ws.notify", "user_id": "worker-user", "payload": payload}
+                )
+                assert await ws.recv_json() == payload
+                await layer.send("ws-notify", {"type": "ws.notify", "payload": "to everyone"})
+                assert await ws.recv() == "to everyone"
+    finally:
+        worker.terminate()
+        worker.wait(timeout=timeout(10))
+        await layer.close_pools()
