@@ -37,10 +37,14 @@ ROUNDS = 3
 IDLE = 1000
 
 UVICORN = [sys.executable, "-m", "uvicorn", "--log-level", "warning", "--backlog", "4096"]
+DAPHNE = [sys.executable, "-m", "daphne", "-v", "0"]
 SERVERS = {
     "bare websockets": ([sys.executable, "-m", "bench.apps.bare"], "/", {}),
     "stock Channels": ([*UVICORN, "bench.apps.channels_stock:app"], "/ws", {}),
     "ConnectionManager": ([*UVICORN, "bench.apps.fastapi_manager:app"], "/ws", {}),
+    "Channels+manager": ([*UVICORN, "bench.apps.channels_managed:app"], "/ws", {}),
+    "stock Channels/Daphne": ([*DAPHNE, "bench.apps.channels_stock:app"], "/ws", {}),
+    "Channels+manager/Daphne": ([*DAPHNE, "bench.apps.channels_managed:app"], "/ws", {}),
     "FastAPI, no manager": (
         [*UVICORN, "bench.apps.fastapi_manager:app"],
         "/ws",
@@ -58,7 +62,12 @@ async def server(name: str) -> AsyncIterator[tuple[str, int]]:
     sock.listen(4096)
     fd = sock.fileno()
     port = sock.getsockname()[1]
-    args = [*cmd, str(fd)] if "bench.apps.bare" in cmd else [*cmd, "--fd", str(fd)]
+    if "bench.apps.bare" in cmd:
+        args = [*cmd, str(fd)]
+    elif cmd is SERVERS[name][0] and "daphne" in cmd:
+        args = [*cmd[:-1], "--fd", str(fd), cmd[-1]]
+    else:
+        args = [*cmd, "--fd", str(fd)]
     proc = subprocess.Popen(
         args, cwd=ROOT, pass_fds=(fd,), env={**os.environ, **env}, stdout=subprocess.DEVNULL
     )
@@ -135,25 +144,35 @@ async def idle_memory(name: str) -> float:
 
 async def main() -> None:
     rates: dict[str, float] = {}
-    for name in ("bare websockets", "stock Channels", "ConnectionManager"):
+    for name in (
+        "bare websockets",
+        "stock Channels",
+        "ConnectionManager",
+        "Channels+manager",
+        "stock Channels/Daphne",
+        "Channels+manager/Daphne",
+    ):
         async with server(name) as (url, _):
             rates[name] = await fan_out(url)
-    bare, stock, ours = (
-        rates["bare websockets"],
-        rates["stock Channels"],
-        rates["ConnectionManager"],
-    )
+    bare, stock = rates["bare websockets"], rates["stock Channels"]
     print(f"\nBroadcast: {CLIENTS} clients x {MESSAGES} messages of {SIZE} B, median of {ROUNDS}")
-    print(f"{'server':<22}{'deliveries/s':>14}{'vs bare':>9}{'vs Channels':>13}")
+    print("(uvicorn unless marked /Daphne; 'vs Channels' compares with stock Channels")
+    print(" on the same server)")
+    print(f"{'server':<26}{'deliveries/s':>14}{'vs bare':>9}{'vs Channels':>13}")
     for name, rate in rates.items():
-        print(f"{name:<22}{rate:>14,.0f}{rate / bare:>9.2f}{rate / stock:>13.1f}")
+        base = rates["stock Channels/Daphne"] if name.endswith("/Daphne") else stock
+        print(f"{name:<26}{rate:>14,.0f}{rate / bare:>9.2f}{rate / base:>13.1f}")
+    ours = rates["ConnectionManager"]
     print(
-        f"targets: ours/bare >= 0.7 ({ours / bare:.2f}), ours/Channels >= 10 ({ours / stock:.1f})"
+        f"targets: FastAPI ours/bare >= 0.7 ({ours / bare:.2f}), ours/Channels >= 10 "
+        f"({ours / stock:.1f}); Django ours/Channels >= 5 on uvicorn "
+        f"({rates['Channels+manager'] / stock:.1f}) and Daphne "
+        f"({rates['Channels+manager/Daphne'] / rates['stock Channels/Daphne']:.1f})"
     )
 
     plain = await idle_memory("FastAPI, no manager")
     managed = await idle_memory("ConnectionManager")
     print(f"\nMemory per idle connection over {IDLE} connections (server RSS growth)")
-    print(f"{'FastAPI, no manager':<22}{plain:>10,.0f} B")
-    print(f"{'ConnectionManager':<22}{managed:>10,.0f} B")
+    print(f"{'FastAPI, no manager':<26}{plain:>10,.0f} B")
+    print(f"{'ConnectionManager':<26}{managed:>10,.0f} B")
     print(f"manager overhead: {managed - plain:,.0f} B per connection (target <= 4,096)")
