@@ -17,7 +17,15 @@ from tests.support import timeout
 
 
 def fresh(name: str) -> ModuleType:
-    """Import an example anew, so each test gets its own app and manager."""
+    """Import an example anew, so each test gets its own app and manager.
+
+    In this (Django-configured) process an example's manager uses Django's default
+    layer, a process-wide InMemoryChannelLayer; each TestClient runs its own event
+    loop, and asyncio queues must not outlive theirs: start from a new layer.
+    """
+    from channels.layers import channel_layers
+
+    channel_layers.backends.clear()
     module = importlib.import_module(f"project.fastapi_examples.{name}")
     return importlib.reload(module)
 
