@@ -263,10 +263,12 @@ class ConnectionManager:
         if existing is not None:
             return existing.id
         transport = adapt(websocket)
+        await self.start()
         if not transport.accepted:
             offered = transport.subprotocols
             await transport.accept(_BEARER if _BEARER in offered else None)
-        await self.start()
+        # Registered right after the accept, with no await in between: once the
+        # client sees its handshake succeed, messages sent to the user reach it.
         info = ConnectionInfo(uid, uuid.uuid4().hex, metadata=data)
         conn = LocalConnection(
             info, websocket, transport, limit=self.config.outbox_limit, failed=self._failed

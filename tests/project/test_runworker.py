@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -82,3 +83,40 @@ async def test_worker_delivers_to_a_user_on_another_process(redis_db_url: str) -
         worker.terminate()
         worker.wait(timeout=timeout(10))
         await layer.close_pools()
+
+
+async def test_django_and_fastapi_processes_share_rooms(redis_db_url: str) -> None:
+    """With WS_REDIS_URL, a chat room spans the Django project and the FastAPI twin."""
+    env = {"WS_REDIS_URL": redis_db_url, "AUTH_JWT__SECRET": SECRET}
+    config = WebSocketConfig(open_timeout=timeout(10))
+
+    def chat(server: Any, user: str) -> WebSocketClient:
+        return WebSocketClient(
+            server.ws("/ws/chat/shared/"),
+            config=config,
+            headers={"Origin": f"http://{server.host}"},
+            subprotocols=["bearer", token(user)],
+        )
+
+    with (
+        uvicorn("project.asgi:application", env=env) as django_srv,
+        uvicorn("project.fastapi_app:app", env=env) as fastapi_srv,
+    ):
+        async with chat(django_srv, "dj") as dj:
+            assert await dj.recv_json() == {"type": "system", "message": "dj joined the room"}
+            async with chat(fastapi_srv, "fa") as fa:
+                assert await fa.recv_json() == {"type": "system", "message": "fa joined the room"}
+                # fa's join notice crossed from the FastAPI process to the Django one.
+                assert await dj.recv_json() == {"type": "system", "message": "fa joined the room"}
+                await fa.send_json({"message": "from FastAPI"})
+                assert await dj.recv_json() == {
+                    "type": "message",
+                    "from": "fa",
+                    "message": "from FastAPI",
+                }
+                await dj.send_json({"message": "from Django"})
+                assert await fa.recv_json() == {
+                    "type": "message",
+                    "from": "dj",
+                    "message": "from Django",
+                }
