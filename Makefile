@@ -51,6 +51,7 @@ run-fastapi: $(VENV)/.installed
 	$(VENV)/bin/python -m uvicorn project.fastapi_app:app --host $(HOST) --port $(PORT)
 
 test: $(VENV)/.installed
+	@scripts/ensure-chromium
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 test-fast: $(VENV)/.installed
