@@ -18,7 +18,7 @@ help:
 	@echo "make run-fastapi  the FastAPI twin of the demo under uvicorn"
 	@echo "make test       run the whole test suite (starts Redis if none answers)"
 	@echo "make test-fast  run the quick unit subset (no server processes)"
-	@echo "make test-py312 run the unit suite on Python 3.12 with the newest Django"
+	@echo "make test-py312 run the suite on Python 3.12 with the newest Django"
 	@echo "make lint       ruff (lint + format check) and mypy --strict"
 	@echo "make bench      run the benchmarks in bench/"
 
@@ -58,7 +58,7 @@ test-fast: $(VENV)/.installed
 	$(VENV)/bin/python -m pytest -m "not e2e" -q $(PYTEST_ARGS)
 
 test-py312: $(VENV312)/.installed
-	$(VENV312)/bin/python -m pytest -m "not e2e" -q $(PYTEST_ARGS)
+	$(VENV312)/bin/python -m pytest -q $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
