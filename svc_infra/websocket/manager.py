@@ -562,13 +562,8 @@ class ConnectionManager:
         if uid not in self._users:
             # The user's last connection here: leave the user's group and rooms.
             await self._group_discard(user_group(uid, self.prefix))
-            for room in list(self._user_rooms.pop(uid, ())):
-                members = self._rooms.get(room)
-                if members is not None:
-                    members.pop(uid, None)
-                    if not members:
-                        del self._rooms[room]
-                await self._release_room_group(room)
+            for room in list(self._user_rooms.get(uid, ())):
+                await self._apply_leave(uid, room)
         await self._run_hooks(self._disconnect_hooks, uid, conn.socket)
 
     def _failed(self, conn: LocalConnection, exc: BaseException | None) -> None:

@@ -215,6 +215,17 @@ def _django_auth_settings() -> Mapping[str, Any]:
 
 _warned_unconfigured = False
 
+# PyJWT's errors and our reasons; the first match wins, so subclasses come first.
+_PYJWT_REASONS: tuple[tuple[type[Exception], str], ...] = (
+    (jwt.ExpiredSignatureError, "expired"),
+    (jwt.ImmatureSignatureError, "not_yet_valid"),
+    (jwt.InvalidAudienceError, "audience"),
+    (jwt.InvalidIssuerError, "issuer"),
+    (jwt.MissingRequiredClaimError, "claims"),
+    (jwt.InvalidKeyError, "algorithm"),
+    (jwt.InvalidTokenError, "malformed"),
+)
+
 
 def verify_token(token: str, settings: JWTSettings, via: Via = "header") -> WSPrincipal:
     """Verify a JWT and return its principal.
@@ -263,20 +274,9 @@ def verify_token(token: str, settings: JWTSettings, via: Via = "header") -> WSPr
         except jwt.InvalidSignatureError:
             error = WSAuthError("signature")
             continue  # the next (older) secret may have signed it
-        except jwt.ExpiredSignatureError:
-            raise WSAuthError("expired") from None
-        except jwt.ImmatureSignatureError:
-            raise WSAuthError("not_yet_valid") from None
-        except jwt.InvalidAudienceError:
-            raise WSAuthError("audience") from None
-        except jwt.InvalidIssuerError:
-            raise WSAuthError("issuer") from None
-        except jwt.MissingRequiredClaimError:
-            raise WSAuthError("claims") from None
-        except jwt.InvalidKeyError:
-            raise WSAuthError("algorithm") from None
-        except jwt.InvalidTokenError:
-            raise WSAuthError("malformed") from None
+        except jwt.InvalidTokenError as exc:
+            key = next(k for kind, k in _PYJWT_REASONS if isinstance(exc, kind))
+            raise WSAuthError(key) from None
         return _principal(claims, via)
     assert error is not None
     raise error
