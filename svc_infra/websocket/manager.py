@@ -109,6 +109,11 @@ class ConnectionManager:
             missing for ``redis_url``.
     """
 
+    #: Seconds between re-joins of this manager's groups. Channels layers forget a
+    #: member after ``group_expiry`` (a day by default): a process up for longer
+    #: would stop hearing other processes without this.
+    group_refresh_interval: float = 3600.0
+
     def __init__(
         self,
         layer: Any = None,
@@ -140,6 +145,7 @@ class ConnectionManager:
         self._disconnect_hooks: list[Hook] = []
         self._channel: str | None = None
         self._receiver: asyncio.Task[None] | None = None
+        self._refresher: asyncio.Task[None] | None = None
         self._start_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[Any]] = set()
 
@@ -206,9 +212,9 @@ class ConnectionManager:
             channel = await _new_channel(self.layer, f"{self.prefix}mgr")
             await self.layer.group_add(self._all_group, channel)
             self._channel = channel
-            self._receiver = asyncio.get_running_loop().create_task(
-                self._receive_loop(), name=f"ws-manager-{self.id}"
-            )
+            loop = asyncio.get_running_loop()
+            self._receiver = loop.create_task(self._receive_loop(), name=f"ws-manager-{self.id}")
+            self._refresher = loop.create_task(self._refresh_loop(), name=f"ws-refresh-{self.id}")
 
     def _started(self) -> bool:
         return self._receiver is not None
@@ -224,10 +230,11 @@ class ConnectionManager:
         """
         conns = [c for c in list(self._conns.values()) if self._detach(c)]
         await asyncio.gather(*(self._finish(c, code, reason, flush=True) for c in conns))
-        receiver, self._receiver = self._receiver, None
-        if receiver is not None:
-            receiver.cancel()
-            await asyncio.gather(receiver, return_exceptions=True)
+        tasks = [t for t in (self._receiver, self._refresher) if t is not None]
+        self._receiver = self._refresher = None
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         if self._channel is not None:
             await self._layer_call(self.layer.group_discard(self._all_group, self._channel))
             self._channel = None
@@ -486,6 +493,25 @@ class ConnectionManager:
             )
         else:
             logger.debug("ignoring layer message of type %r", kind)
+
+    async def refresh_groups(self) -> None:
+        """Join again every group this manager's channel belongs to.
+
+        Runs every :attr:`group_refresh_interval` seconds once started; layers
+        drop members after their ``group_expiry``. Errors are logged and counted.
+        """
+        if self._channel is None:
+            return
+        groups = [self._all_group]
+        groups += [user_group(uid, self.prefix) for uid in list(self._users)]
+        groups += [room_group(room, self.prefix) for room in list(self._room_groups)]
+        for group in groups:
+            await self._group_add(group)
+
+    async def _refresh_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.group_refresh_interval)
+            await self.refresh_groups()
 
     # --- internals: membership and groups -------------------------------------------
 

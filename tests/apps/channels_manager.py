@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from channels.routing import URLRouter
 from django.urls import path
 
@@ -49,5 +50,23 @@ class Authenticated(ManagedJsonWebsocketConsumer):
         await self.send_json({"user": self.user_id, "connection": self.connection_id})
 
 
-application = URLRouter([path("ws/<str:user>/", Commands.as_asgi())])
+class Plain(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
+    """Plain Channels code using the manager, as the Django guide shows."""
+
+    manager: Any = None  # set by the tests
+
+    async def connect(self) -> None:
+        self.user = self.scope["url_route"]["kwargs"]["user"]
+        await self.manager.connect(self.user, self)  # instead of self.accept()
+
+    async def receive_json(self, content: Any, **kwargs: Any) -> None:
+        await self.manager.broadcast(content, exclude_user=self.user)
+
+    async def disconnect(self, code: int) -> None:
+        await self.manager.disconnect(self.user, self)
+
+
+application = URLRouter(
+    [path("ws/<str:user>/", Commands.as_asgi()), path("plain/<str:user>/", Plain.as_asgi())]
+)
 authenticated = JWTAuthMiddlewareStack(URLRouter([path("secure/", Authenticated.as_asgi())]))

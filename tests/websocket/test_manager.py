@@ -581,3 +581,41 @@ async def test_channel_prefix_is_made_valid() -> None:
         assert await ws.next() == "prefixed"
     finally:
         await mgr.shutdown()
+
+
+async def test_group_membership_outlives_the_layers_group_expiry(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Layers forget group members after group_expiry; refresh_groups joins them again."""
+    import time as real_time
+
+    import channels.layers
+
+    now = [real_time.time()]
+
+    class Clock:
+        @staticmethod
+        def time() -> float:
+            return now[0]
+
+    monkeypatch.setattr(channels.layers, "time", Clock)
+    layer = InMemoryChannelLayer(group_expiry=60)
+    mgr = ConnectionManager(layer, config=CONFIG)
+    try:
+        ws = sock()
+        await mgr.connect("alice", ws)
+        await mgr.join_room("alice", "news")
+        message = {"type": "ws.send", "text": "still here", "room": "news"}
+        now[0] += 3600  # an hour later: the layer has forgotten every member
+        await layer.group_send(room_group("news"), message)
+        await settle(mgr)
+        assert ws.unread() == []
+        await mgr.refresh_groups()
+        await layer.group_send(room_group("news"), message)
+        assert await ws.next() == "still here"
+        await layer.group_send(user_group("alice"), {**message, "room": None, "user": "alice"})
+        assert await ws.next() == "still here"
+        assert mgr._refresher is not None and not mgr._refresher.done()
+    finally:
+        await mgr.shutdown()
+    assert mgr._refresher is None

@@ -11,7 +11,13 @@ from channels.layers import InMemoryChannelLayer
 from channels.testing import WebsocketCommunicator
 
 from svc_infra.websocket import ConnectionManager, WebSocketConfig
-from tests.apps.channels_manager import Authenticated, Commands, application, authenticated
+from tests.apps.channels_manager import (
+    Authenticated,
+    Commands,
+    Plain,
+    application,
+    authenticated,
+)
 from tests.support import timeout, wait_until
 from tests.tokens import SECRET, token
 
@@ -19,10 +25,10 @@ from tests.tokens import SECRET, token
 @pytest.fixture
 async def manager() -> AsyncIterator[ConnectionManager]:
     mgr = ConnectionManager(InMemoryChannelLayer(), config=WebSocketConfig(close_timeout=2.0))
-    Commands.ws_manager = Authenticated.ws_manager = mgr
+    Commands.ws_manager = Authenticated.ws_manager = Plain.manager = mgr
     yield mgr
     await mgr.shutdown()
-    Commands.ws_manager = Authenticated.ws_manager = None
+    Commands.ws_manager = Authenticated.ws_manager = Plain.manager = None
 
 
 @contextlib.asynccontextmanager
@@ -126,4 +132,19 @@ async def test_principal_and_bearer_subprotocol(
     await c.disconnect()
     anonymous = WebsocketCommunicator(authenticated, "/secure/")
     assert await anonymous.connect(timeout=timeout(5)) == (False, 1008)
+    assert manager.connection_count == 0
+
+
+async def test_plain_json_consumer_uses_the_manager(manager: ConnectionManager) -> None:
+    """A plain AsyncJsonWebsocketConsumer registers with manager.connect(user, self)."""
+    a = WebsocketCommunicator(application, "/plain/pa/")
+    b = WebsocketCommunicator(application, "/plain/pb/")
+    assert (await a.connect(timeout=timeout(5)))[0]
+    assert (await b.connect(timeout=timeout(5)))[0]
+    assert sorted(manager.active_users) == ["pa", "pb"]
+    await a.send_json_to({"from": "pa"})
+    assert await recv(b) == {"from": "pa"}
+    assert await a.receive_nothing(timeout=0.05)
+    await a.disconnect()
+    await b.disconnect()
     assert manager.connection_count == 0
