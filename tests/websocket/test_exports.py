@@ -61,19 +61,32 @@ def test_star_import_gives_the_public_names() -> None:
     assert set(namespace) - {"__builtins__"} == EXPECTED
 
 
-def test_core_imports_no_web_framework() -> None:
-    """Importing the package, manager included, loads no Django, Channels or Starlette."""
+FRAMEWORKS = {"django", "channels", "starlette", "fastapi", "daphne", "uvicorn"}
+
+
+def frameworks_loaded_by(*modules: str) -> list[str]:
+    """The web-framework modules a fresh interpreter loads when importing ``modules``."""
     code = (
-        "import sys, svc_infra.websocket, svc_infra.websocket.__main__;"
-        "import svc_infra.websocket.manager, svc_infra.websocket.testing;"
-        "bad = [m for m in sys.modules if m.split('.')[0] in"
-        " {'django', 'channels', 'starlette', 'fastapi', 'daphne', 'uvicorn'}];"
-        "print(','.join(bad))"
+        f"import sys, {', '.join(modules)};"
+        f"print(','.join(m for m in sys.modules if m.split('.')[0] in {sorted(FRAMEWORKS)!r}))"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
-    assert out.stdout.strip() == ""
+    return [m for m in out.stdout.strip().split(",") if m]
+
+
+def test_core_imports_no_web_framework() -> None:
+    """Importing the package, manager included, loads no Django, Channels or Starlette."""
+    assert (
+        frameworks_loaded_by(
+            "svc_infra.websocket",
+            "svc_infra.websocket.__main__",
+            "svc_infra.websocket.manager",
+            "svc_infra.websocket.testing",
+        )
+        == []
+    )
 
 
 def test_package_is_typed() -> None:
@@ -116,13 +129,4 @@ def test_spec_auth_exports() -> None:
 
 def test_auth_core_imports_no_web_framework() -> None:
     """The JWT core is framework-free, like the manager."""
-    code = (
-        "import sys, svc_infra.websocket.auth;"
-        "bad = [m for m in sys.modules if m.split('.')[0] in"
-        " {'django', 'channels', 'starlette', 'fastapi'}];"
-        "print(','.join(bad))"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
-    )
-    assert out.stdout.strip() == ""
+    assert frameworks_loaded_by("svc_infra.websocket.auth") == []
