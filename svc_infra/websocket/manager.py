@@ -228,8 +228,7 @@ class ConnectionManager:
 
         Cancelling is not safe: connections may be left open.
         """
-        conns = [c for c in list(self._conns.values()) if self._detach(c)]
-        await asyncio.gather(*(self._finish(c, code, reason, flush=True) for c in conns))
+        await self._close_many(self._conns.values(), code, reason)
         tasks = [t for t in (self._receiver, self._refresher) if t is not None]
         self._receiver = self._refresher = None
         for task in tasks:
@@ -305,8 +304,7 @@ class ConnectionManager:
             if conn is not None and conn.user_id == uid and self._detach(conn):
                 await self._finish(conn, code, reason, flush=True)
             return
-        conns = [c for c in list(self._users.get(uid, {}).values()) if self._detach(c)]
-        await asyncio.gather(*(self._finish(c, code, reason, flush=True) for c in conns))
+        await self._close_many(self._users.get(uid, {}).values(), code, reason)
         message = {"type": lm.CLOSE, "user": uid, "code": code, "reason": reason}
         await self._publish(user_group(uid, self.prefix), message)
 
@@ -487,10 +485,7 @@ class ConnectionManager:
         elif kind == lm.CLOSE and isinstance(user, str):
             code = message.get("code", 1000)
             reason = message.get("reason", "")
-            conns = [c for c in list(self._users.get(user, {}).values()) if self._detach(c)]
-            await asyncio.gather(
-                *(self._finish(c, int(code), str(reason), flush=True) for c in conns)
-            )
+            await self._close_many(self._users.get(user, {}).values(), int(code), str(reason))
         else:
             logger.debug("ignoring layer message of type %r", kind)
 
@@ -571,6 +566,11 @@ class ConnectionManager:
             if not user_conns:
                 del self._users[conn.user_id]
         return True
+
+    async def _close_many(self, conns: Iterable[LocalConnection], code: int, reason: str) -> None:
+        """Detach ``conns`` at once, then flush and close them concurrently."""
+        detached = [c for c in list(conns) if self._detach(c)]
+        await asyncio.gather(*(self._finish(c, code, reason, flush=True) for c in detached))
 
     async def _finish(self, conn: LocalConnection, code: int, reason: str, *, flush: bool) -> None:
         """After :meth:`_detach`: flush, close the socket, fix groups, run hooks."""
