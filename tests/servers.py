@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
@@ -35,6 +36,24 @@ class Server:
         request = urllib.request.Request(f"http://{self.host}{path}", method="POST")
         with urllib.request.urlopen(request, timeout=timeout(10)) as r:
             return json.loads(r.read() or b"null")
+
+    def ctl(self, op: str, **body: Any) -> tuple[int, Any]:
+        """POST ``/ctl/<op>`` with a JSON body (the cluster test apps); (status, answer)."""
+        request = urllib.request.Request(
+            f"http://{self.host}/ctl/{op}",
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=timeout(10)) as r:
+                return r.status, json.loads(r.read() or b"null")
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read() or b"null")
+
+    def stats(self, **query: str) -> Any:
+        """GET ``/ctl/stats`` of a cluster test app."""
+        return self.get("/ctl/stats?" + urllib.parse.urlencode(query))
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
         """Send ``sig`` and wait for the exit status."""
@@ -85,6 +104,32 @@ def runserver(env: dict[str, str] | None = None) -> Iterator[Server]:
 @contextlib.contextmanager
 def uvicorn(app: str, env: dict[str, str] | None = None) -> Iterator[Server]:
     """Run ``uvicorn app`` on a socket bound here to port 0 and handed over by fd."""
+    with _server_on_fd(
+        lambda fd: [
+            "-m",
+            "uvicorn",
+            app,
+            "--fd",
+            fd,
+            "--log-level",
+            "warning",
+            "--timeout-graceful-shutdown",
+            "5",
+        ],
+        env,
+    ) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def daphne(app: str, env: dict[str, str] | None = None) -> Iterator[Server]:
+    """Run ``daphne app`` on a socket bound here to port 0 and handed over by fd."""
+    with _server_on_fd(lambda fd: ["-m", "daphne", "--fd", fd, "-v", "0", app], env) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def _server_on_fd(args: Any, env: dict[str, str] | None) -> Iterator[Server]:
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
@@ -92,17 +137,7 @@ def uvicorn(app: str, env: dict[str, str] | None = None) -> Iterator[Server]:
     port = sock.getsockname()[1]
     fd = sock.fileno()
     proc = subprocess.Popen(
-        python_cmd(
-            "-m",
-            "uvicorn",
-            app,
-            "--fd",
-            str(fd),
-            "--log-level",
-            "warning",
-            "--timeout-graceful-shutdown",
-            "5",
-        ),
+        python_cmd(*args(str(fd))),
         cwd=ROOT,
         env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
         pass_fds=(fd,),

@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from svc_infra.websocket.layers import redis_host
 from tests.support import redis_answers, start_redis_server, timeout
 
 pytestmark = pytest.mark.redis
@@ -27,7 +28,7 @@ async def test_channels_redis_round_trip(redis_server: str, redis_prefix: str) -
     import redis.asyncio
     from channels_redis.core import RedisChannelLayer
 
-    layer = RedisChannelLayer(hosts=[redis_server], prefix=redis_prefix)
+    layer = RedisChannelLayer(hosts=[redis_host(redis_server)], prefix=redis_prefix)
     try:
         channel = await layer.new_channel()
         await layer.group_add("room", channel)

@@ -13,6 +13,7 @@ from .config import WebSocketConfig, get_default_config
 from .connection import CLOSE_SLOW_CONSUMER
 from .exceptions import (
     AuthenticationError,
+    ChannelLayerError,
     ConfigurationError,
     ConnectionClosedError,
     ConnectionFailedError,
@@ -51,6 +52,7 @@ __all__ = [
     "ConnectionFailedError",
     "AuthenticationError",
     "MessageTooLargeError",
+    "ChannelLayerError",
     "ConfigurationError",
 ]
 

@@ -54,6 +54,10 @@ class WebSocketConfig:
         channel_prefix: Server side: prefix of the manager's Channels group names.
         redis_url: Server side: a ``redis://`` URL; the manager then builds a
             ``channels_redis`` layer. ``None`` keeps the in-memory (or Django) layer.
+        redis_layer: Server side: which ``channels_redis`` layer ``redis_url``
+            builds: ``"core"`` (lists, the default) or ``"pubsub"``.
+        presence_ttl: Server side, with Redis: seconds after which a process that
+            stopped heartbeating (killed, frozen) no longer counts in presence.
 
     Raises:
         ConfigurationError: If a value is of the wrong type or out of range.
@@ -73,6 +77,8 @@ class WebSocketConfig:
     outbox_limit: int = 1_048_576
     channel_prefix: str = "ws."
     redis_url: str | None = None
+    redis_layer: str = "core"
+    presence_ttl: float = 30.0
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -149,6 +155,8 @@ def get_default_config(**overrides: Any) -> WebSocketConfig:
     ``WS_OUTBOX_LIMIT``             1048576    per-connection outbox (server side)
     ``WS_CHANNEL_PREFIX``           ws.        Channels group name prefix
     ``WS_REDIS_URL``                (unset)    ``redis://`` URL for channels_redis
+    ``WS_REDIS_LAYER``              core       channels_redis layer: core or pubsub
+    ``WS_PRESENCE_TTL``             30.0       seconds before a silent process leaves
     ==============================  =========  ====================================
 
     Raises:
@@ -188,6 +196,10 @@ def _parse_str(raw: str, name: str) -> str:
     return raw.strip()
 
 
+def _parse_choice(raw: str, name: str) -> str:
+    return raw.strip().lower()
+
+
 def _parse_optional_str(raw: str, name: str) -> str | None:
     return raw.strip() or None
 
@@ -211,6 +223,7 @@ class _Spec:
     maximum: float | None = None
     exclusive_minimum: bool = False
     optional: bool = False
+    choices: tuple[str, ...] = ()
 
     def expected(self) -> str:
         text = {
@@ -223,6 +236,8 @@ class _Spec:
             text += f" {'>' if self.exclusive_minimum else '>='} {self.minimum:g}"
         if self.maximum is not None:
             text += f" and <= {self.maximum:g}"
+        if self.choices:
+            text = "one of " + ", ".join(self.choices)
         if self.optional:
             text += ", or None"
         return text
@@ -245,6 +260,8 @@ class _Spec:
             raise ConfigurationError(name, value, self.expected())
         if self.maximum is not None and value > self.maximum:
             raise ConfigurationError(name, value, self.expected())
+        if self.choices and value not in self.choices:
+            raise ConfigurationError(name, value, self.expected())
 
 
 _SPECS: dict[str, _Spec] = {
@@ -266,4 +283,7 @@ _SPECS: dict[str, _Spec] = {
     "outbox_limit": _Spec(_parse_int, "int", minimum=0, exclusive_minimum=True),
     "channel_prefix": _Spec(_parse_str, "str"),
     "redis_url": _Spec(_parse_optional_str, "str", optional=True),
+    "redis_layer": _Spec(_parse_choice, "str", choices=("core", "pubsub")),
+    # Heartbeats run every ttl/4: below half a second they would flood Redis.
+    "presence_ttl": _Spec(_parse_float, "float", minimum=0.5),
 }

@@ -8,6 +8,7 @@ so ``except WebSocketError`` catches them all::
     ├── AuthenticationError        the server answered 401/403, or a credential was refused
     ├── ConnectionClosedError      the connection is closed (code, reason)
     ├── MessageTooLargeError       a message exceeds max_message_size (size, limit)
+    ├── ChannelLayerError          the channel layer (Redis) could not be reached (operation)
     └── ConfigurationError         a configuration value is invalid (also a ValueError)
 
 Errors carry structured attributes (``code``, ``reason``, ``size``, ``limit``,
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 __all__ = [
     "AuthenticationError",
+    "ChannelLayerError",
     "ConfigurationError",
     "ConnectionClosedError",
     "ConnectionFailedError",
@@ -152,3 +154,29 @@ class ConfigurationError(WebSocketError, ValueError):
 
     def __str__(self) -> str:
         return f"invalid {self.name}={self.value!r}: expected {self.expected}"
+
+
+class ChannelLayerError(WebSocketError):
+    """Raised when the channel layer (Redis) cannot carry a message to other processes.
+
+    The manager raises it from ``send_to_user``, ``broadcast``,
+    ``broadcast_to_room``, ``join_room``, ``leave_room`` and ``disconnect(user)``
+    when Redis cannot be reached within the manager's timeout. What could be done
+    in this process was done first (local sockets got the message; local room
+    membership changed); other processes did not hear of it, and
+    ``ManagerStats.messages_lost`` counts it. Local connections stay open, and
+    delivery resumes by itself when Redis is back.
+
+    Attributes:
+        operation: What failed, such as ``"send_to_user"`` or ``"join_room"``.
+        cause: The layer's own exception, also in ``__cause__``.
+    """
+
+    def __init__(self, operation: str, cause: BaseException | None = None) -> None:
+        super().__init__(operation, cause)
+        self.operation = operation
+        self.cause = cause
+
+    def __str__(self) -> str:
+        detail = f": {self.cause!r}" if self.cause is not None else ""
+        return f"{self.operation}: the channel layer is unavailable{detail}"

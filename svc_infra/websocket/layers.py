@@ -12,19 +12,44 @@ from typing import Any
 
 from .exceptions import ConfigurationError
 
-__all__ = ["MANAGER_CHANNEL_CAPACITY", "build_layer", "reserve_capacity"]
+__all__ = [
+    "MANAGER_CHANNEL_CAPACITY",
+    "REDIS_HOST_DEFAULTS",
+    "build_layer",
+    "presence_client",
+    "redis_host",
+    "reserve_capacity",
+]
 
 # A manager's own channel carries every message for this process. Channels'
 # default of 100 would drop bursts silently (group_send never raises when full).
 MANAGER_CHANNEL_CAPACITY = 10_000
 
+#: redis-py settings for each Redis host of the layers built here. redis-py's
+#: pool refuses a 101st connection ("Too many connections"): 500 sockets opening
+#: at once each join a group, so the pool must be larger than any storm. A
+#: connect timeout makes a Redis that cannot be reached fail fast instead of
+#: hanging callers. The read timeout must exceed the core layer's 5 s BZPOPMIN:
+#: redis-py 8 defaults it to exactly 5 s, and every idle receive then fails.
+REDIS_HOST_DEFAULTS: dict[str, Any] = {
+    "max_connections": 2000,
+    "socket_connect_timeout": 2.0,
+    "socket_timeout": 15.0,
+}
+
 _REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
 
-def build_layer(*, redis_url: str | None = None) -> Any:
+def redis_host(url: str) -> dict[str, Any]:
+    """A ``channels_redis`` host entry for ``url`` with :data:`REDIS_HOST_DEFAULTS`."""
+    return {"address": url, **REDIS_HOST_DEFAULTS}
+
+
+def build_layer(*, redis_url: str | None = None, kind: str = "core") -> Any:
     """Return the layer for a manager built without one.
 
-    - ``redis_url`` set: a ``channels_redis`` ``RedisChannelLayer`` on it;
+    - ``redis_url`` set: a ``channels_redis`` layer on it, ``RedisChannelLayer``
+      (``kind="core"``) or ``RedisPubSubChannelLayer`` (``kind="pubsub"``);
     - else, Django configured with ``CHANNEL_LAYERS``: its ``default`` layer;
     - else: a new ``InMemoryChannelLayer`` (this process only).
 
@@ -37,11 +62,14 @@ def build_layer(*, redis_url: str | None = None) -> Any:
             raise ConfigurationError("redis_url", redis_url, "a redis://, rediss:// or unix:// URL")
         try:
             from channels_redis.core import RedisChannelLayer
+            from channels_redis.pubsub import RedisPubSubChannelLayer
         except ImportError:  # pragma: no cover - depends on the installation
             raise ConfigurationError(
                 "redis_url", redis_url, "channels-redis installed (the 'redis' extra)"
             ) from None
-        return RedisChannelLayer(hosts=[redis_url])
+        if kind == "pubsub":
+            return RedisPubSubChannelLayer(hosts=[redis_host(redis_url)])
+        return RedisChannelLayer(hosts=[redis_host(redis_url)])
     django_layer = _django_default_layer()
     if django_layer is not None:
         return django_layer
@@ -75,3 +103,32 @@ def reserve_capacity(layer: Any, pattern: str, capacity: int = MANAGER_CHANNEL_C
     regex = re.compile(fnmatch.translate(pattern))
     if not any(getattr(p, "pattern", None) == regex.pattern for p, _ in table):
         table.insert(0, (regex, capacity))
+
+
+def presence_client(layer: Any, manager_prefix: str) -> tuple[Any, str]:
+    """A Redis client for cluster-wide presence on ``layer``'s Redis, and the key prefix.
+
+    ``(None, "")`` when ``layer`` is not a ``channels_redis`` layer. With several
+    hosts (sharding), presence lives on the first. Sentinel host entries work:
+    the pool comes from channels_redis' own ``create_pool``.
+    """
+    module = type(layer).__module__
+    if module == "channels_redis.core":
+        hosts = list(layer.hosts)
+        layer_prefix = str(layer.prefix)
+    elif module == "channels_redis.pubsub":
+        from channels_redis.utils import decode_hosts
+
+        kwargs = layer._kwargs
+        hosts = decode_hosts(kwargs.get("hosts", layer._args[0] if layer._args else None))
+        layer_prefix = str(kwargs.get("prefix", "asgi"))
+    else:
+        return None, ""
+    import redis.asyncio
+    from channels_redis.utils import create_pool
+
+    # Presence commands are short: unlike the layer's blocking reads, they may
+    # carry a read timeout, so a Redis that hangs makes them fail, not wait.
+    host = {"socket_timeout": 5.0, "socket_connect_timeout": 2.0, **hosts[0]}
+    client = redis.asyncio.Redis(connection_pool=create_pool(host))
+    return client, f"{layer_prefix}:{manager_prefix}p:"

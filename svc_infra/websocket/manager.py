@@ -31,10 +31,13 @@ from typing import Any, TypeVar
 from . import messages as lm
 from .config import WebSocketConfig, get_default_config
 from .connection import CLOSE_SLOW_CONSUMER, LocalConnection
+from .exceptions import ChannelLayerError
 from .groups import broadcast_group, normalize_prefix, room_group, user_group
 from .integrations import adapt
-from .layers import build_layer, reserve_capacity
+from .layers import build_layer, presence_client, reserve_capacity
 from .models import ConnectionInfo
+from .presence import PRESENCE, ROOMS, RedisPresence
+from .rooms import RoomState, user_key
 
 __all__ = ["ConnectionManager", "ManagerStats", "easy_websocket_manager"]
 
@@ -58,6 +61,9 @@ class ManagerStats:
         slow_consumers: Connections closed because their outbox overflowed.
         send_failures: Connections dropped because a write failed.
         layer_errors: Errors talking to the channel layer (logged).
+        messages_lost: Messages, room changes and closes that could not reach
+            other processes because the layer failed (the caller got a
+            :exc:`~svc_infra.websocket.exceptions.ChannelLayerError`).
         hook_errors: Lifecycle hooks that raised (logged).
     """
 
@@ -66,20 +72,11 @@ class ManagerStats:
     slow_consumers: int = 0
     send_failures: int = 0
     layer_errors: int = 0
+    messages_lost: int = 0
     hook_errors: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
-
-
-def _user_key(user_id: object) -> str:
-    # FastAPI path parameters and database ids are often ints: accept them, and
-    # use one spelling everywhere (presence, group names, hooks).
-    if isinstance(user_id, str):
-        return user_id
-    if isinstance(user_id, int) and not isinstance(user_id, bool):
-        return str(user_id)
-    raise TypeError(f"user_id must be str or int, not {type(user_id).__name__}")
 
 
 def _metadata(metadata: object) -> dict[str, Any]:
@@ -90,7 +87,7 @@ def _metadata(metadata: object) -> dict[str, Any]:
     return dict(metadata)
 
 
-class ConnectionManager:
+class ConnectionManager(RoomState):
     """Track users, their connections and rooms; deliver through a Channels layer.
 
     Args:
@@ -102,7 +99,11 @@ class ConnectionManager:
         channel_prefix: Prefix of group names; characters Channels refuses are
             replaced (``"ws:"`` becomes ``"ws."``). Defaults to ``WS_CHANNEL_PREFIX``.
         config: Defaults to :func:`get_default_config` (the ``WS_*`` variables);
-            ``outbox_limit`` and ``close_timeout`` apply here.
+            ``outbox_limit``, ``close_timeout``, ``redis_layer`` and
+            ``presence_ttl`` apply here.
+        presence: Keep cluster-wide presence in Redis. ``None`` (the default)
+            does so when the layer is a ``channels_redis`` layer; ``False``
+            keeps presence per process.
 
     Raises:
         ConfigurationError: If a setting is invalid or ``channels-redis`` is
@@ -113,6 +114,9 @@ class ConnectionManager:
     #: member after ``group_expiry`` (a day by default): a process up for longer
     #: would stop hearing other processes without this.
     group_refresh_interval: float = 3600.0
+    #: Seconds a call to the layer may take before it counts as failed: a Redis
+    #: that hangs must not hang the caller.
+    layer_timeout: float = 5.0
 
     def __init__(
         self,
@@ -121,13 +125,16 @@ class ConnectionManager:
         redis_url: str | None = None,
         channel_prefix: str | None = None,
         config: WebSocketConfig | None = None,
+        presence: bool | None = None,
     ) -> None:
         self.config = config if config is not None else get_default_config()
         self.prefix = normalize_prefix(channel_prefix or self.config.channel_prefix)
         self.layer = (
             layer
             if layer is not None
-            else build_layer(redis_url=redis_url or self.config.redis_url)
+            else build_layer(
+                redis_url=redis_url or self.config.redis_url, kind=self.config.redis_layer
+            )
         )
         reserve_capacity(self.layer, f"{self.prefix}mgr*")
         self.id = uuid.uuid4().hex[:16]
@@ -137,10 +144,9 @@ class ConnectionManager:
         self._by_socket: dict[int, LocalConnection] = {}
         # Users with a connection here; dicts are ordered sets.
         self._users: dict[str, dict[str, LocalConnection]] = {}
-        # Room membership belongs to users, connected here or not yet.
-        self._rooms: dict[str, dict[str, None]] = {}
-        self._user_rooms: dict[str, dict[str, None]] = {}
-        self._room_groups: set[str] = set()  # rooms whose group our channel is in
+        RoomState.__init__(self)
+        self._want_presence = presence
+        self.presence: RedisPresence | None = None
         self._connect_hooks: list[Hook] = []
         self._disconnect_hooks: list[Hook] = []
         self._channel: str | None = None
@@ -153,18 +159,21 @@ class ConnectionManager:
 
     @property
     def active_users(self) -> list[str]:
-        """Ids of the users with at least one connection."""
-        return list(self._users)
+        """Ids of the users with at least one connection (in any process, with Redis)."""
+        if self.presence is None:
+            return list(self._users)
+        return list(dict.fromkeys([*self._users, *self.presence.remote_users()]))
 
     @property
     def connection_count(self) -> int:
-        """Number of open connections."""
-        return len(self._conns)
+        """Number of open connections (in every process, with Redis)."""
+        remote = 0 if self.presence is None else self.presence.remote_count()
+        return len(self._conns) + remote
 
     @property
-    def room_count(self) -> int:
-        """Number of rooms with at least one member."""
-        return len(self._rooms)
+    def local_connection_count(self) -> int:
+        """Number of open connections in this process."""
+        return len(self._conns)
 
     @property
     def channel_name(self) -> str | None:
@@ -210,11 +219,20 @@ class ConnectionManager:
             if self._started():  # another task started it while we waited
                 return
             channel = await _new_channel(self.layer, f"{self.prefix}mgr")
-            await self.layer.group_add(self._all_group, channel)
             self._channel = channel
+            # A Redis that is down must not stop the process from serving its
+            # own sockets: the group is joined again when Redis answers.
+            await self._group_add(self._all_group)
             loop = asyncio.get_running_loop()
             self._receiver = loop.create_task(self._receive_loop(), name=f"ws-manager-{self.id}")
             self._refresher = loop.create_task(self._refresh_loop(), name=f"ws-refresh-{self.id}")
+            if self._want_presence is not False:
+                client, key_prefix = presence_client(self.layer, self.prefix)
+                if client is not None:
+                    self.presence = RedisPresence(
+                        client, self, key_prefix=key_prefix, ttl=self.config.presence_ttl
+                    )
+                    await self.presence.start()
 
     def _started(self) -> bool:
         return self._receiver is not None
@@ -229,11 +247,12 @@ class ConnectionManager:
         Cancelling is not safe: connections may be left open.
         """
         await self._close_many(self._conns.values(), code, reason)
+        if self.presence is not None:
+            await self.presence.stop()
+            self.presence = None
         tasks = [t for t in (self._receiver, self._refresher) if t is not None]
         self._receiver = self._refresher = None
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await _cancel(tasks)
         if self._channel is not None:
             await self._layer_call(self.layer.group_discard(self._all_group, self._channel))
             self._channel = None
@@ -263,7 +282,7 @@ class ConnectionManager:
             TypeError: If ``websocket`` is of an unsupported type, or ``user_id``
                 or ``metadata`` of the wrong type.
         """
-        uid = _user_key(user_id)
+        uid = user_key(user_id)
         data = _metadata(metadata)
         existing = self._by_socket.get(id(websocket))
         if existing is not None:
@@ -283,6 +302,8 @@ class ConnectionManager:
         self._conns[conn.id] = conn
         self._by_socket[id(websocket)] = conn
         self._users.setdefault(uid, {})[conn.id] = conn
+        if self.presence is not None:
+            self.presence.opened(info)
         if first:
             await self._join_groups(uid)
         await self._run_hooks(self._connect_hooks, uid, websocket)
@@ -297,8 +318,12 @@ class ConnectionManager:
         gone, so calling this in a ``finally`` is safe). Without: every
         connection of the user, in every process. Messages already queued are
         flushed first, within ``close_timeout``.
+
+        Raises:
+            ChannelLayerError: Without ``websocket``, if other processes could
+                not be told (this process's connections are closed).
         """
-        uid = _user_key(user_id)
+        uid = user_key(user_id)
         if websocket is not None:
             conn = self._by_socket.get(id(websocket))
             if conn is not None and conn.user_id == uid and self._detach(conn):
@@ -306,7 +331,7 @@ class ConnectionManager:
             return
         await self._close_many(self._users.get(uid, {}).values(), code, reason)
         message = {"type": lm.CLOSE, "user": uid, "code": code, "reason": reason}
-        await self._publish(user_group(uid, self.prefix), message)
+        await self._publish(user_group(uid, self.prefix), message, "disconnect")
 
     # --- sending ---------------------------------------------------------------------
 
@@ -318,22 +343,29 @@ class ConnectionManager:
         Raises:
             TypeError: If the message cannot be carried (a set, a dict with
                 non-string keys, an arbitrary object).
+            ChannelLayerError: If other processes could not be reached (this
+                process's connections got the message).
         """
-        uid = _user_key(user_id)
+        uid = user_key(user_id)
         frame = lm.encode_payload(message)
         self._fan_out(frame, user=uid)
-        await self._publish(user_group(uid, self.prefix), lm.send_message(frame, user=uid))
+        await self._publish(
+            user_group(uid, self.prefix), lm.send_message(frame, user=uid), "send_to_user"
+        )
 
     async def broadcast(self, message: Any, exclude_user: str | None = None) -> None:
         """Send ``message`` to every connection, except those of ``exclude_user``.
 
         Raises:
             TypeError: If the message cannot be carried.
+            ChannelLayerError: If other processes could not be reached.
         """
-        exclude = None if exclude_user is None else _user_key(exclude_user)
+        exclude = None if exclude_user is None else user_key(exclude_user)
         frame = lm.encode_payload(message)
         self._fan_out(frame, exclude=exclude)
-        await self._publish(self._all_group, lm.send_message(frame, all=True, exclude=exclude))
+        await self._publish(
+            self._all_group, lm.send_message(frame, all=True, exclude=exclude), "broadcast"
+        )
 
     async def broadcast_to_room(
         self, room: str, message: Any, exclude_user: str | None = None
@@ -342,47 +374,46 @@ class ConnectionManager:
 
         Raises:
             TypeError: If the message cannot be carried.
+            ChannelLayerError: If other processes could not be reached.
         """
-        exclude = None if exclude_user is None else _user_key(exclude_user)
+        exclude = None if exclude_user is None else user_key(exclude_user)
         frame = lm.encode_payload(message)
         self._fan_out(frame, room=room, exclude=exclude)
         await self._publish(
-            room_group(room, self.prefix), lm.send_message(frame, room=room, exclude=exclude)
+            room_group(room, self.prefix),
+            lm.send_message(frame, room=room, exclude=exclude),
+            "broadcast_to_room",
         )
-
-    # --- rooms -----------------------------------------------------------------------
-
-    async def join_room(self, user_id: str, room: str) -> None:
-        """Add ``user_id`` to ``room``: all the user's connections, now and later.
-
-        Connections in this process receive the room's messages when this
-        returns; other processes learn it through a ``ws.join`` layer message.
-        """
-        uid = _user_key(user_id)
-        await self._apply_join(uid, room)
-        message = {"type": lm.JOIN, "user": uid, "room": room}
-        await self._publish(user_group(uid, self.prefix), message)
-
-    async def leave_room(self, user_id: str, room: str) -> None:
-        """Remove ``user_id`` from ``room`` (all the user's connections)."""
-        uid = _user_key(user_id)
-        await self._apply_leave(uid, room)
-        message = {"type": lm.LEAVE, "user": uid, "room": room}
-        await self._publish(user_group(uid, self.prefix), message)
-
-    def get_room_users(self, room: str) -> list[str]:
-        """Ids of the members of ``room``, in the order they joined."""
-        return list(self._rooms.get(room, ()))
 
     # --- queries ---------------------------------------------------------------------
 
     def get_user_connections(self, user_id: str) -> list[ConnectionInfo]:
-        """Information about each connection of ``user_id`` (oldest first)."""
-        return [c.info for c in self._users.get(_user_key(user_id), {}).values()]
+        """Information about each connection of ``user_id``: this process's
+        (oldest first), then, with Redis presence, the other processes'."""
+        uid = user_key(user_id)
+        local = [c.info for c in self._users.get(uid, {}).values()]
+        if self.presence is None:
+            return local
+        return local + self.presence.remote_connections(uid)
 
     def is_user_connected(self, user_id: str) -> bool:
-        """Whether ``user_id`` has at least one connection."""
-        return _user_key(user_id) in self._users
+        """Whether ``user_id`` has at least one connection (anywhere, with Redis)."""
+        uid = user_key(user_id)
+        return uid in self._users or (self.presence is not None and self.presence.has_remote(uid))
+
+    # --- what presence calls -----------------------------------------------------------
+
+    def local_connections(self) -> list[ConnectionInfo]:
+        """This process's connections."""
+        return [c.info for c in self._conns.values()]
+
+    async def announce(self, message: dict[str, Any]) -> None:
+        """Send a presence message to every process.
+
+        Raises:
+            ChannelLayerError: If the layer failed.
+        """
+        await self._publish(self._all_group, message, "presence")
 
     # --- internals: fan-out and the layer --------------------------------------------
 
@@ -416,18 +447,34 @@ class ConnectionManager:
             queued += conn.push(frame)
         self.stats.frames_queued += queued
 
-    async def _publish(self, group: str, message: dict[str, Any]) -> None:
-        message["origin"] = self.id
-        await self._layer_call(self.layer.group_send(group, message))
+    async def _publish(self, group: str, message: dict[str, Any], operation: str) -> None:
+        """Send ``message`` to ``group`` for the other processes.
 
-    async def _layer_call(self, call: Coroutine[Any, Any, Any]) -> None:
+        Raises:
+            ChannelLayerError: If the layer failed or took longer than
+                :attr:`layer_timeout`; counted in ``messages_lost``.
+        """
+        message["origin"] = self.id
         try:
-            await call
+            await asyncio.wait_for(self.layer.group_send(group, message), self.layer_timeout)
         except asyncio.CancelledError:
             raise
-        except Exception:
+        except Exception as exc:
             self.stats.layer_errors += 1
-            logger.exception("channel layer call failed")
+            self.stats.messages_lost += 1
+            logger.warning("%s could not reach other processes: %r", operation, exc)
+            raise ChannelLayerError(operation, exc) from exc
+
+    async def _layer_call(self, call: Coroutine[Any, Any, Any]) -> None:
+        """Await a group change; errors are logged and counted, and the next
+        resync (or refresh) joins again."""
+        try:
+            await asyncio.wait_for(call, self.layer_timeout)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.stats.layer_errors += 1
+            logger.warning("channel layer call failed: %r", exc)
 
     async def _receive_loop(self) -> None:
         assert self._channel is not None
@@ -442,9 +489,11 @@ class ConnectionManager:
                 raise
             except Exception:
                 self.stats.layer_errors += 1
-                logger.exception("receiving from the channel layer failed; retrying")
+                logger.warning("receiving from the channel layer failed; retrying", exc_info=True)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                # At most a second between tries: delivery resumes soon after
+                # Redis does.
+                delay = min(delay * 2, 1.0)
                 continue
             delay = 0.05
             try:
@@ -475,10 +524,21 @@ class ConnectionManager:
                 # A message on a user's or room's group that forgot its target
                 # must not reach everyone: ignore it, loudly.
                 logger.warning("ws.send without user, room or all=True ignored")
+        elif kind == PRESENCE:
+            origin = message.get("origin")
+            if self.presence is not None and isinstance(origin, str):
+                self.presence.handle(origin, message)
+        elif kind == ROOMS:
+            rooms, version = message.get("rooms"), message.get("v")
+            if isinstance(user, str) and isinstance(rooms, list) and isinstance(version, int):
+                await self.apply_rooms(user, [str(r) for r in rooms], version)
         elif kind in (lm.JOIN, lm.LEAVE):
             room = message.get("room")
             if isinstance(user, str) and isinstance(room, str):
-                if kind == lm.JOIN:
+                if self.presence is not None:
+                    # From code other than a manager: make it a cluster-wide change.
+                    await self._change_room_quietly(user, room, kind)
+                elif kind == lm.JOIN:
                     await self._apply_join(user, room)
                 else:
                     await self._apply_leave(user, room)
@@ -489,69 +549,11 @@ class ConnectionManager:
         else:
             logger.debug("ignoring layer message of type %r", kind)
 
-    async def refresh_groups(self) -> None:
-        """Join again every group this manager's channel belongs to.
-
-        Runs every :attr:`group_refresh_interval` seconds once started; layers
-        drop members after their ``group_expiry``. Errors are logged and counted.
-        """
-        if self._channel is None:
-            return
-        groups = [self._all_group]
-        groups += [user_group(uid, self.prefix) for uid in list(self._users)]
-        groups += [room_group(room, self.prefix) for room in list(self._room_groups)]
-        for group in groups:
-            await self._group_add(group)
-
-    async def _refresh_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.group_refresh_interval)
-            await self.refresh_groups()
-
-    # --- internals: membership and groups -------------------------------------------
-
-    async def _apply_join(self, uid: str, room: str) -> None:
-        self._rooms.setdefault(room, {})[uid] = None
-        self._user_rooms.setdefault(uid, {})[room] = None
-        if uid in self._users and room not in self._room_groups:
-            self._room_groups.add(room)
-            await self._group_add(room_group(room, self.prefix))
-
-    async def _apply_leave(self, uid: str, room: str) -> None:
-        members = self._rooms.get(room)
-        if members is not None:
-            members.pop(uid, None)
-            if not members:
-                del self._rooms[room]
-        rooms = self._user_rooms.get(uid)
-        if rooms is not None:
-            rooms.pop(room, None)
-            if not rooms:
-                del self._user_rooms[uid]
-        await self._release_room_group(room)
-
-    async def _release_room_group(self, room: str) -> None:
-        if room in self._room_groups and not any(
-            m in self._users for m in self._rooms.get(room, ())
-        ):
-            self._room_groups.discard(room)
-            await self._group_discard(room_group(room, self.prefix))
-
-    async def _join_groups(self, uid: str) -> None:
-        """The user's first connection here: join the user's group and rooms."""
-        await self._group_add(user_group(uid, self.prefix))
-        for room in list(self._user_rooms.get(uid, ())):
-            if room not in self._room_groups:
-                self._room_groups.add(room)
-                await self._group_add(room_group(room, self.prefix))
-
-    async def _group_add(self, group: str) -> None:
-        if self._channel is not None:
-            await self._layer_call(self.layer.group_add(group, self._channel))
-
-    async def _group_discard(self, group: str) -> None:
-        if self._channel is not None:
-            await self._layer_call(self.layer.group_discard(group, self._channel))
+    async def _change_room_quietly(self, uid: str, room: str, kind: str) -> None:
+        try:
+            await self._change_room(uid, room, kind)
+        except ChannelLayerError as exc:
+            logger.warning("%s from the layer for %r failed: %s", kind, uid, exc)
 
     # --- internals: ending connections -----------------------------------------------
 
@@ -560,6 +562,8 @@ class ConnectionManager:
         if self._conns.pop(conn.id, None) is None:
             return False
         self._by_socket.pop(id(conn.socket), None)
+        if self.presence is not None:
+            self.presence.closed(conn.info)
         user_conns = self._users.get(conn.user_id)
         if user_conns is not None:
             user_conns.pop(conn.id, None)
@@ -586,10 +590,7 @@ class ConnectionManager:
             logger.debug("closing connection %s failed", conn.id, exc_info=True)
         uid = conn.user_id
         if uid not in self._users:
-            # The user's last connection here: leave the user's group and rooms.
-            await self._group_discard(user_group(uid, self.prefix))
-            for room in list(self._user_rooms.get(uid, ())):
-                await self._apply_leave(uid, room)
+            await self._left_here(uid)
         await self._run_hooks(self._disconnect_hooks, uid, conn.socket)
 
     def _failed(self, conn: LocalConnection, exc: BaseException | None) -> None:
@@ -630,6 +631,20 @@ class ConnectionManager:
             except Exception:
                 self.stats.hook_errors += 1
                 logger.exception("%s hook %r failed for user %r", kind, hook, uid)
+
+
+async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel ``tasks`` and wait until they end.
+
+    A cancellation can be swallowed inside redis-py: on Python 3.11 an
+    ``asyncio.timeout`` expiring at the same moment turns it into a
+    TimeoutError, which the receive loop retries. So cancel again until done.
+    """
+    pending = set(tasks)
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=0.5)
 
 
 async def _new_channel(layer: Any, prefix: str) -> str:

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from svc_infra.websocket import WebSocketClient, WebSocketConfig
+from svc_infra.websocket.layers import redis_host
 from tests.servers import uvicorn
 from tests.support import ROOT, python_cmd, timeout, wait_until
 from tests.tokens import SECRET, token
@@ -61,7 +62,7 @@ async def test_worker_delivers_to_a_user_on_another_process(redis_db_url: str) -
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    layer = RedisChannelLayer(hosts=[redis_db_url])
+    layer = RedisChannelLayer(hosts=[redis_host(redis_db_url)])
     try:
         with uvicorn("project.asgi:application", env=env) as server:
             client = WebSocketClient(

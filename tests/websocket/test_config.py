@@ -31,6 +31,8 @@ EXTRA_DEFAULTS = {
     "WS_OUTBOX_LIMIT": ("outbox_limit", 1048576),
     "WS_CHANNEL_PREFIX": ("channel_prefix", "ws."),
     "WS_REDIS_URL": ("redis_url", None),
+    "WS_REDIS_LAYER": ("redis_layer", "core"),
+    "WS_PRESENCE_TTL": ("presence_ttl", 30.0),
 }
 
 

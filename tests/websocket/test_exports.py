@@ -30,6 +30,7 @@ EXPECTED = {
     "AuthenticationError",
     "MessageTooLargeError",
     "ConfigurationError",
+    "ChannelLayerError",
 }
 
 

@@ -8,6 +8,7 @@ import pytest
 from channels_redis.core import RedisChannelLayer
 
 from svc_infra.websocket import ConnectionManager, WebSocketConfig
+from svc_infra.websocket.layers import redis_host
 from svc_infra.websocket.testing import MemoryTransport
 from tests.support import timeout
 
@@ -20,7 +21,9 @@ CONFIG = WebSocketConfig(close_timeout=timeout(2))
 async def pair(
     redis_server: str, redis_prefix: str
 ) -> AsyncIterator[tuple[ConnectionManager, ConnectionManager]]:
-    layers = [RedisChannelLayer(hosts=[redis_server], prefix=redis_prefix) for _ in range(2)]
+    layers = [
+        RedisChannelLayer(hosts=[redis_host(redis_server)], prefix=redis_prefix) for _ in range(2)
+    ]
     a, b = (ConnectionManager(layer, config=CONFIG) for layer in layers)
     await a.start()
     await b.start()

@@ -37,7 +37,9 @@ def channel_layers_from_env(environ: Any = None) -> dict[str, Any]:
         if env.get("WS_REDIS_LAYER", "core").strip().lower() == "pubsub"
         else "channels_redis.core.RedisChannelLayer"
     )
-    return {"default": {"BACKEND": backend, "CONFIG": {"hosts": [url]}}}
+    from ..layers import redis_host
+
+    return {"default": {"BACKEND": backend, "CONFIG": {"hosts": [redis_host(url)]}}}
 
 
 def django_config() -> WebSocketConfig:

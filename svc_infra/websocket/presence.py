@@ -1,0 +1,348 @@
+"""Cluster-wide presence on Redis: every process sees every process's connections.
+
+How it works (the consistency model is in ``docs/scaling.md``):
+
+- Each process writes its own connections to Redis (a hash per process) and
+  heartbeats a liveness key that expires after half of ``presence_ttl``. Writes
+  are batched by one task, so a storm of connections costs a few round trips.
+- After each write, the process tells the others through the channel layer
+  (``ws.presence`` on the broadcast group); they keep a mirror of every other
+  process's connections, so the manager's queries stay synchronous and cheap.
+- Every heartbeat (``presence_ttl / 4``) reads which processes are alive: a
+  process that stopped beating (kill -9, frozen) is dropped from the mirrors,
+  and the first process to notice removes its keys and the rooms of users who
+  had no connection anywhere else.
+- Room sets live in Redis with a version (Redis time in microseconds); the
+  manager applies a user's room set only if its version is newer, so updates
+  that cross in the layer still converge.
+- Any Redis error marks the process dirty; the heartbeat then retries quickly
+  and, once Redis answers, writes the process's whole state back (connections,
+  room sets, groups) and reloads the others': presence survives a Redis restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+from . import presence_scripts as lua
+from .models import ConnectionInfo
+
+__all__ = ["PRESENCE", "ROOMS", "PresenceOwner", "RedisPresence"]
+
+logger = logging.getLogger("svc_infra.websocket.presence")
+
+#: Layer message types of presence (see ``docs/layer-messages.md``).
+PRESENCE = "ws.presence"
+ROOMS = "ws.rooms"
+
+# Connections per ws.presence snapshot message: keeps layer messages small.
+_CHUNK = 500
+
+
+class PresenceOwner(Protocol):
+    """What :class:`RedisPresence` needs from its manager."""
+
+    id: str
+
+    def local_connections(self) -> list[ConnectionInfo]: ...
+
+    def known_rooms(self) -> list[tuple[str, int, list[str]]]: ...
+
+    async def apply_rooms(self, user: str, rooms: list[str], version: int) -> None: ...
+
+    async def announce(self, message: dict[str, Any]) -> None: ...
+
+    async def rejoin_groups(self) -> None: ...
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class RedisPresence:
+    """A process's share of cluster-wide presence, and its mirror of the others.
+
+    Args:
+        client: A ``redis.asyncio.Redis`` (owned: closed by :meth:`stop`).
+        owner: The manager.
+        key_prefix: Prefix of every key (the layer's prefix and the manager's).
+        ttl: ``presence_ttl``: seconds within which a dead process disappears.
+    """
+
+    def __init__(self, client: Any, owner: PresenceOwner, *, key_prefix: str, ttl: float) -> None:
+        self.client = client
+        self.owner = owner
+        self.key_prefix = key_prefix
+        self.ttl = ttl
+        self.interval = ttl / 4
+        self.errors = 0
+        self.resyncs = 0
+        self.reaped = 0
+        # Remote processes: id -> connection id -> info; and user -> conn id -> info.
+        self._remote: dict[str, dict[str, ConnectionInfo]] = {}
+        self._remote_users: dict[str, dict[str, ConnectionInfo]] = {}
+        self._pending: list[tuple[str, str, str, str]] = []
+        self._wake = asyncio.Event()
+        self._lock = asyncio.Lock()  # one Redis write sequence at a time
+        self._dirty = True  # the first heartbeat writes everything
+        self._tasks: list[asyncio.Task[None]] = []
+        self._scripts = {
+            name: client.register_script(getattr(lua, name))
+            for name in ("BEAT", "SYNC", "RESET", "LEAVE", "ROOMS", "RESTORE", "LOAD")
+        }
+
+    @property
+    def healthy(self) -> bool:
+        """False from a Redis error until the next successful resync."""
+        return not self._dirty
+
+    # --- lifecycle -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Write this process's state and load the others', then heartbeat.
+
+        A Redis that does not answer is not an error here: the heartbeat keeps
+        trying, and everything is written once it answers.
+        """
+        await self._tick()
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self._heartbeat(), name=f"ws-presence-{self.owner.id}"),
+            loop.create_task(self._writer(), name=f"ws-presence-writer-{self.owner.id}"),
+        ]
+
+    async def stop(self) -> None:
+        """Leave the cluster: remove this process's keys, tell the others, close."""
+        pending = set(self._tasks)
+        self._tasks = []
+        while pending:  # cancel again if redis-py swallowed it (see manager._cancel)
+            for task in pending:
+                task.cancel()
+            _, pending = await asyncio.wait(pending, timeout=0.5)
+        try:
+            gone = await self._run("LEAVE")
+            await self._apply_gone(gone)
+            await self.owner.announce({"type": PRESENCE, "drop": True})
+        except Exception as exc:  # Redis down: the others reap us within the TTL
+            logger.info("could not leave the presence set cleanly: %r", exc)
+        self._pending.clear()
+        try:
+            await self.client.aclose(close_connection_pool=True)
+        except Exception:  # pragma: no cover - closing a broken pool
+            logger.debug("closing the presence client failed", exc_info=True)
+
+    # --- what the manager reports ----------------------------------------------------
+
+    def opened(self, info: ConnectionInfo) -> None:
+        """A local connection opened (written and announced by the writer task)."""
+        self._queue("+", info.connection_id, info.user_id, json.dumps(info.to_dict()))
+
+    def closed(self, info: ConnectionInfo) -> None:
+        """A local connection closed."""
+        self._queue("-", info.connection_id, info.user_id, "")
+
+    def user_left_here(self, user: str) -> None:
+        """The user's last local connection closed: if none is left anywhere, the
+        user leaves their rooms (checked in Redis, after the closes before it)."""
+        self._queue("?", "", user, "")
+
+    def _queue(self, op: str, conn: str, user: str, data: str) -> None:
+        self._pending.append((op, conn, user, data))
+        self._wake.set()
+
+    async def update_rooms(self, user: str, op: str, room: str) -> tuple[int, list[str]]:
+        """Join (``op="join"``) or leave a room in Redis; return (version, rooms).
+
+        Raises:
+            Exception: Whatever redis-py raises when Redis cannot be reached.
+        """
+        try:
+            version, rooms = await self._run("ROOMS", user, op, room)
+        except Exception:
+            self._failed()
+            raise
+        return int(version), [_text(r) for r in rooms]
+
+    # --- queries on the mirror --------------------------------------------------------
+
+    def remote_users(self) -> Iterable[str]:
+        return self._remote_users.keys()
+
+    def remote_count(self) -> int:
+        return sum(len(c) for c in self._remote.values())
+
+    def remote_connections(self, user: str) -> list[ConnectionInfo]:
+        return list(self._remote_users.get(user, {}).values())
+
+    def has_remote(self, user: str) -> bool:
+        return user in self._remote_users
+
+    def remote_processes(self) -> list[str]:
+        return list(self._remote)
+
+    # --- messages from other processes ----------------------------------------------
+
+    def handle(self, origin: str, message: dict[str, Any]) -> None:
+        """Apply a ``ws.presence`` message from process ``origin``."""
+        if message.get("drop"):
+            self._drop(origin)
+            return
+        if message.get("reset"):
+            self._drop(origin)
+        conns = self._remote.setdefault(origin, {})
+        for data in message.get("add", ()):
+            try:
+                info = ConnectionInfo.from_dict(data)
+            except (KeyError, TypeError, ValueError):
+                logger.warning("malformed connection in ws.presence ignored")
+                continue
+            conns[info.connection_id] = info
+            self._remote_users.setdefault(info.user_id, {})[info.connection_id] = info
+        for conn_id in message.get("remove", ()):
+            old = conns.pop(str(conn_id), None)
+            if old is not None:
+                self._forget_user_conn(old)
+
+    def _drop(self, origin: str) -> None:
+        for info in self._remote.pop(origin, {}).values():
+            self._forget_user_conn(info)
+
+    def _forget_user_conn(self, info: ConnectionInfo) -> None:
+        user_conns = self._remote_users.get(info.user_id)
+        if user_conns is not None:
+            user_conns.pop(info.connection_id, None)
+            if not user_conns:
+                del self._remote_users[info.user_id]
+
+    # --- the two tasks ----------------------------------------------------------------
+
+    async def _writer(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            if self._pending and not self._dirty:
+                await self._flush()
+
+    async def _flush(self) -> None:
+        async with self._lock:
+            ops, self._pending = self._pending, []
+            if not ops:
+                return
+            args = [part for op in ops for part in op]
+            try:
+                result = await self._run("SYNC", self.ttl_ms, *args)
+            except Exception as exc:
+                logger.warning("presence write failed (%r); resyncing when Redis answers", exc)
+                self._failed()
+                return
+            if not result[0]:
+                self._dirty = True  # our keys were gone: Redis restarted or we were reaped
+                return
+            add = [json.loads(data) for op, _, _, data in ops if op == "+"]
+            remove = [conn for op, conn, _, _ in ops if op == "-"]
+            await self._announce({"type": PRESENCE, "add": add, "remove": remove})
+        await self._apply_gone(result[1])
+
+    async def _heartbeat(self) -> None:
+        while True:
+            delay = self.interval if await self._tick() else min(0.1, self.interval)
+            await asyncio.sleep(delay)
+
+    async def _tick(self) -> bool:
+        """One heartbeat (or a full resync when dirty). False if Redis failed."""
+        try:
+            if self._dirty:
+                await self._resync()
+            result = await self._run("BEAT", self.ttl_ms)
+            if not result[0]:
+                self._dirty = True
+                return False
+            live = {_text(i) for i in result[1]}
+            for origin in [o for o in self._remote if o not in live]:
+                self.reaped += 1
+                self._drop(origin)
+            unknown = live - self._remote.keys() - {self.owner.id}
+            for origin in unknown:
+                values = await self.client.hvals(f"{self.key_prefix}c:{origin}")
+                self.handle(origin, {"reset": True, "add": [json.loads(v) for v in values]})
+            await self._apply_gone(result[2])
+            return True
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if not self._dirty:
+                logger.warning("presence heartbeat failed (%r); retrying", exc)
+            self._failed()
+            return False
+
+    async def _resync(self) -> None:
+        """Write this process's whole state, reload the others', rejoin groups."""
+        async with self._lock:
+            self._pending.clear()  # the snapshot below includes their effect
+            local = self.owner.local_connections()
+            args = [
+                part
+                for info in local
+                for part in (info.connection_id, info.user_id, json.dumps(info.to_dict()))
+            ]
+            await self._run("RESET", self.ttl_ms, *args)
+            known = self.owner.known_rooms()
+            if known:
+                await self._run("RESTORE", json.dumps(known))
+            instances, rooms = await self._run("LOAD")
+            self._remote.clear()
+            self._remote_users.clear()
+            for origin, values in instances:
+                origin = _text(origin)
+                if origin != self.owner.id:
+                    self.handle(origin, {"add": [json.loads(v) for v in values]})
+            loaded = set()
+            for user, version, members in rooms:
+                loaded.add(user := _text(user))
+                await self.owner.apply_rooms(user, [_text(r) for r in members], int(version))
+            for user, version, _ in known:
+                if user not in loaded:  # emptied meanwhile, at a version newer than ours
+                    await self.owner.apply_rooms(user, [], version + 1)
+            await self.owner.rejoin_groups()
+            self._dirty = False
+            self.resyncs += 1
+            adds = [info.to_dict() for info in local]
+            for start in range(0, max(len(adds), 1), _CHUNK):
+                chunk = adds[start : start + _CHUNK]
+                await self._announce({"type": PRESENCE, "reset": start == 0, "add": chunk})
+        self._wake.set()  # connections that opened meanwhile
+
+    # --- helpers -------------------------------------------------------------------------
+
+    @property
+    def ttl_ms(self) -> int:
+        # The liveness key outlives two missed beats, and a dead process is
+        # noticed at most one beat after it expires: 3/4 of the TTL in all.
+        return max(int(self.ttl * 500), 1)
+
+    async def _run(self, name: str, *args: Any) -> Any:
+        return await self._scripts[name](args=[self.key_prefix, *self._id_args(name), *args])
+
+    def _id_args(self, name: str) -> list[str]:
+        return [] if name in ("ROOMS", "RESTORE", "LOAD") else [self.owner.id]
+
+    async def _announce(self, message: dict[str, Any]) -> None:
+        try:
+            await self.owner.announce(message)
+        except Exception as exc:
+            logger.warning("presence announcement failed (%r); resyncing", exc)
+            self._failed()
+
+    async def _apply_gone(self, gone: list[Any]) -> None:
+        for i in range(0, len(gone), 2):
+            user, version = _text(gone[i]), int(gone[i + 1])
+            await self.owner.apply_rooms(user, [], version)
+            await self._announce({"type": ROOMS, "user": user, "rooms": [], "v": version})
+
+    def _failed(self) -> None:
+        self.errors += 1
+        self._dirty = True

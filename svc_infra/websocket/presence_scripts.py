@@ -1,0 +1,202 @@
+"""The Lua scripts behind :class:`~svc_infra.websocket.presence.RedisPresence`.
+
+Every script takes the key prefix as ``ARGV[1]`` and runs atomically, so two
+processes never see half of a change. Keys under the prefix ``K``:
+
+- ``K instances``     set of the ids of processes that registered
+- ``K i:<id>``        a process's liveness key; its expiry is the heartbeat bound
+- ``K c:<id>``        hash: connection id -> JSON of the process's connection
+- ``K u:<user>``      hash: process id -> number of the user's connections there
+- ``K r:<user>``      set: the user's rooms
+- ``K rv``            hash: user -> version of the user's room set
+- ``K t:<user>``      tombstone: version at which the user's rooms were emptied
+
+Versions are Redis ``TIME`` in microseconds, bumped past the stored value, so
+they keep growing across a Redis restart that loses every key.
+
+The scripts touch keys they do not receive in ``KEYS``: fine on one Redis (or a
+Sentinel-managed primary), which is what channels_redis supports; Redis Cluster
+is not supported by channels_redis either.
+"""
+
+from __future__ import annotations
+
+__all__ = ["BEAT", "LEAVE", "LOAD", "RESET", "RESTORE", "ROOMS", "SYNC"]
+
+_COMMON = """
+local K = ARGV[1]
+local function alive(inst) return redis.call('EXISTS', K .. 'i:' .. inst) == 1 end
+-- Whether a live process holds a connection of uid.
+local function present(uid)
+  local f = redis.call('HGETALL', K .. 'u:' .. uid)
+  for i = 1, #f, 2 do
+    if tonumber(f[i + 1]) > 0 and alive(f[i]) then return true end
+  end
+  return false
+end
+-- Versions pass through as '%.0f' strings: Lua's own number format would cut digits.
+local function str(v) return string.format('%.0f', v) end
+local function bump(uid)
+  local t = redis.call('TIME')
+  local v = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  local old = tonumber(redis.call('HGET', K .. 'rv', uid) or '0')
+  local tomb = tonumber(redis.call('GET', K .. 't:' .. uid) or '0')
+  if old < tomb then old = tomb end
+  if v <= old then v = old + 1 end
+  return v
+end
+-- Store the user's room set at a new version; return the version.
+local function store_rooms(uid)
+  local v = bump(uid)
+  if redis.call('SCARD', K .. 'r:' .. uid) == 0 then
+    redis.call('HDEL', K .. 'rv', uid)
+    redis.call('SET', K .. 't:' .. uid, str(v), 'EX', 3600)
+  else
+    redis.call('HSET', K .. 'rv', uid, str(v))
+  end
+  return v
+end
+-- The user left everywhere: empty their rooms. Appends {uid, version} to gone.
+local function user_gone(uid, gone)
+  if redis.call('EXISTS', K .. 'r:' .. uid) == 1 and not present(uid) then
+    redis.call('DEL', K .. 'r:' .. uid)
+    table.insert(gone, uid)
+    table.insert(gone, store_rooms(uid))
+  end
+end
+local function drop_instance(inst, gone)
+  local users = {}
+  for _, raw in ipairs(redis.call('HVALS', K .. 'c:' .. inst)) do
+    users[cjson.decode(raw)['user_id']] = true
+  end
+  redis.call('DEL', K .. 'c:' .. inst, K .. 'i:' .. inst)
+  redis.call('SREM', K .. 'instances', inst)
+  for uid, _ in pairs(users) do
+    redis.call('HDEL', K .. 'u:' .. uid, inst)
+    user_gone(uid, gone)
+  end
+end
+"""
+
+#: ARGV: K, id, ttl_ms. Refresh our liveness key, reap dead processes.
+#: Returns {1, live ids, gone} or {0} when our key was missing (resync needed).
+BEAT = (
+    _COMMON
+    + """
+local id, ttl = ARGV[2], tonumber(ARGV[3])
+if not redis.call('SET', K .. 'i:' .. id, '1', 'PX', ttl, 'XX') then return {0} end
+local live, gone = {}, {}
+for _, inst in ipairs(redis.call('SMEMBERS', K .. 'instances')) do
+  if alive(inst) then table.insert(live, inst) else drop_instance(inst, gone) end
+end
+return {1, live, gone}
+"""
+)
+
+#: ARGV: K, id, ttl_ms, then (op, conn id, user, json) quads; op is
+#: '+' (opened), '-' (closed) or '?' (the user's last connection here closed).
+#: Returns {1, gone} or {0} when our key was missing (resync needed).
+SYNC = (
+    _COMMON
+    + """
+local id, ttl = ARGV[2], tonumber(ARGV[3])
+if not redis.call('SET', K .. 'i:' .. id, '1', 'PX', ttl, 'XX') then return {0} end
+local gone = {}
+for i = 4, #ARGV, 4 do
+  local op, conn, uid = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  if op == '+' then
+    if redis.call('HSET', K .. 'c:' .. id, conn, ARGV[i + 3]) == 1 then
+      redis.call('HINCRBY', K .. 'u:' .. uid, id, 1)
+    end
+  elseif op == '-' then
+    if redis.call('HDEL', K .. 'c:' .. id, conn) == 1 then
+      if redis.call('HINCRBY', K .. 'u:' .. uid, id, -1) <= 0 then
+        redis.call('HDEL', K .. 'u:' .. uid, id)
+      end
+    end
+  elseif op == '?' then
+    user_gone(uid, gone)
+  end
+end
+return {1, gone}
+"""
+)
+
+#: ARGV: K, id, ttl_ms, then (conn id, user, json) triples: replace what Redis
+#: holds for this process with its live connections.
+RESET = (
+    _COMMON
+    + """
+local id, ttl = ARGV[2], tonumber(ARGV[3])
+for _, raw in ipairs(redis.call('HVALS', K .. 'c:' .. id)) do
+  redis.call('HDEL', K .. 'u:' .. cjson.decode(raw)['user_id'], id)
+end
+redis.call('DEL', K .. 'c:' .. id)
+redis.call('SET', K .. 'i:' .. id, '1', 'PX', ttl)
+redis.call('SADD', K .. 'instances', id)
+for i = 4, #ARGV, 3 do
+  redis.call('HSET', K .. 'c:' .. id, ARGV[i], ARGV[i + 2])
+  redis.call('HINCRBY', K .. 'u:' .. ARGV[i + 1], id, 1)
+end
+return 1
+"""
+)
+
+#: ARGV: K, id. A process leaving cleanly. Returns gone.
+LEAVE = (
+    _COMMON
+    + """
+local gone = {}
+drop_instance(ARGV[2], gone)
+return gone
+"""
+)
+
+#: ARGV: K, user, 'join' | 'leave', room. Returns {version, rooms}.
+ROOMS = (
+    _COMMON
+    + """
+local uid, key = ARGV[2], K .. 'r:' .. ARGV[2]
+if ARGV[3] == 'join' then redis.call('SADD', key, ARGV[4])
+else redis.call('SREM', key, ARGV[4]) end
+local v = store_rooms(uid)
+return {v, redis.call('SMEMBERS', key)}
+"""
+)
+
+#: ARGV: K, JSON [[user, version, [rooms]], ...]: write back room sets this
+#: process knows at a newer version than Redis (after Redis lost its data).
+RESTORE = (
+    _COMMON
+    + """
+for _, e in ipairs(cjson.decode(ARGV[2])) do
+  local uid, v = e[1], e[2]
+  local old = tonumber(redis.call('HGET', K .. 'rv', uid) or '0')
+  local tomb = tonumber(redis.call('GET', K .. 't:' .. uid) or '0')
+  if v > old and v > tomb then
+    redis.call('DEL', K .. 'r:' .. uid)
+    for _, room in ipairs(e[3]) do redis.call('SADD', K .. 'r:' .. uid, room) end
+    redis.call('HSET', K .. 'rv', uid, str(v))
+  end
+end
+return 1
+"""
+)
+
+#: ARGV: K. Returns {{{id, {json...}}...}, {{user, version, {rooms}}...}}.
+LOAD = (
+    _COMMON
+    + """
+local insts, rooms = {}, {}
+for _, inst in ipairs(redis.call('SMEMBERS', K .. 'instances')) do
+  if alive(inst) then
+    table.insert(insts, {inst, redis.call('HVALS', K .. 'c:' .. inst)})
+  end
+end
+local rv = redis.call('HGETALL', K .. 'rv')
+for i = 1, #rv, 2 do
+  table.insert(rooms, {rv[i], rv[i + 1], redis.call('SMEMBERS', K .. 'r:' .. rv[i])})
+end
+return {insts, rooms}
+"""
+)

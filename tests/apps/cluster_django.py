@@ -1,0 +1,73 @@
+"""One Django (Channels) process of the cluster tests, for Daphne.
+
+The same surface as ``cluster_fastapi.py``: a ``ManagedWebsocketConsumer`` at
+``/ws/<user>`` and ``/ctl/<op>`` views on the process's manager. ``CHANNEL_LAYERS``
+comes from ``channel_layers_from_env()`` (``WS_REDIS_URL``, ``WS_REDIS_LAYER``).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import django
+from django.conf import settings
+
+from svc_infra.websocket.djangoapp import channel_layers_from_env
+
+if not settings.configured:
+    settings.configure(
+        DEBUG=False,
+        SECRET_KEY="cluster-test",
+        ALLOWED_HOSTS=["*"],
+        INSTALLED_APPS=["svc_infra.websocket.djangoapp", "channels"],
+        ROOT_URLCONF=__name__,
+        CHANNEL_LAYERS=channel_layers_from_env(),
+        DATABASES={},
+        USE_TZ=True,
+    )
+    django.setup()
+
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from django.core.asgi import get_asgi_application  # noqa: E402
+from django.http import HttpRequest, JsonResponse  # noqa: E402
+from django.urls import path  # noqa: E402
+from django.views.decorators.csrf import csrf_exempt  # noqa: E402
+
+from svc_infra.websocket.djangoapp import get_process_manager  # noqa: E402
+from svc_infra.websocket.integrations.channels import ManagedWebsocketConsumer  # noqa: E402
+from tests.apps.cluster_control import NAME, control  # noqa: E402
+
+
+class Socket(ManagedWebsocketConsumer):
+    async def get_user_id(self) -> str | None:
+        return str(self.scope["url_route"]["kwargs"]["user"])
+
+    def get_metadata(self) -> dict[str, Any]:
+        return {"server": NAME}
+
+
+async def root(request: HttpRequest) -> JsonResponse:
+    return JsonResponse({"name": NAME})
+
+
+@csrf_exempt
+async def ctl(request: HttpRequest, op: str) -> JsonResponse:
+    manager = get_process_manager()
+    await manager.start()  # an HTTP request may come before any socket
+    if request.method == "GET":
+        body: dict[str, Any] = dict(request.GET.items())
+    else:
+        body = json.loads(request.body or b"{}")
+    status, answer = await control(manager, op, body)
+    return JsonResponse(answer, status=status, safe=False)
+
+
+urlpatterns = [path("", root), path("ctl/<str:op>", ctl)]
+
+application = ProtocolTypeRouter(
+    {
+        "http": get_asgi_application(),
+        "websocket": URLRouter([path("ws/<str:user>", Socket.as_asgi())]),
+    }
+)
