@@ -67,11 +67,13 @@ def wait_for_port(port: int, proc: subprocess.Popen[Any] | None = None, limit: f
     raise TimeoutError(f"nothing listened on 127.0.0.1:{port} within {limit}s")
 
 
-async def wait_until(predicate: Callable[[], bool], limit: float = 5) -> None:
+async def wait_until(
+    predicate: Callable[[], bool], limit: float = 5, interval: float = 0.01
+) -> None:
     """Poll ``predicate`` for state with no event to await; fail after ``limit``."""
     async with asyncio.timeout(timeout(limit)):
         while not predicate():
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(interval)
 
 
 # --- Redis -----------------------------------------------------------------------------
@@ -87,8 +89,8 @@ def redis_answers(host: str, port: int) -> bool:
         return False
 
 
-def start_redis_server() -> tuple[subprocess.Popen[bytes], int]:
-    """Start a throwaway ``redis-server`` on a free port; return it and its port.
+def start_redis_server(port: int | None = None) -> tuple[subprocess.Popen[bytes], int]:
+    """Start a throwaway ``redis-server`` on ``port`` (default: a free one).
 
     Raises:
         FileNotFoundError: If ``redis-server`` is not installed.
@@ -97,7 +99,7 @@ def start_redis_server() -> tuple[subprocess.Popen[bytes], int]:
     binary = shutil.which("redis-server")
     if binary is None:
         raise FileNotFoundError("redis-server is not installed")
-    port = free_port()
+    port = port or free_port()
     workdir = tempfile.mkdtemp(prefix="svc-infra-redis-")
     proc = subprocess.Popen(
         [

@@ -97,7 +97,9 @@ def reserve_capacity(layer: Any, pattern: str, capacity: int = MANAGER_CHANNEL_C
     ``(regex, capacity)`` pairs, first match wins. Layers without it are left as
     they are.
     """
-    table = getattr(layer, "channel_capacity", None)
+    # An instance attribute on Channels' layers; read it without getattr, which
+    # RedisPubSubChannelLayer forwards to a per-loop layer (and needs a loop).
+    table = getattr(layer, "__dict__", {}).get("channel_capacity")
     if not isinstance(table, list):
         return
     regex = re.compile(fnmatch.translate(pattern))

@@ -28,15 +28,15 @@ if not settings.configured:
     )
     django.setup()
 
-from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from django.core.asgi import get_asgi_application  # noqa: E402
-from django.http import HttpRequest, JsonResponse  # noqa: E402
-from django.urls import path  # noqa: E402
-from django.views.decorators.csrf import csrf_exempt  # noqa: E402
+from channels.routing import ProtocolTypeRouter, URLRouter
+from django.core.asgi import get_asgi_application
+from django.http import HttpRequest, JsonResponse
+from django.urls import path
+from django.views.decorators.csrf import csrf_exempt
 
-from svc_infra.websocket.djangoapp import get_process_manager  # noqa: E402
-from svc_infra.websocket.integrations.channels import ManagedWebsocketConsumer  # noqa: E402
-from tests.apps.cluster_control import NAME, control  # noqa: E402
+from svc_infra.websocket.djangoapp import get_process_manager
+from svc_infra.websocket.integrations.channels import ManagedWebsocketConsumer
+from tests.apps.cluster_control import NAME, control
 
 
 class Socket(ManagedWebsocketConsumer):
