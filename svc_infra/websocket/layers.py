@@ -19,18 +19,24 @@ __all__ = [
     "presence_client",
     "redis_host",
     "reserve_capacity",
+    "with_redis_defaults",
 ]
 
 # A manager's own channel carries every message for this process. Channels'
 # default of 100 would drop bursts silently (group_send never raises when full).
 MANAGER_CHANNEL_CAPACITY = 10_000
 
-#: redis-py settings for each Redis host of the layers built here. redis-py's
-#: pool refuses a 101st connection ("Too many connections"): 500 sockets opening
-#: at once each join a group, so the pool must be larger than any storm. A
-#: connect timeout makes a Redis that cannot be reached fail fast instead of
-#: hanging callers. The read timeout must exceed the core layer's 5 s BZPOPMIN:
-#: redis-py 8 defaults it to exactly 5 s, and every idle receive then fails.
+#: redis-py settings for each Redis host of the layers built here:
+#:
+#: - ``max_connections``: redis-py's pool refuses a 101st connection ("Too many
+#:   connections"); 500 sockets opening at once each join a group, so the pool
+#:   must be larger than any storm.
+#: - ``socket_connect_timeout``: a Redis that cannot be reached fails fast.
+#: - ``socket_timeout``: must exceed the core layer's 5 s BZPOPMIN; redis-py 8
+#:   defaults it to exactly 5 s, and every idle receive then fails.
+#: - :func:`redis_host` adds ``retry_on_error=[ConnectionError]``: after Redis
+#:   restarts, each pooled connection is stale, and without one retry its next
+#:   command fails although Redis is back.
 REDIS_HOST_DEFAULTS: dict[str, Any] = {
     "max_connections": 2000,
     "socket_connect_timeout": 2.0,
@@ -40,9 +46,24 @@ REDIS_HOST_DEFAULTS: dict[str, Any] = {
 _REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
 
-def redis_host(url: str) -> dict[str, Any]:
-    """A ``channels_redis`` host entry for ``url`` with :data:`REDIS_HOST_DEFAULTS`."""
-    return {"address": url, **REDIS_HOST_DEFAULTS}
+def redis_host(url: str, **overrides: Any) -> dict[str, Any]:
+    """A ``channels_redis`` host entry for ``url`` with this library's defaults.
+
+    Use it in Django's ``CHANNEL_LAYERS`` too::
+
+        CHANNEL_LAYERS = {"default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [redis_host("redis://redis:6379/0")]},
+        }}
+    """
+    return {"address": url, **with_redis_defaults(overrides)}
+
+
+def with_redis_defaults(host: dict[str, Any]) -> dict[str, Any]:
+    """``host`` (a channels_redis host entry) with :data:`REDIS_HOST_DEFAULTS` filled in."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    return {**REDIS_HOST_DEFAULTS, "retry_on_error": [RedisConnectionError], **host}
 
 
 def build_layer(*, redis_url: str | None = None, kind: str = "core") -> Any:
@@ -131,6 +152,6 @@ def presence_client(layer: Any, manager_prefix: str) -> tuple[Any, str]:
 
     # Presence commands are short: unlike the layer's blocking reads, they may
     # carry a read timeout, so a Redis that hangs makes them fail, not wait.
-    host = {"socket_timeout": 5.0, "socket_connect_timeout": 2.0, **hosts[0]}
+    host = {**with_redis_defaults(hosts[0]), "socket_timeout": 5.0}
     client = redis.asyncio.Redis(connection_pool=create_pool(host))
     return client, f"{layer_prefix}:{manager_prefix}p:"

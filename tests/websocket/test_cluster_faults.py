@@ -1,0 +1,197 @@
+"""Faults in a cluster of real processes: a server killed with SIGKILL, Redis restarted.
+
+Each test starts its own servers; the Redis restart test also starts its own
+``redis-server`` on a free port (the shared one on 6379 is never stopped).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.servers import Server, daphne, uvicorn
+from tests.support import start_redis_server, timeout, wait_until
+from tests.websocket.test_cluster import (
+    DB,
+    DJANGO,
+    FASTAPI,
+    client,
+    cluster_env,
+    everywhere,
+    flush,
+    ok,
+    recv,
+    uid,
+)
+
+pytestmark = [pytest.mark.e2e, pytest.mark.redis]
+
+LAYERS = ["core", "pubsub"]
+
+
+@pytest.mark.parametrize("layer", LAYERS)
+async def test_a_killed_server_leaves_presence_within_the_ttl(
+    layer: str, redis_server: str
+) -> None:
+    """kill -9 fa: its users disappear from fb's and dj's presence within
+    WS_PRESENCE_TTL, its users' rooms empty, and the others keep delivering."""
+    ttl = 3.0
+    url = f"{redis_server}/{DB}"
+    env = cluster_env(url, layer, ttl=ttl)
+    alice, bob, carol, room = uid("alice"), uid("bob"), uid("carol"), uid("room")
+    try:
+        with (
+            uvicorn(FASTAPI, {**env, "CLUSTER_NAME": "fa"}) as fa,
+            uvicorn(FASTAPI, {**env, "CLUSTER_NAME": "fb"}) as fb,
+            daphne(DJANGO, {**env, "CLUSTER_NAME": "dj"}) as dj,
+        ):
+            survivors = [fb, dj]
+            async with client(fa, alice), client(fb, bob) as b, client(dj, carol) as c:
+                await everywhere([fa, *survivors], lambda s: s["connection_count"] == 3)
+                ok(fb, "join", user=alice, room=room)
+                await everywhere(survivors, lambda s: s["room_users"] == [alice], room=room)
+
+                fa.proc.kill()  # SIGKILL: no shutdown, no cleanup
+                killed = time.monotonic()
+                fa.proc.wait(timeout=timeout(10))
+                await everywhere(survivors, lambda s: alice not in s["active_users"], limit=ttl * 3)
+                gone_after = time.monotonic() - killed
+                assert gone_after <= ttl, f"presence kept a dead process for {gone_after:.2f}s"
+                await everywhere(
+                    survivors,
+                    lambda s: s["connection_count"] == 2 and s["room_users"] == [],
+                    room=room,
+                )
+                ok(dj, "send", user=bob, msg={"n": 1})
+                assert await recv(b) == {"n": 1}
+                ok(fb, "send", user=carol, msg={"n": 2})
+                assert await recv(c) == {"n": 2}
+    finally:
+        flush(url)
+
+
+class Traffic:
+    """Sends numbered messages through ``server`` to ``user`` every few ms, in a thread
+    (the HTTP calls block), and records what each call answered and how long it took."""
+
+    def __init__(self, server: Server, user: str) -> None:
+        self.server, self.user = server, user
+        self.answers: list[tuple[int, float, int, Any]] = []  # seq, sent at, status, body
+        self.longest = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Traffic:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout(20))
+
+    def _run(self) -> None:
+        seq = 0
+        while not self._stop.is_set():
+            started = time.monotonic()
+            status, body = self.server.ctl("send", user=self.user, msg={"seq": seq})
+            self.longest = max(self.longest, time.monotonic() - started)
+            self.answers.append((seq, started, status, body))
+            seq += 1
+            self._stop.wait(0.02)
+
+
+@contextlib.contextmanager
+def own_redis() -> Iterator[tuple[list[Any], int]]:
+    """A redis-server of this test's own; the list holds the current process."""
+    proc, port = start_redis_server()
+    box = [proc]
+    try:
+        yield box, port
+    finally:
+        box[0].terminate()
+        box[0].wait(timeout=timeout(10))
+
+
+@pytest.mark.parametrize("layer", LAYERS)
+async def test_delivery_resumes_after_redis_restarts(layer: str) -> None:
+    """Redis stops mid-traffic and comes back empty: calls fail fast with
+    ChannelLayerError meanwhile, nothing crashes, delivery resumes within 5 s,
+    presence and rooms are rebuilt, losses are counted, no task leaks."""
+    with own_redis() as (box, port):
+        env = cluster_env(f"redis://127.0.0.1:{port}/0", layer, ttl=2)
+        alice, bob, room = uid("alice"), uid("bob"), uid("room")
+        with (
+            uvicorn(FASTAPI, {**env, "CLUSTER_NAME": "fa"}) as fa,
+            uvicorn(FASTAPI, {**env, "CLUSTER_NAME": "fb"}) as fb,
+        ):
+            servers = [fa, fb]
+            async with client(fa, alice), client(fb, bob) as b:
+                await everywhere(servers, lambda s: s["connection_count"] == 2)
+                ok(fa, "join", user=bob, room=room)
+                await everywhere(servers, lambda s: s["room_users"] == [bob], room=room)
+                await asyncio.sleep(0.5)  # let start-up tasks settle before counting
+                tasks_before = [s.stats()["tasks"] for s in servers]
+
+                received: list[tuple[int, float]] = []
+
+                async def read() -> None:
+                    while True:
+                        message = await b.recv()
+                        received.append((json.loads(message)["seq"], time.monotonic()))
+
+                reader = asyncio.create_task(read())
+                with Traffic(fa, bob) as traffic:
+                    await wait_until(lambda: len(received) >= 10)
+                    box[0].send_signal(signal.SIGKILL)
+                    box[0].wait(timeout=timeout(10))
+                    await wait_until(
+                        lambda: any(status == 503 for _, _, status, _ in traffic.answers)
+                    )
+                    await asyncio.sleep(1.0)  # an outage of about a second
+                    box[0], _ = start_redis_server(port)
+                    restarted = time.monotonic()
+                    await wait_until(
+                        lambda: any(
+                            at > restarted and status == 200 and seq in {r for r, _ in received}
+                            for seq, at, status, _ in traffic.answers
+                        ),
+                        limit=10,
+                    )
+                    resumed = min(t for seq, t in received if traffic.answers[seq][1] > restarted)
+                reader.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await reader
+
+                assert resumed - restarted <= 5.0, f"resumed after {resumed - restarted:.2f}s"
+                statuses = {status for _, _, status, _ in traffic.answers}
+                assert statuses == {200, 503}
+                failed = [body for _, _, status, body in traffic.answers if status == 503]
+                assert all(
+                    body == {"error": "ChannelLayerError", "operation": "send_to_user"}
+                    for body in failed
+                )
+                assert traffic.longest < 5.0, "a call hung while Redis was down"
+                assert all(s.proc.poll() is None for s in servers)
+                # Presence and rooms are rebuilt from the live processes.
+                await everywhere(servers, lambda s: s["connection_count"] == 2 and s["healthy"])
+                await everywhere(servers, lambda s: s["room_users"] == [bob], room=room)
+                assert fa.stats()["lost"] == len(failed)
+                ok(fa, "room", room=room, msg={"seq": -1})
+                while (await recv(b)).get("seq") != -1:
+                    pass
+                await wait_until(
+                    lambda: all(
+                        s.stats()["tasks"] <= before
+                        for s, before in zip(servers, tasks_before, strict=True)
+                    ),
+                    limit=10,
+                    interval=0.05,
+                )
