@@ -25,19 +25,19 @@ import inspect
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
-from dataclasses import asdict, dataclass
 from typing import Any, TypeVar
 
 from . import messages as lm
 from .config import WebSocketConfig, get_default_config
 from .connection import CLOSE_SLOW_CONSUMER, LocalConnection
-from .exceptions import ChannelLayerError
+from .dispatch import LayerDispatch
 from .groups import broadcast_group, normalize_prefix, room_group, user_group
 from .integrations import adapt
 from .layers import build_layer, presence_client, reserve_capacity
 from .models import ConnectionInfo
-from .presence import PRESENCE, ROOMS, RedisPresence
+from .presence import RedisPresence
 from .rooms import RoomState, user_key
+from .stats import ManagerStats
 
 __all__ = ["ConnectionManager", "ManagerStats", "easy_websocket_manager"]
 
@@ -51,34 +51,6 @@ _CLOSE_SEND_FAILED = 1011
 _BEARER = "bearer"
 
 
-@dataclass(slots=True)
-class ManagerStats:
-    """Counters of what the manager did and dropped, since it was created.
-
-    Attributes:
-        frames_queued: Frames queued for local sockets.
-        frames_dropped: Frames lost because their connection was evicted or failed.
-        slow_consumers: Connections closed because their outbox overflowed.
-        send_failures: Connections dropped because a write failed.
-        layer_errors: Errors talking to the channel layer (logged).
-        messages_lost: Messages, room changes and closes that could not reach
-            other processes because the layer failed (the caller got a
-            :exc:`~svc_infra.websocket.exceptions.ChannelLayerError`).
-        hook_errors: Lifecycle hooks that raised (logged).
-    """
-
-    frames_queued: int = 0
-    frames_dropped: int = 0
-    slow_consumers: int = 0
-    send_failures: int = 0
-    layer_errors: int = 0
-    messages_lost: int = 0
-    hook_errors: int = 0
-
-    def as_dict(self) -> dict[str, int]:
-        return asdict(self)
-
-
 def _metadata(metadata: object) -> dict[str, Any]:
     if metadata is None:
         return {}
@@ -87,7 +59,7 @@ def _metadata(metadata: object) -> dict[str, Any]:
     return dict(metadata)
 
 
-class ConnectionManager(RoomState):
+class ConnectionManager(RoomState, LayerDispatch):
     """Track users, their connections and rooms; deliver through a Channels layer.
 
     Args:
@@ -446,114 +418,6 @@ class ConnectionManager(RoomState):
         for conn in targets:
             queued += conn.push(frame)
         self.stats.frames_queued += queued
-
-    async def _publish(self, group: str, message: dict[str, Any], operation: str) -> None:
-        """Send ``message`` to ``group`` for the other processes.
-
-        Raises:
-            ChannelLayerError: If the layer failed or took longer than
-                :attr:`layer_timeout`; counted in ``messages_lost``.
-        """
-        message["origin"] = self.id
-        try:
-            await asyncio.wait_for(self.layer.group_send(group, message), self.layer_timeout)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            self.stats.layer_errors += 1
-            self.stats.messages_lost += 1
-            logger.warning("%s could not reach other processes: %r", operation, exc)
-            raise ChannelLayerError(operation, exc) from exc
-
-    async def _layer_call(self, call: Coroutine[Any, Any, Any]) -> None:
-        """Await a group change; errors are logged and counted, and the next
-        resync (or refresh) joins again."""
-        try:
-            await asyncio.wait_for(call, self.layer_timeout)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            self.stats.layer_errors += 1
-            logger.warning("channel layer call failed: %r", exc)
-
-    async def _receive_loop(self) -> None:
-        assert self._channel is not None
-        channel = self._channel
-        delay = 0.05
-        while True:
-            # Never wrapped in a timeout: RedisPubSubChannelLayer loses its
-            # subscription when a receive() is cancelled.
-            try:
-                message = await self.layer.receive(channel)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                self.stats.layer_errors += 1
-                logger.warning("receiving from the channel layer failed; retrying", exc_info=True)
-                await asyncio.sleep(delay)
-                # At most a second between tries: delivery resumes soon after
-                # Redis does.
-                delay = min(delay * 2, 1.0)
-                continue
-            delay = 0.05
-            try:
-                await self._dispatch(message)
-            except Exception:
-                logger.exception("could not handle layer message %r", message.get("type"))
-
-    async def _dispatch(self, message: dict[str, Any]) -> None:
-        if message.get("origin") == self.id:
-            return  # already delivered locally by the sender
-        kind = message.get("type")
-        user = message.get("user")
-        if kind == lm.SEND:
-            frame = lm.frame_of(message)
-            if frame is None:
-                logger.warning("ws.send message without text or bytes ignored")
-                return
-            room = message.get("room")
-            exclude = message.get("exclude")
-            exclude = exclude if isinstance(exclude, str) else None
-            if isinstance(user, str):
-                self._fan_out(frame, user=user, exclude=exclude)
-            elif isinstance(room, str):
-                self._fan_out(frame, room=room, exclude=exclude)
-            elif message.get("all") is True:
-                self._fan_out(frame, exclude=exclude)
-            else:
-                # A message on a user's or room's group that forgot its target
-                # must not reach everyone: ignore it, loudly.
-                logger.warning("ws.send without user, room or all=True ignored")
-        elif kind == PRESENCE:
-            origin = message.get("origin")
-            if self.presence is not None and isinstance(origin, str):
-                self.presence.handle(origin, message)
-        elif kind == ROOMS:
-            rooms, version = message.get("rooms"), message.get("v")
-            if isinstance(user, str) and isinstance(rooms, list) and isinstance(version, int):
-                await self.apply_rooms(user, [str(r) for r in rooms], version)
-        elif kind in (lm.JOIN, lm.LEAVE):
-            room = message.get("room")
-            if isinstance(user, str) and isinstance(room, str):
-                if self.presence is not None:
-                    # From code other than a manager: make it a cluster-wide change.
-                    await self._change_room_quietly(user, room, kind)
-                elif kind == lm.JOIN:
-                    await self._apply_join(user, room)
-                else:
-                    await self._apply_leave(user, room)
-        elif kind == lm.CLOSE and isinstance(user, str):
-            code = message.get("code", 1000)
-            reason = message.get("reason", "")
-            await self._close_many(self._users.get(user, {}).values(), int(code), str(reason))
-        else:
-            logger.debug("ignoring layer message of type %r", kind)
-
-    async def _change_room_quietly(self, uid: str, room: str, kind: str) -> None:
-        try:
-            await self._change_room(uid, room, kind)
-        except ChannelLayerError as exc:
-            logger.warning("%s from the layer for %r failed: %s", kind, uid, exc)
 
     # --- internals: ending connections -----------------------------------------------
 

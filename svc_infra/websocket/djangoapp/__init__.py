@@ -24,22 +24,43 @@ _managers: dict[str, ConnectionManager] = {}
 
 
 def channel_layers_from_env(environ: Any = None) -> dict[str, Any]:
-    """A ``CHANNEL_LAYERS`` setting: ``channels_redis`` on ``WS_REDIS_URL`` if set, else in-memory.
+    """A ``CHANNEL_LAYERS`` setting from the environment.
 
-    ``WS_REDIS_LAYER=pubsub`` picks channels_redis' pub/sub layer.
+    - ``WS_REDIS_SENTINELS=host:port,host:port`` (with ``WS_REDIS_SENTINEL_MASTER``,
+      default ``mymaster``): channels_redis through Redis Sentinel;
+    - else ``WS_REDIS_URL``: channels_redis on that URL;
+    - else: the in-memory layer (one process).
+
+    ``WS_REDIS_LAYER=pubsub`` picks channels_redis' pub/sub layer. Host entries
+    carry :data:`~svc_infra.websocket.layers.REDIS_HOST_DEFAULTS`.
+
+    Raises:
+        ConfigurationError: If ``WS_REDIS_SENTINELS`` is not a list of host:port.
     """
+    from ..exceptions import ConfigurationError
+    from ..layers import redis_host, with_redis_defaults
+
     env = os.environ if environ is None else environ
     url = (env.get("WS_REDIS_URL") or "").strip()
-    if not url:
+    sentinels = (env.get("WS_REDIS_SENTINELS") or "").strip()
+    if not url and not sentinels:
         return {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
     backend = (
         "channels_redis.pubsub.RedisPubSubChannelLayer"
         if env.get("WS_REDIS_LAYER", "core").strip().lower() == "pubsub"
         else "channels_redis.core.RedisChannelLayer"
     )
-    from ..layers import redis_host
-
-    return {"default": {"BACKEND": backend, "CONFIG": {"hosts": [redis_host(url)]}}}
+    if not sentinels:
+        return {"default": {"BACKEND": backend, "CONFIG": {"hosts": [redis_host(url)]}}}
+    pairs = []
+    for item in sentinels.split(","):
+        host, _, port = item.strip().rpartition(":")
+        if not host or not port.isdigit():
+            raise ConfigurationError("WS_REDIS_SENTINELS", sentinels, "host:port[,host:port...]")
+        pairs.append((host, int(port)))
+    master = (env.get("WS_REDIS_SENTINEL_MASTER") or "mymaster").strip()
+    host_entry = with_redis_defaults({"sentinels": pairs, "master_name": master})
+    return {"default": {"BACKEND": backend, "CONFIG": {"hosts": [host_entry]}}}
 
 
 def django_config() -> WebSocketConfig:

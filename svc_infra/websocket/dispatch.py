@@ -1,0 +1,177 @@
+"""The manager's side of the channel layer: publishing, and handling what arrives.
+
+A mixin of :class:`~svc_infra.websocket.manager.ConnectionManager`. Every message
+a manager publishes carries ``origin`` (the manager's id), so a manager skips its
+own messages when they come back: it delivered locally before publishing. The
+message types are specified in ``docs/layer-messages.md``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine, Iterable
+from typing import TYPE_CHECKING, Any
+
+from . import messages as lm
+from .exceptions import ChannelLayerError
+from .presence import PRESENCE, ROOMS
+
+if TYPE_CHECKING:
+    from .connection import LocalConnection
+    from .presence import RedisPresence
+    from .stats import ManagerStats
+
+__all__ = ["LayerDispatch"]
+
+logger = logging.getLogger("svc_infra.websocket.manager")
+
+_FIRST_RETRY = 0.05
+
+
+class LayerDispatch:
+    """Mixin: publish to the layer, and dispatch the layer's messages."""
+
+    # Provided by the manager.
+    id: str
+    layer: Any
+    layer_timeout: float
+    stats: ManagerStats
+    presence: RedisPresence | None
+    _channel: str | None
+    _users: dict[str, dict[str, LocalConnection]]
+
+    if TYPE_CHECKING:
+
+        def _fan_out(
+            self,
+            frame: lm.Frame,
+            *,
+            user: str | None = None,
+            room: str | None = None,
+            exclude: str | None = None,
+        ) -> None: ...
+
+        async def _close_many(
+            self, conns: Iterable[LocalConnection], code: int, reason: str
+        ) -> None: ...
+
+        async def apply_rooms(self, user: str, rooms: list[str], version: int) -> None: ...
+
+        async def _change_room(self, uid: str, room: str, kind: str) -> None: ...
+
+        async def _apply_join(self, uid: str, room: str) -> None: ...
+
+        async def _apply_leave(self, uid: str, room: str) -> None: ...
+
+    async def _publish(self, group: str, message: dict[str, Any], operation: str) -> None:
+        """Send ``message`` to ``group`` for the other processes.
+
+        Raises:
+            ChannelLayerError: If the layer failed or took longer than
+                :attr:`layer_timeout`; counted in ``messages_lost``.
+        """
+        message["origin"] = self.id
+        try:
+            await asyncio.wait_for(self.layer.group_send(group, message), self.layer_timeout)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.stats.layer_errors += 1
+            self.stats.messages_lost += 1
+            logger.warning("%s could not reach other processes: %r", operation, exc)
+            raise ChannelLayerError(operation, exc) from exc
+
+    async def _layer_call(self, call: Coroutine[Any, Any, Any]) -> None:
+        """Await a group change; errors are logged and counted, and the next
+        resync (or refresh) joins again."""
+        try:
+            await asyncio.wait_for(call, self.layer_timeout)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.stats.layer_errors += 1
+            logger.warning("channel layer call failed: %r", exc)
+
+    async def _receive_loop(self) -> None:
+        assert self._channel is not None
+        channel = self._channel
+        delay = _FIRST_RETRY
+        while True:
+            # Never wrapped in a timeout: RedisPubSubChannelLayer loses its
+            # subscription when a receive() is cancelled.
+            try:
+                message = await self.layer.receive(channel)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self.stats.layer_errors += 1
+                # The traceback once per outage, then one line per retry.
+                logger.warning(
+                    "receiving from the channel layer failed; retrying",
+                    exc_info=delay == _FIRST_RETRY,
+                )
+                await asyncio.sleep(delay)
+                # At most a second between tries: delivery resumes soon after
+                # Redis does.
+                delay = min(delay * 2, 1.0)
+                continue
+            delay = _FIRST_RETRY
+            try:
+                await self._dispatch(message)
+            except Exception:
+                logger.exception("could not handle layer message %r", message.get("type"))
+
+    async def _dispatch(self, message: dict[str, Any]) -> None:
+        if message.get("origin") == self.id:
+            return  # already delivered locally by the sender
+        kind = message.get("type")
+        user = message.get("user")
+        if kind == lm.SEND:
+            frame = lm.frame_of(message)
+            if frame is None:
+                logger.warning("ws.send message without text or bytes ignored")
+                return
+            room = message.get("room")
+            exclude = message.get("exclude")
+            exclude = exclude if isinstance(exclude, str) else None
+            if isinstance(user, str):
+                self._fan_out(frame, user=user, exclude=exclude)
+            elif isinstance(room, str):
+                self._fan_out(frame, room=room, exclude=exclude)
+            elif message.get("all") is True:
+                self._fan_out(frame, exclude=exclude)
+            else:
+                # A message on a user's or room's group that forgot its target
+                # must not reach everyone: ignore it, loudly.
+                logger.warning("ws.send without user, room or all=True ignored")
+        elif kind == PRESENCE:
+            origin = message.get("origin")
+            if self.presence is not None and isinstance(origin, str):
+                self.presence.handle(origin, message)
+        elif kind == ROOMS:
+            rooms, version = message.get("rooms"), message.get("v")
+            if isinstance(user, str) and isinstance(rooms, list) and isinstance(version, int):
+                await self.apply_rooms(user, [str(r) for r in rooms], version)
+        elif kind in (lm.JOIN, lm.LEAVE):
+            room = message.get("room")
+            if isinstance(user, str) and isinstance(room, str):
+                if self.presence is not None:
+                    # From code other than a manager: make it a cluster-wide change.
+                    await self._change_room_quietly(user, room, kind)
+                elif kind == lm.JOIN:
+                    await self._apply_join(user, room)
+                else:
+                    await self._apply_leave(user, room)
+        elif kind == lm.CLOSE and isinstance(user, str):
+            code = message.get("code", 1000)
+            reason = message.get("reason", "")
+            await self._close_many(self._users.get(user, {}).values(), int(code), str(reason))
+        else:
+            logger.debug("ignoring layer message of type %r", kind)
+
+    async def _change_room_quietly(self, uid: str, room: str, kind: str) -> None:
+        try:
+            await self._change_room(uid, room, kind)
+        except ChannelLayerError as exc:
+            logger.warning("%s from the layer for %r failed: %s", kind, uid, exc)
