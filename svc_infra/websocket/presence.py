@@ -59,6 +59,18 @@ class PresenceOwner(Protocol):
     async def rejoin_groups(self) -> None: ...
 
 
+async def close_client(client: Any) -> None:
+    """Close a redis-py client, its pool, and a Sentinel pool's sentinel clients
+    (closing the pool alone leaves those open)."""
+    try:
+        await client.aclose(close_connection_pool=True)
+        sentinels = getattr(client.connection_pool, "sentinel_manager", None)
+        if sentinels is not None:
+            await sentinels.aclose()
+    except Exception:  # pragma: no cover - closing a broken pool
+        logger.debug("closing the presence client failed", exc_info=True)
+
+
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -130,10 +142,7 @@ class RedisPresence:
         except Exception as exc:  # Redis down: the others reap us within the TTL
             logger.info("could not leave the presence set cleanly: %r", exc)
         self._pending.clear()
-        try:
-            await self.client.aclose(close_connection_pool=True)
-        except Exception:  # pragma: no cover - closing a broken pool
-            logger.debug("closing the presence client failed", exc_info=True)
+        await close_client(self.client)
 
     # --- what the manager reports ----------------------------------------------------
 

@@ -85,8 +85,21 @@ async def test_managers_deliver_and_share_presence_through_sentinel(
 
 
 async def close_layer(layer: Any) -> None:
+    """Close a channels_redis layer's connections, Sentinel clients included
+    (channels_redis closes its pools but not the sentinel clients behind them)."""
+    clients: list[Any] = []
+    for loop_layer in list(getattr(layer, "_layers", {}).values()):
+        clients += getattr(loop_layer, "_connections", {}).values()  # core
+        clients += [s._redis for s in getattr(loop_layer, "_shards", ()) if s._redis]  # pub/sub
+    sentinels = [
+        manager
+        for client in clients
+        if (manager := getattr(client.connection_pool, "sentinel_manager", None)) is not None
+    ]
     close = getattr(layer, "close_pools", None) or layer.flush  # core, pub/sub
     await close()
+    for manager in sentinels:
+        await manager.aclose()
 
 
 def test_a_malformed_sentinel_list_names_the_variable() -> None:
