@@ -5,9 +5,13 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from bench import broadcast, client_overhead
+from bench import broadcast, client_overhead, cluster
 
-BENCHMARKS = {"client": client_overhead.main, "broadcast": broadcast.main}
+BENCHMARKS = {
+    "client": client_overhead.main,
+    "broadcast": broadcast.main,
+    "cluster": cluster.main,
+}
 
 
 def main() -> None:

@@ -1,0 +1,110 @@
+"""A WebSocket client that only counts frames: a load generator that is not the bottleneck.
+
+With 500 ``websockets`` clients in one process, the client side parses each
+frame into a message and runs a coroutine per ``recv()``: at about 100,000
+messages/s it saturates a core, and every fast server measures the same. This
+client does the opening handshake by hand and then counts text frames from the
+bytes as they arrive, in ``data_received``. Servers are compared with the same
+client, so ratios stay fair; use ``websockets`` where messages must be read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+
+
+class FrameCounter(asyncio.Protocol):
+    """Counts the text frames a server sends; ``wait_for(n)`` resolves at ``n``."""
+
+    def __init__(self, path: str, host: str) -> None:
+        self.path, self.host = path, host
+        self.transport: asyncio.Transport | None = None
+        self.opened: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.frames = 0
+        self._buffer = b""
+        self._handshake = True
+        self._target = 0
+        self._reached: asyncio.Future[None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        key = base64.b64encode(os.urandom(16)).decode()
+        transport.write(
+            f"GET {self.path} HTTP/1.1\r\nHost: {self.host}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+        )
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self._buffer + data
+        if self._handshake:
+            head, sep, rest = buffer.partition(b"\r\n\r\n")
+            if not sep:
+                self._buffer = buffer
+                return
+            if b" 101 " not in head.split(b"\r\n", 1)[0]:
+                self.opened.set_exception(ConnectionError(head.split(b"\r\n", 1)[0].decode()))
+                return
+            self._handshake = False
+            self.opened.set_result(None)
+            buffer = rest
+        i, n = 0, len(buffer)
+        while n - i >= 2:
+            length, header = buffer[i + 1] & 0x7F, 2
+            if length == 126:
+                if n - i < 4:
+                    break
+                length, header = int.from_bytes(buffer[i + 2 : i + 4], "big"), 4
+            elif length == 127:
+                if n - i < 10:
+                    break
+                length, header = int.from_bytes(buffer[i + 2 : i + 10], "big"), 10
+            if n - i < header + length:
+                break
+            if buffer[i] & 0x0F == 1:  # text frames only (FIN set: servers do not fragment)
+                self.frames += 1
+            i += header + length
+        self._buffer = buffer[i:]
+        if self._reached is not None and self.frames >= self._target:
+            self._reached.set_result(None)
+            self._reached = None
+
+    def send_text(self, text: str) -> None:
+        """Send a masked text frame (the zero mask: clients must mask, any key will do)."""
+        payload = text.encode()
+        assert len(payload) < 126
+        assert self.transport is not None
+        self.transport.write(bytes([0x81, 0x80 | len(payload)]) + b"\0\0\0\0" + payload)
+
+    def wait_for(self, frames: int) -> asyncio.Future[None]:
+        """A future resolved once ``frames`` text frames have arrived in all."""
+        future = asyncio.get_running_loop().create_future()
+        if self.frames >= frames:
+            future.set_result(None)
+        else:
+            self._target, self._reached = frames, future
+        return future
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+
+async def open_counter(url: str) -> FrameCounter:
+    """Connect to ``ws://host:port/path`` and finish the handshake.
+
+    Raises:
+        ConnectionError: If the server does not switch protocols.
+    """
+    assert url.startswith("ws://")
+    hostport, _, path = url[5:].partition("/")
+    host, _, port = hostport.partition(":")
+    loop = asyncio.get_running_loop()
+    _, protocol = await loop.create_connection(
+        lambda: FrameCounter("/" + path, hostport), host, int(port)
+    )
+    await protocol.opened
+    return protocol
