@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
+from svc_infra.websocket import ChannelLayerError
 from svc_infra.websocket.integrations.channels import (
     ManagedJsonWebsocketConsumer,
     ManagedWebsocketConsumer,
@@ -43,19 +45,24 @@ class ChatConsumer(ManagedJsonWebsocketConsumer):
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         message = content.get("message") if isinstance(content, dict) else None
-        await self.manager.broadcast_to_room(
-            self.room,
-            {"type": "message", "from": self.user_id, "message": message},
-            exclude_user=self.user_id,
-        )
+        try:
+            await self.manager.broadcast_to_room(
+                self.room,
+                {"type": "message", "from": self.user_id, "message": message},
+                exclude_user=self.user_id,
+            )
+        except ChannelLayerError:
+            # Redis is away: this process's members got it, the others did not.
+            await self.send_json({"type": "error", "detail": "delivery degraded, retry later"})
 
     async def disconnect(self, code: int) -> None:
         if self.user_id is None or not hasattr(self, "room"):
             return
-        await self.manager.leave_room(self.user_id, self.room)
-        await self.manager.broadcast_to_room(
-            self.room, {"type": "system", "message": f"{self.user_id} left the room"}
-        )
+        with contextlib.suppress(ChannelLayerError):
+            await self.manager.leave_room(self.user_id, self.room)
+            await self.manager.broadcast_to_room(
+                self.room, {"type": "system", "message": f"{self.user_id} left the room"}
+            )
 
 
 class NotificationsConsumer(ManagedWebsocketConsumer):
@@ -96,5 +103,8 @@ async def push_dashboard_updates(manager: Any) -> None:
     """Broadcast stats every WS_DASHBOARD_INTERVAL seconds while someone watches."""
     while manager.get_room_users(DASHBOARD_ROOM):
         stats = await get_dashboard_stats(manager)
-        await manager.broadcast_to_room(DASHBOARD_ROOM, {"type": "dashboard_update", "data": stats})
+        with contextlib.suppress(ChannelLayerError):  # counted; the next tick retries
+            await manager.broadcast_to_room(
+                DASHBOARD_ROOM, {"type": "dashboard_update", "data": stats}
+            )
         await asyncio.sleep(settings.WS_DASHBOARD_INTERVAL)

@@ -7,6 +7,7 @@ Run it with ``make run-fastapi`` (``uvicorn project.fastapi_app:app``). With
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 
 from svc_infra.api.fastapi.dual import DualAPIRouter, ws_public_router, ws_user_router
 from svc_infra.api.fastapi.dx import RequireWSScopes, WSIdentity, WSPrincipal
-from svc_infra.websocket import add_websocket_manager, get_ws_manager
+from svc_infra.websocket import ChannelLayerError, add_websocket_manager, get_ws_manager
 
 # The library has no default secret; the demo has a development one.
 os.environ.setdefault(
@@ -65,19 +66,25 @@ async def chat_room(websocket: WebSocket, room: str, user: WSIdentity) -> None:
             room, {"type": "system", "message": f"{user.id} joined the room"}
         )
         async for data in websocket.iter_json():
-            await manager.broadcast_to_room(
-                room,
-                {"type": "message", "from": user.id, "message": data.get("message")},
-                exclude_user=user.id,
-            )
+            try:
+                await manager.broadcast_to_room(
+                    room,
+                    {"type": "message", "from": user.id, "message": data.get("message")},
+                    exclude_user=user.id,
+                )
+            except ChannelLayerError:
+                # Redis is away: this process's members got it, the others did not.
+                await websocket.send_json({"type": "error", "detail": "delivery degraded"})
     except WebSocketDisconnect:
         pass
     finally:
-        await manager.leave_room(user.id, room)
+        with contextlib.suppress(ChannelLayerError):
+            await manager.leave_room(user.id, room)
         await manager.disconnect(user.id, websocket)
-        await manager.broadcast_to_room(
-            room, {"type": "system", "message": f"{user.id} left the room"}
-        )
+        with contextlib.suppress(ChannelLayerError):
+            await manager.broadcast_to_room(
+                room, {"type": "system", "message": f"{user.id} left the room"}
+            )
 
 
 async def _hold(websocket: WebSocket, user: WSPrincipal) -> None:
@@ -103,7 +110,10 @@ async def push_dashboard_updates() -> None:
             "users": len(manager.active_users),
             "rooms": manager.room_count,
         }
-        await manager.broadcast_to_room(DASHBOARD_ROOM, {"type": "dashboard_update", "data": stats})
+        with contextlib.suppress(ChannelLayerError):  # counted; the next tick retries
+            await manager.broadcast_to_room(
+                DASHBOARD_ROOM, {"type": "dashboard_update", "data": stats}
+            )
         await asyncio.sleep(INTERVAL)
 
 
@@ -150,7 +160,12 @@ async def notify(user_id: str, request: Request) -> JSONResponse:
         payload = await request.json()
     except ValueError:
         return JSONResponse({"detail": "the body must be JSON"}, status_code=400)
-    await get_ws_manager(request).send_to_user(user_id, {"type": "notification", "data": payload})
+    try:
+        await get_ws_manager(request).send_to_user(
+            user_id, {"type": "notification", "data": payload}
+        )
+    except ChannelLayerError:
+        return JSONResponse({"detail": "other processes unreachable"}, status_code=503)
     return JSONResponse({"sent": True})
 
 

@@ -9,6 +9,7 @@ from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
+from svc_infra.websocket import ChannelLayerError
 from svc_infra.websocket.auth.core import JWTSettings, WSAuthError, verify_token
 from svc_infra.websocket.djangoapp import get_process_manager
 
@@ -65,5 +66,8 @@ async def notify(request: HttpRequest, user_id: str) -> JsonResponse:
         payload = json.loads(request.body or b"null")
     except ValueError:
         return JsonResponse({"detail": "the body must be JSON"}, status=400)
-    await get_process_manager().send_to_user(user_id, {"type": "notification", "data": payload})
+    try:
+        await get_process_manager().send_to_user(user_id, {"type": "notification", "data": payload})
+    except ChannelLayerError:  # this process's sockets got it; others could not be told
+        return JsonResponse({"detail": "other processes unreachable"}, status=503)
     return JsonResponse({"sent": True})
