@@ -317,6 +317,9 @@ class ConnectionManager(RoomState, LayerDispatch):
                 non-string keys, an arbitrary object).
             ChannelLayerError: If other processes could not be reached (this
                 process's connections got the message).
+
+        Cancelling is safe: this process's sockets already have the message;
+        other processes may or may not get it.
         """
         uid = user_key(user_id)
         frame = lm.encode_payload(message)
@@ -331,6 +334,8 @@ class ConnectionManager(RoomState, LayerDispatch):
         Raises:
             TypeError: If the message cannot be carried.
             ChannelLayerError: If other processes could not be reached.
+
+        Cancelling is safe, as for :meth:`send_to_user`.
         """
         exclude = None if exclude_user is None else user_key(exclude_user)
         frame = lm.encode_payload(message)
@@ -347,6 +352,8 @@ class ConnectionManager(RoomState, LayerDispatch):
         Raises:
             TypeError: If the message cannot be carried.
             ChannelLayerError: If other processes could not be reached.
+
+        Cancelling is safe, as for :meth:`send_to_user`.
         """
         exclude = None if exclude_user is None else user_key(exclude_user)
         frame = lm.encode_payload(message)

@@ -90,6 +90,9 @@ class RoomState:
         Raises:
             ChannelLayerError: If Redis or the layer could not be reached. With
                 Redis presence nothing changed; without, this process changed.
+
+        Cancelling is safe: once started, the change runs to its end (shielded),
+        so Redis and the processes' views never disagree because of it.
         """
         await self._change_room(user_key(user_id), room, lm.JOIN)
 
@@ -106,6 +109,9 @@ class RoomState:
         return list(self._rooms.get(room, ()))
 
     async def _change_room(self, uid: str, room: str, kind: str) -> None:
+        await asyncio.shield(self._change_room_now(uid, room, kind))
+
+    async def _change_room_now(self, uid: str, room: str, kind: str) -> None:
         operation = "join_room" if kind == lm.JOIN else "leave_room"
         if self.presence is None:
             if kind == lm.JOIN:

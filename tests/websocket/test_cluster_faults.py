@@ -64,6 +64,7 @@ async def test_a_killed_server_leaves_presence_within_the_ttl(
                 fa.proc.wait(timeout=timeout(10))
                 await everywhere(survivors, lambda s: alice not in s["active_users"], limit=ttl * 3)
                 gone_after = time.monotonic() - killed
+                print(f"[{layer}] killed process left presence after {gone_after:.2f}s (ttl {ttl})")
                 assert gone_after <= ttl, f"presence kept a dead process for {gone_after:.2f}s"
                 await everywhere(
                     survivors,
@@ -170,6 +171,11 @@ async def test_delivery_resumes_after_redis_restarts(layer: str) -> None:
                 with contextlib.suppress(asyncio.CancelledError):
                     await reader
 
+                print(
+                    f"[{layer}] delivery resumed {resumed - restarted:.2f}s after Redis restarted;"
+                    f" {len([1 for a in traffic.answers if a[2] == 503])} calls failed fast"
+                    f" (longest call {traffic.longest:.3f}s)"
+                )
                 assert resumed - restarted <= 5.0, f"resumed after {resumed - restarted:.2f}s"
                 statuses = {status for _, _, status, _ in traffic.answers}
                 assert statuses == {200, 503}
