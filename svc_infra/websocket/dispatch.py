@@ -39,18 +39,11 @@ class LayerDispatch:
     stats: ManagerStats
     presence: RedisPresence | None
     _channel: str | None
+    _conns: dict[str, LocalConnection]
     _users: dict[str, dict[str, LocalConnection]]
+    _rooms: dict[str, dict[str, None]]
 
     if TYPE_CHECKING:
-
-        def _fan_out(
-            self,
-            frame: lm.Frame,
-            *,
-            user: str | None = None,
-            room: str | None = None,
-            exclude: str | None = None,
-        ) -> None: ...
 
         async def _close_many(
             self, conns: Iterable[LocalConnection], code: int, reason: str
@@ -63,6 +56,36 @@ class LayerDispatch:
         async def _apply_join(self, uid: str, room: str) -> None: ...
 
         async def _apply_leave(self, uid: str, room: str) -> None: ...
+
+    def _fan_out(
+        self,
+        frame: lm.Frame,
+        *,
+        user: str | None = None,
+        room: str | None = None,
+        exclude: str | None = None,
+    ) -> None:
+        targets: Iterable[LocalConnection]
+        if user is not None:
+            if user == exclude:
+                return
+            targets = list(self._users.get(user, {}).values())
+        elif room is not None:
+            users = self._users
+            targets = [
+                conn
+                for member in self._rooms.get(room, ())
+                if member != exclude and member in users
+                for conn in list(users[member].values())
+            ]
+        elif exclude is None:
+            targets = list(self._conns.values())
+        else:
+            targets = [c for c in list(self._conns.values()) if c.user_id != exclude]
+        queued = 0
+        for conn in targets:
+            queued += conn.push(frame)
+        self.stats.frames_queued += queued
 
     async def _publish(self, group: str, message: dict[str, Any], operation: str) -> None:
         """Send ``message`` to ``group`` for the other processes.

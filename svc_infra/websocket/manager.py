@@ -394,38 +394,6 @@ class ConnectionManager(RoomState, LayerDispatch):
         """
         await self._publish(self._all_group, message, "presence")
 
-    # --- internals: fan-out and the layer --------------------------------------------
-
-    def _fan_out(
-        self,
-        frame: lm.Frame,
-        *,
-        user: str | None = None,
-        room: str | None = None,
-        exclude: str | None = None,
-    ) -> None:
-        targets: Iterable[LocalConnection]
-        if user is not None:
-            if user == exclude:
-                return
-            targets = list(self._users.get(user, {}).values())
-        elif room is not None:
-            users = self._users
-            targets = [
-                conn
-                for member in self._rooms.get(room, ())
-                if member != exclude and member in users
-                for conn in list(users[member].values())
-            ]
-        elif exclude is None:
-            targets = list(self._conns.values())
-        else:
-            targets = [c for c in list(self._conns.values()) if c.user_id != exclude]
-        queued = 0
-        for conn in targets:
-            queued += conn.push(frame)
-        self.stats.frames_queued += queued
-
     # --- internals: ending connections -----------------------------------------------
 
     def _detach(self, conn: LocalConnection) -> bool:

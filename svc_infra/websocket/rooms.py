@@ -91,8 +91,9 @@ class RoomState:
             ChannelLayerError: If Redis or the layer could not be reached. With
                 Redis presence nothing changed; without, this process changed.
 
-        Cancelling is safe: once started, the change runs to its end (shielded),
-        so Redis and the processes' views never disagree because of it.
+        Cancelling is safe: with Redis presence the change, once started, runs to
+        its end (shielded), so Redis and the processes' views never disagree
+        because of it; without, this process has changed and others may not.
         """
         await self._change_room(user_key(user_id), room, lm.JOIN)
 
@@ -109,9 +110,6 @@ class RoomState:
         return list(self._rooms.get(room, ()))
 
     async def _change_room(self, uid: str, room: str, kind: str) -> None:
-        await asyncio.shield(self._change_room_now(uid, room, kind))
-
-    async def _change_room_now(self, uid: str, room: str, kind: str) -> None:
         operation = "join_room" if kind == lm.JOIN else "leave_room"
         if self.presence is None:
             if kind == lm.JOIN:
@@ -121,6 +119,12 @@ class RoomState:
             change = {"type": kind, "user": uid, "room": room}
             await self._publish(user_group(uid, self.prefix), change, operation)
             return
+        # Shielded: a caller cancelled after Redis applied the change must not
+        # leave this process and the others without it.
+        await asyncio.shield(self._change_room_in_redis(uid, room, kind, operation))
+
+    async def _change_room_in_redis(self, uid: str, room: str, kind: str, operation: str) -> None:
+        assert self.presence is not None
         op = "join" if kind == lm.JOIN else "leave"
         try:
             version, rooms = await self.presence.update_rooms(uid, op, room)
