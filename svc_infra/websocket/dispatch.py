@@ -173,9 +173,16 @@ class LayerDispatch:
             if self.presence is not None and isinstance(origin, str):
                 self.presence.handle(origin, message)
         elif kind == ROOMS:
-            rooms, version = message.get("rooms"), message.get("v")
-            if isinstance(user, str) and isinstance(rooms, list) and isinstance(version, int):
-                await self.apply_rooms(user, [str(r) for r in rooms], version)
+            # One user ({"user", "rooms", "v"}) or several ({"users": [[user, rooms, v]]}).
+            entries = message.get("users")
+            if not isinstance(entries, list):
+                entries = [[user, message.get("rooms"), message.get("v")]]
+            for entry in entries:
+                if not (isinstance(entry, list | tuple) and len(entry) == 3):
+                    continue
+                who, rooms, version = entry
+                if isinstance(who, str) and isinstance(rooms, list) and isinstance(version, int):
+                    await self.apply_rooms(who, [str(r) for r in rooms], version)
         elif kind in (lm.JOIN, lm.LEAVE):
             room = message.get("room")
             if isinstance(user, str) and isinstance(room, str):

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import json
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
@@ -36,7 +37,7 @@ from .integrations import adapt
 from .layers import build_layer, presence_client, reserve_capacity
 from .models import ConnectionInfo
 from .presence import RedisPresence
-from .rooms import RoomState, user_key
+from .rooms import RoomState, check_utf8, user_key
 from .stats import ManagerStats
 
 __all__ = ["ConnectionManager", "ManagerStats", "easy_websocket_manager"]
@@ -56,6 +57,11 @@ def _metadata(metadata: object) -> dict[str, Any]:
         return {}
     if not isinstance(metadata, dict):
         raise TypeError(f"metadata must be a dict, not {type(metadata).__name__}")
+    try:
+        # Presence stores it as JSON: refuse at the call what could not be stored.
+        json.dumps(metadata, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"metadata must be JSON-serializable: {exc}") from None
     return dict(metadata)
 
 
@@ -191,20 +197,25 @@ class ConnectionManager(RoomState, LayerDispatch):
             if self._started():  # another task started it while we waited
                 return
             channel = await _new_channel(self.layer, f"{self.prefix}mgr")
-            self._channel = channel
-            # A Redis that is down must not stop the process from serving its
-            # own sockets: the group is joined again when Redis answers.
-            await self._group_add(self._all_group)
-            loop = asyncio.get_running_loop()
-            self._receiver = loop.create_task(self._receive_loop(), name=f"ws-manager-{self.id}")
-            self._refresher = loop.create_task(self._refresh_loop(), name=f"ws-refresh-{self.id}")
+            presence: RedisPresence | None = None
             if self._want_presence is not False:
                 client, key_prefix = presence_client(self.layer, self.prefix)
                 if client is not None:
-                    self.presence = RedisPresence(
+                    presence = RedisPresence(
                         client, self, key_prefix=key_prefix, ttl=self.config.presence_ttl
                     )
-                    await self.presence.start()
+            # Nothing below can fail (a Redis that is down must not stop the
+            # process from serving its own sockets: groups and presence are
+            # written when it answers), and nothing is left half-started if the
+            # caller is cancelled: the tasks exist before the first await.
+            self._channel = channel
+            self.presence = presence
+            loop = asyncio.get_running_loop()
+            self._receiver = loop.create_task(self._receive_loop(), name=f"ws-manager-{self.id}")
+            self._refresher = loop.create_task(self._refresh_loop(), name=f"ws-refresh-{self.id}")
+            if presence is not None:
+                await presence.start()
+            await self._group_add(self._all_group)
 
     def _started(self) -> bool:
         return self._receiver is not None
@@ -229,7 +240,8 @@ class ConnectionManager(RoomState, LayerDispatch):
             await self._layer_call(self.layer.group_discard(self._all_group, self._channel))
             self._channel = None
         if self._tasks:
-            await asyncio.wait(set(self._tasks), timeout=self.config.close_timeout)
+            _, late = await asyncio.wait(set(self._tasks), timeout=self.config.close_timeout)
+            await _cancel(list(late))
 
     # --- connections -----------------------------------------------------------------
 
@@ -251,8 +263,10 @@ class ConnectionManager(RoomState, LayerDispatch):
                 :class:`ConnectionInfo`.
 
         Raises:
-            TypeError: If ``websocket`` is of an unsupported type, or ``user_id``
-                or ``metadata`` of the wrong type.
+            TypeError: If ``websocket`` is of an unsupported type, ``user_id``
+                of the wrong type, or ``metadata`` not a JSON-serializable dict.
+            ValueError: With Redis presence, if ``user_id`` is not valid UTF-8
+                text (a lone surrogate).
         """
         uid = user_key(user_id)
         data = _metadata(metadata)
@@ -261,6 +275,8 @@ class ConnectionManager(RoomState, LayerDispatch):
             return existing.id
         transport = adapt(websocket)
         await self.start()
+        if self.presence is not None:
+            check_utf8("user_id", uid)
         if not transport.accepted:
             offered = transport.subprotocols
             await transport.accept(_BEARER if _BEARER in offered else None)

@@ -8,10 +8,14 @@ How it works (the consistency model is in ``docs/scaling.md``):
 - After each write, the process tells the others through the channel layer
   (``ws.presence`` on the broadcast group); they keep a mirror of every other
   process's connections, so the manager's queries stay synchronous and cheap.
-- Every heartbeat (``presence_ttl / 4``) reads which processes are alive: a
+- A liveness task refreshes the process's key every ``presence_ttl / 4``
+  seconds and does nothing else, so a busy heartbeat cannot make a live process
+  look dead. Every heartbeat (same period) reads which processes are alive: a
   process that stopped beating (kill -9, frozen) is dropped from the mirrors,
   and the first process to notice removes its keys and the rooms of users who
-  had no connection anywhere else.
+  had no connection anywhere else. Every ``RECONCILE_BEATS`` heartbeats the
+  mirrors are compared with Redis and corrected, so a lost layer message costs
+  at most ``presence_ttl`` of staleness, not a permanent divergence.
 - Room sets live in Redis with a version (Redis time in microseconds); the
   manager applies a user's room set only if its version is newer, so updates
   that cross in the layer still converge.
@@ -23,6 +27,7 @@ How it works (the consistency model is in ``docs/scaling.md``):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Iterable
@@ -41,6 +46,8 @@ ROOMS = "ws.rooms"
 
 # Connections per ws.presence snapshot message: keeps layer messages small.
 _CHUNK = 500
+#: Heartbeats between two full comparisons of the mirrors with Redis.
+RECONCILE_BEATS = 4
 
 
 class PresenceOwner(Protocol):
@@ -98,13 +105,15 @@ class RedisPresence:
         self._remote: dict[str, dict[str, ConnectionInfo]] = {}
         self._remote_users: dict[str, dict[str, ConnectionInfo]] = {}
         self._pending: list[tuple[str, str, str, str]] = []
-        self._wake = asyncio.Event()
+        self._wake = asyncio.Event()  # the writer has work
+        self._retry = asyncio.Event()  # the heartbeat should retry now
         self._lock = asyncio.Lock()  # one Redis write sequence at a time
         self._dirty = True  # the first heartbeat writes everything
+        self._beats = 0
         self._tasks: list[asyncio.Task[None]] = []
         self._scripts = {
             name: client.register_script(getattr(lua, name))
-            for name in ("BEAT", "SYNC", "RESET", "LEAVE", "ROOMS", "RESTORE", "LOAD")
+            for name in ("LIVE", "BEAT", "SYNC", "RESET", "LEAVE", "ROOMS", "RESTORE", "LOAD")
         }
 
     @property
@@ -115,17 +124,20 @@ class RedisPresence:
     # --- lifecycle -------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Write this process's state and load the others', then heartbeat.
+        """Start the tasks, then write this process's state and load the others'.
 
         A Redis that does not answer is not an error here: the heartbeat keeps
-        trying, and everything is written once it answers.
+        trying, and everything is written once it answers. Cancelling is safe:
+        the tasks already run and do the first write themselves.
         """
-        await self._tick()
         loop = asyncio.get_running_loop()
+        name = self.owner.id
         self._tasks = [
-            loop.create_task(self._heartbeat(), name=f"ws-presence-{self.owner.id}"),
-            loop.create_task(self._writer(), name=f"ws-presence-writer-{self.owner.id}"),
+            loop.create_task(self._liveness(), name=f"ws-presence-live-{name}"),
+            loop.create_task(self._heartbeat(), name=f"ws-presence-{name}"),
+            loop.create_task(self._writer(), name=f"ws-presence-writer-{name}"),
         ]
+        await self._tick()
 
     async def stop(self) -> None:
         """Leave the cluster: remove this process's keys, tell the others, close."""
@@ -196,7 +208,11 @@ class RedisPresence:
     # --- messages from other processes ----------------------------------------------
 
     def handle(self, origin: str, message: dict[str, Any]) -> None:
-        """Apply a ``ws.presence`` message from process ``origin``."""
+        """Apply a ``ws.presence`` message from process ``origin``.
+
+        ``add`` holds connections as JSON text (``ConnectionInfo.to_dict()``):
+        text survives msgpack whatever the metadata holds.
+        """
         if message.get("drop"):
             self._drop(origin)
             return
@@ -205,7 +221,7 @@ class RedisPresence:
         conns = self._remote.setdefault(origin, {})
         for data in message.get("add", ()):
             try:
-                info = ConnectionInfo.from_dict(data)
+                info = ConnectionInfo.from_dict(json.loads(data) if isinstance(data, str) else data)
             except (KeyError, TypeError, ValueError):
                 logger.warning("malformed connection in ws.presence ignored")
                 continue
@@ -227,7 +243,7 @@ class RedisPresence:
             if not user_conns:
                 del self._remote_users[info.user_id]
 
-    # --- the two tasks ----------------------------------------------------------------
+    # --- the tasks --------------------------------------------------------------------
 
     async def _writer(self) -> None:
         while True:
@@ -246,20 +262,42 @@ class RedisPresence:
                 result = await self._run("SYNC", self.ttl_ms, *args)
             except Exception as exc:
                 logger.warning("presence write failed (%r); resyncing when Redis answers", exc)
+                self._keep_checks(ops)
                 self._failed()
                 return
-            if not result[0]:
-                self._dirty = True  # our keys were gone: Redis restarted or we were reaped
+            if not result[0]:  # our keys were gone: Redis restarted or we were reaped
+                self._keep_checks(ops)
+                self._failed(count=False)
                 return
-            add = [json.loads(data) for op, _, _, data in ops if op == "+"]
+            add = [data for op, _, _, data in ops if op == "+"]
             remove = [conn for op, conn, _, _ in ops if op == "-"]
             await self._announce({"type": PRESENCE, "add": add, "remove": remove})
         await self._apply_gone(result[1])
 
-    async def _heartbeat(self) -> None:
+    def _keep_checks(self, ops: list[tuple[str, str, str, str]]) -> None:
+        """A resync rewrites connections, but not "did this user leave
+        everywhere?": keep those checks for after it."""
+        self._pending[:0] = [op for op in ops if op[0] == "?"]
+
+    async def _liveness(self) -> None:
+        # Only the liveness key, on a fixed period: however long a heartbeat or
+        # a resync takes, a live process never looks dead to the others.
         while True:
-            delay = self.interval if await self._tick() else min(0.1, self.interval)
-            await asyncio.sleep(delay)
+            await asyncio.sleep(self.interval)
+            try:
+                if not await self._run("LIVE", self.ttl_ms) and not self._dirty:
+                    self._failed(count=False)
+            except Exception:  # the heartbeat notices and retries
+                self._retry.set()
+
+    async def _heartbeat(self) -> None:
+        ok = True
+        while True:
+            self._retry.clear()
+            delay = self.interval if ok else min(0.1, self.interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._retry.wait(), delay)
+            ok = await self._tick()
 
     async def _tick(self) -> bool:
         """One heartbeat (or a full resync when dirty). False if Redis failed."""
@@ -268,17 +306,17 @@ class RedisPresence:
                 await self._resync()
             result = await self._run("BEAT", self.ttl_ms)
             if not result[0]:
-                self._dirty = True
+                self._failed(count=False)
                 return False
             live = {_text(i) for i in result[1]}
             for origin in [o for o in self._remote if o not in live]:
                 self.reaped += 1
                 self._drop(origin)
-            unknown = live - self._remote.keys() - {self.owner.id}
-            for origin in unknown:
-                values = await self.client.hvals(f"{self.key_prefix}c:{origin}")
-                self.handle(origin, {"reset": True, "add": [json.loads(v) for v in values]})
             await self._apply_gone(result[2])
+            self._beats += 1
+            unknown = live - self._remote.keys() - {self.owner.id}
+            if unknown or self._beats % RECONCILE_BEATS == 0:
+                await self._reconcile()
             return True
         except asyncio.CancelledError:
             raise
@@ -291,7 +329,9 @@ class RedisPresence:
     async def _resync(self) -> None:
         """Write this process's whole state, reload the others', rejoin groups."""
         async with self._lock:
-            self._pending.clear()  # the snapshot below includes their effect
+            # The snapshot below includes the effect of queued opens and closes;
+            # "did this user leave everywhere?" checks stay queued.
+            self._pending = [op for op in self._pending if op[0] == "?"]
             local = self.owner.local_connections()
             args = [
                 part
@@ -301,36 +341,47 @@ class RedisPresence:
             await self._run("RESET", self.ttl_ms, *args)
             known = self.owner.known_rooms()
             if known:
-                await self._run("RESTORE", json.dumps(known))
-            instances, rooms = await self._run("LOAD")
-            self._remote.clear()
-            self._remote_users.clear()
-            for origin, values in instances:
-                origin = _text(origin)
-                if origin != self.owner.id:
-                    self.handle(origin, {"add": [json.loads(v) for v in values]})
-            loaded = set()
-            for user, version, members in rooms:
-                loaded.add(user := _text(user))
-                await self.owner.apply_rooms(user, [_text(r) for r in members], int(version))
-            for user, version, _ in known:
-                if user not in loaded:  # emptied meanwhile, at a version newer than ours
-                    await self.owner.apply_rooms(user, [], version + 1)
+                flat = [x for user, v, rooms in known for x in (user, v, len(rooms), *rooms)]
+                await self._run("RESTORE", *flat)
+            await self._load(known)
             await self.owner.rejoin_groups()
             self._dirty = False
             self.resyncs += 1
-            adds = [info.to_dict() for info in local]
+            adds = [json.dumps(info.to_dict()) for info in local]
             for start in range(0, max(len(adds), 1), _CHUNK):
                 chunk = adds[start : start + _CHUNK]
                 await self._announce({"type": PRESENCE, "reset": start == 0, "add": chunk})
-        self._wake.set()  # connections that opened meanwhile
+        self._wake.set()  # connections that opened meanwhile, and kept checks
+
+    async def _reconcile(self) -> None:
+        """Compare the mirrors with Redis and correct them (lost layer messages)."""
+        async with self._lock:
+            await self._load(self.owner.known_rooms())
+
+    async def _load(self, known: list[tuple[str, int, list[str]]]) -> None:
+        """Replace the mirrors with what Redis holds (one atomic read)."""
+        instances, rooms = await self._run("LOAD")
+        self._remote.clear()
+        self._remote_users.clear()
+        for origin, values in instances:
+            origin = _text(origin)
+            if origin != self.owner.id:
+                self.handle(origin, {"add": [_text(v) for v in values]})
+        loaded = set()
+        for user, version, members in rooms:
+            loaded.add(user := _text(user))
+            await self.owner.apply_rooms(user, [_text(r) for r in members], int(version))
+        for user, version, _ in known:
+            if user not in loaded:  # emptied in Redis, at a version newer than ours
+                await self.owner.apply_rooms(user, [], version + 1)
 
     # --- helpers -------------------------------------------------------------------------
 
     @property
     def ttl_ms(self) -> int:
-        # The liveness key outlives two missed beats, and a dead process is
-        # noticed at most one beat after it expires: 3/4 of the TTL in all.
+        # The liveness key lasts two periods of the liveness task (one missed
+        # refresh is tolerated), and others notice an expired key within one
+        # heartbeat: a dead process is gone within 3/4 of the TTL.
         return max(int(self.ttl * 500), 1)
 
     async def _run(self, name: str, *args: Any) -> Any:
@@ -347,11 +398,18 @@ class RedisPresence:
             self._failed()
 
     async def _apply_gone(self, gone: list[Any]) -> None:
+        """Users who left everywhere: empty their rooms here, then tell the others
+        in one message."""
+        users = []
         for i in range(0, len(gone), 2):
             user, version = _text(gone[i]), int(gone[i + 1])
             await self.owner.apply_rooms(user, [], version)
-            await self._announce({"type": ROOMS, "user": user, "rooms": [], "v": version})
+            users.append([user, [], version])
+        if users:
+            await self._announce({"type": ROOMS, "users": users})
 
-    def _failed(self) -> None:
-        self.errors += 1
+    def _failed(self, count: bool = True) -> None:
+        if count:
+            self.errors += 1
         self._dirty = True
+        self._retry.set()

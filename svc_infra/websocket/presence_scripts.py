@@ -5,14 +5,18 @@ processes never see half of a change. Keys under the prefix ``K``:
 
 - ``K instances``     set of the ids of processes that registered
 - ``K i:<id>``        a process's liveness key; its expiry is the heartbeat bound
-- ``K c:<id>``        hash: connection id -> JSON of the process's connection
+- ``K c:<id>``        hash: connection id -> user id, for the process's connections
+- ``K m:<id>``        hash: connection id -> JSON of the connection's ``ConnectionInfo``
 - ``K u:<user>``      hash: process id -> number of the user's connections there
 - ``K r:<user>``      set: the user's rooms
 - ``K rv``            hash: user -> version of the user's room set
 - ``K t:<user>``      tombstone: version at which the user's rooms were emptied
 
-Versions are Redis ``TIME`` in microseconds, bumped past the stored value, so
-they keep growing across a Redis restart that loses every key.
+The scripts never decode JSON: Redis' decoder refuses what Python's encoder
+writes for some strings (lone surrogates), and one such value must not break
+reaping for the whole cluster. Versions are Redis ``TIME`` in microseconds,
+bumped past the stored value, so they keep growing across a Redis restart that
+loses every key.
 
 The scripts touch keys they do not receive in ``KEYS``: fine on one Redis (or a
 Sentinel-managed primary), which is what channels_redis supports; Redis Cluster
@@ -21,7 +25,7 @@ is not supported by channels_redis either.
 
 from __future__ import annotations
 
-__all__ = ["BEAT", "LEAVE", "LOAD", "RESET", "RESTORE", "ROOMS", "SYNC"]
+__all__ = ["BEAT", "LEAVE", "LIVE", "LOAD", "RESET", "RESTORE", "ROOMS", "SYNC"]
 
 _COMMON = """
 local K = ARGV[1]
@@ -66,16 +70,19 @@ local function user_gone(uid, gone)
 end
 local function drop_instance(inst, gone)
   local users = {}
-  for _, raw in ipairs(redis.call('HVALS', K .. 'c:' .. inst)) do
-    users[cjson.decode(raw)['user_id']] = true
-  end
-  redis.call('DEL', K .. 'c:' .. inst, K .. 'i:' .. inst)
+  for _, uid in ipairs(redis.call('HVALS', K .. 'c:' .. inst)) do users[uid] = true end
+  redis.call('DEL', K .. 'c:' .. inst, K .. 'm:' .. inst, K .. 'i:' .. inst)
   redis.call('SREM', K .. 'instances', inst)
   for uid, _ in pairs(users) do
     redis.call('HDEL', K .. 'u:' .. uid, inst)
     user_gone(uid, gone)
   end
 end
+"""
+
+#: ARGV: K, id, ttl_ms. Refresh our liveness key only: 1, or 0 when it was gone.
+LIVE = """
+return redis.call('SET', ARGV[1] .. 'i:' .. ARGV[2], '1', 'PX', tonumber(ARGV[3]), 'XX') and 1 or 0
 """
 
 #: ARGV: K, id, ttl_ms. Refresh our liveness key, reap dead processes.
@@ -105,10 +112,12 @@ local gone = {}
 for i = 4, #ARGV, 4 do
   local op, conn, uid = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   if op == '+' then
-    if redis.call('HSET', K .. 'c:' .. id, conn, ARGV[i + 3]) == 1 then
+    redis.call('HSET', K .. 'm:' .. id, conn, ARGV[i + 3])
+    if redis.call('HSET', K .. 'c:' .. id, conn, uid) == 1 then
       redis.call('HINCRBY', K .. 'u:' .. uid, id, 1)
     end
   elseif op == '-' then
+    redis.call('HDEL', K .. 'm:' .. id, conn)
     if redis.call('HDEL', K .. 'c:' .. id, conn) == 1 then
       if redis.call('HINCRBY', K .. 'u:' .. uid, id, -1) <= 0 then
         redis.call('HDEL', K .. 'u:' .. uid, id)
@@ -128,14 +137,15 @@ RESET = (
     _COMMON
     + """
 local id, ttl = ARGV[2], tonumber(ARGV[3])
-for _, raw in ipairs(redis.call('HVALS', K .. 'c:' .. id)) do
-  redis.call('HDEL', K .. 'u:' .. cjson.decode(raw)['user_id'], id)
+for _, uid in ipairs(redis.call('HVALS', K .. 'c:' .. id)) do
+  redis.call('HDEL', K .. 'u:' .. uid, id)
 end
-redis.call('DEL', K .. 'c:' .. id)
+redis.call('DEL', K .. 'c:' .. id, K .. 'm:' .. id)
 redis.call('SET', K .. 'i:' .. id, '1', 'PX', ttl)
 redis.call('SADD', K .. 'instances', id)
 for i = 4, #ARGV, 3 do
-  redis.call('HSET', K .. 'c:' .. id, ARGV[i], ARGV[i + 2])
+  redis.call('HSET', K .. 'c:' .. id, ARGV[i], ARGV[i + 1])
+  redis.call('HSET', K .. 'm:' .. id, ARGV[i], ARGV[i + 2])
   redis.call('HINCRBY', K .. 'u:' .. ARGV[i + 1], id, 1)
 end
 return 1
@@ -164,20 +174,22 @@ return {v, redis.call('SMEMBERS', key)}
 """
 )
 
-#: ARGV: K, JSON [[user, version, [rooms]], ...]: write back room sets this
-#: process knows at a newer version than Redis (after Redis lost its data).
+#: ARGV: K, then per user: user, version, n, then n rooms. Writes back room sets
+#: this process knows at a newer version than Redis (after Redis lost its data).
 RESTORE = (
     _COMMON
     + """
-for _, e in ipairs(cjson.decode(ARGV[2])) do
-  local uid, v = e[1], e[2]
+local i = 2
+while i <= #ARGV do
+  local uid, v, n = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
   local old = tonumber(redis.call('HGET', K .. 'rv', uid) or '0')
   local tomb = tonumber(redis.call('GET', K .. 't:' .. uid) or '0')
-  if v > old and v > tomb then
+  if v > old and v > tomb and n > 0 then
     redis.call('DEL', K .. 'r:' .. uid)
-    for _, room in ipairs(e[3]) do redis.call('SADD', K .. 'r:' .. uid, room) end
-    redis.call('HSET', K .. 'rv', uid, str(v))
+    for j = i + 3, i + 2 + n do redis.call('SADD', K .. 'r:' .. uid, ARGV[j]) end
+    redis.call('HSET', K .. 'rv', uid, ARGV[i + 1])
   end
+  i = i + 3 + n
 end
 return 1
 """
@@ -190,7 +202,7 @@ LOAD = (
 local insts, rooms = {}, {}
 for _, inst in ipairs(redis.call('SMEMBERS', K .. 'instances')) do
   if alive(inst) then
-    table.insert(insts, {inst, redis.call('HVALS', K .. 'c:' .. inst)})
+    table.insert(insts, {inst, redis.call('HVALS', K .. 'm:' .. inst)})
   end
 end
 local rv = redis.call('HGETALL', K .. 'rv')

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from . import messages as lm
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from .connection import LocalConnection
     from .presence import RedisPresence
 
-__all__ = ["RoomState", "user_key"]
+__all__ = ["RoomState", "check_utf8", "user_key"]
 
 logger = logging.getLogger("svc_infra.websocket.manager")
 
@@ -50,6 +50,26 @@ def user_key(user_id: object) -> str:
     raise TypeError(f"user_id must be str or int, not {type(user_id).__name__}")
 
 
+def check_utf8(what: str, value: str) -> None:
+    """Redis and msgpack carry UTF-8 only: refuse a lone surrogate at the call.
+
+    Raises:
+        ValueError: If ``value`` cannot be encoded as UTF-8.
+    """
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raise ValueError(f"{what} {value!r} is not valid UTF-8 text (Redis needs it)") from None
+
+
+class _GroupLock:
+    __slots__ = ("lock", "users")
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.users = 0
+
+
 class RoomState:
     """Mixin of :class:`~svc_infra.websocket.manager.ConnectionManager`: rooms."""
 
@@ -69,11 +89,14 @@ class RoomState:
 
         async def _layer_call(self, call: Coroutine[Any, Any, Any]) -> None: ...
 
+        async def start(self) -> None: ...
+
     def __init__(self) -> None:
         self._rooms: dict[str, dict[str, None]] = {}  # dicts are ordered sets
         self._user_rooms: dict[str, dict[str, None]] = {}
         self._room_groups: set[str] = set()
         self._room_versions: dict[str, int] = {}
+        self._group_locks: dict[str, _GroupLock] = {}
 
     @property
     def room_count(self) -> int:
@@ -111,6 +134,9 @@ class RoomState:
 
     async def _change_room(self, uid: str, room: str, kind: str) -> None:
         operation = "join_room" if kind == lm.JOIN else "leave_room"
+        # A process that has not started (a Django worker with no socket yet)
+        # would not know it should go through Redis.
+        await self.start()
         if self.presence is None:
             if kind == lm.JOIN:
                 await self._apply_join(uid, room)
@@ -125,6 +151,8 @@ class RoomState:
 
     async def _change_room_in_redis(self, uid: str, room: str, kind: str, operation: str) -> None:
         assert self.presence is not None
+        check_utf8("user_id", uid)
+        check_utf8("room", room)
         op = "join" if kind == lm.JOIN else "leave"
         try:
             version, rooms = await self.presence.update_rooms(uid, op, room)
@@ -132,7 +160,12 @@ class RoomState:
             raise ChannelLayerError(operation, exc) from exc
         await self.apply_rooms(uid, rooms, version)
         message: dict[str, Any] = {"type": "ws.rooms", "user": uid, "rooms": rooms, "v": version}
-        await self._publish(self._all_group, message, operation)
+        try:
+            await self._publish(self._all_group, message, operation)
+        except ChannelLayerError:
+            # Redis has the change: the others pick it up when they next compare
+            # their mirror with Redis (within presence_ttl). Not an error here.
+            logger.warning("%s for %r stored; other processes will see it late", operation, uid)
 
     # --- what presence calls -------------------------------------------------------
 
@@ -141,12 +174,15 @@ class RoomState:
         if version <= self._room_versions.get(user, 0):
             return
         self._room_versions[user] = version
-        current = self._user_rooms.get(user, {})
+        current = dict(self._user_rooms.get(user, {}))
         wanted = dict.fromkeys(rooms)
-        for room in [r for r in current if r not in wanted]:
-            await self._apply_leave(user, room)
-        for room in [r for r in wanted if r not in current]:
-            await self._apply_join(user, room)
+        # The whole set changes before the first await: a newer set applied
+        # while group calls are in flight starts from this one, not a mix.
+        changed = [r for r in current if r not in wanted] + [r for r in wanted if r not in current]
+        for room in changed:
+            self._set_member(user, room, room in wanted)
+        for room in changed:
+            await self._sync_room_group(room)
 
     def known_rooms(self) -> list[tuple[str, int, list[str]]]:
         """(user, version, rooms) of each user with rooms: written back after an outage."""
@@ -191,14 +227,11 @@ class RoomState:
 
     # --- internals ---------------------------------------------------------------------
 
-    async def _apply_join(self, uid: str, room: str) -> None:
-        self._rooms.setdefault(room, {})[uid] = None
-        self._user_rooms.setdefault(uid, {})[room] = None
-        if uid in self._users and room not in self._room_groups:
-            self._room_groups.add(room)
-            await self._group_add(room_group(room, self.prefix))
-
-    async def _apply_leave(self, uid: str, room: str) -> None:
+    def _set_member(self, uid: str, room: str, member: bool) -> None:
+        if member:
+            self._rooms.setdefault(room, {})[uid] = None
+            self._user_rooms.setdefault(uid, {})[room] = None
+            return
         members = self._rooms.get(room)
         if members is not None:
             members.pop(uid, None)
@@ -209,22 +242,28 @@ class RoomState:
             rooms.pop(room, None)
             if not rooms:
                 del self._user_rooms[uid]
-        await self._release_room_group(room)
 
-    async def _release_room_group(self, room: str) -> None:
-        if room in self._room_groups and not any(
-            m in self._users for m in self._rooms.get(room, ())
-        ):
+    async def _apply_join(self, uid: str, room: str) -> None:
+        self._set_member(uid, room, True)
+        await self._sync_room_group(room)
+
+    async def _apply_leave(self, uid: str, room: str) -> None:
+        self._set_member(uid, room, False)
+        await self._sync_room_group(room)
+
+    async def _sync_room_group(self, room: str) -> None:
+        """Be in the room's group exactly when a member has a connection here."""
+        if any(m in self._users for m in self._rooms.get(room, ())):
+            self._room_groups.add(room)
+        else:
             self._room_groups.discard(room)
-            await self._group_discard(room_group(room, self.prefix))
+        await self._sync_group(room_group(room, self.prefix), lambda: room in self._room_groups)
 
     async def _join_groups(self, uid: str) -> None:
         """The user's first connection here: join the user's group and rooms."""
-        await self._group_add(user_group(uid, self.prefix))
+        await self._sync_group(user_group(uid, self.prefix), lambda: uid in self._users)
         for room in list(self._user_rooms.get(uid, ())):
-            if room not in self._room_groups:
-                self._room_groups.add(room)
-                await self._group_add(room_group(room, self.prefix))
+            await self._sync_room_group(room)
 
     async def _left_here(self, uid: str) -> None:
         """The user's last connection here closed: leave the user's groups.
@@ -233,19 +272,38 @@ class RoomState:
         is). With presence, Redis decides whether this was the user's last
         connection anywhere; if so, every process hears the emptied room set.
         """
-        await self._group_discard(user_group(uid, self.prefix))
-        if self.presence is None:
-            for room in list(self._user_rooms.get(uid, ())):
-                await self._apply_leave(uid, room)
-            return
+        presence = self.presence  # shutdown may clear it while we await
+        await self._sync_group(user_group(uid, self.prefix), lambda: uid in self._users)
         for room in list(self._user_rooms.get(uid, ())):
-            await self._release_room_group(room)
-        self.presence.user_left_here(uid)
+            if presence is None:
+                self._set_member(uid, room, False)
+            await self._sync_room_group(room)
+        if presence is not None:
+            presence.user_left_here(uid)
+
+    async def _sync_group(self, group: str, wanted: Callable[[], bool]) -> None:
+        """Add this process's channel to ``group`` or remove it, as ``wanted()``
+        says when the call is made.
+
+        Calls for one group run one at a time and decide at their turn: an add
+        and a discard can otherwise reach Redis over two pooled connections in
+        either order, and a user who reconnects at once would stop hearing
+        other processes until the next refresh.
+        """
+        entry = self._group_locks.get(group)
+        if entry is None:
+            entry = self._group_locks[group] = _GroupLock()
+        entry.users += 1
+        try:
+            async with entry.lock:
+                if self._channel is not None:
+                    change = self.layer.group_add if wanted() else self.layer.group_discard
+                    await self._layer_call(change(group, self._channel))
+        finally:
+            entry.users -= 1
+            if not entry.users:
+                del self._group_locks[group]
 
     async def _group_add(self, group: str) -> None:
         if self._channel is not None:
             await self._layer_call(self.layer.group_add(group, self._channel))
-
-    async def _group_discard(self, group: str) -> None:
-        if self._channel is not None:
-            await self._layer_call(self.layer.group_discard(group, self._channel))

@@ -184,3 +184,56 @@ def test_layer_and_ttl_settings_name_the_variable() -> None:
     with pytest.raises(ConfigurationError, match="WS_PRESENCE_TTL"):
         WebSocketConfig.from_env({"WS_PRESENCE_TTL": "0"})
     assert WebSocketConfig.from_env({"WS_REDIS_LAYER": " PubSub "}).redis_layer == "pubsub"
+
+
+async def test_a_last_disconnect_during_an_outage_still_empties_the_rooms(
+    trio: list[ConnectionManager],
+) -> None:
+    """The "left everywhere?" check survives a resync (which rewrites connections only)."""
+    a, b, _ = trio
+    assert a.presence is not None
+    gina = sock()
+    await a.connect("gina", gina)
+    await b.join_room("gina", "r")
+    await wait_until(lambda: b.get_room_users("r") == ["gina"] and b.connection_count == 1)
+    a.presence._failed()  # as after a Redis error: the next write is a full resync
+    await a.disconnect("gina", gina)
+    await wait_until(lambda: all(m.get_room_users("r") == [] for m in trio))
+
+
+async def test_text_redis_cannot_decode_does_not_break_presence(
+    trio: list[ConnectionManager],
+) -> None:
+    """Metadata with a lone surrogate is stored and mirrored; reaping still works."""
+    a, b, _ = trio
+    await a.connect("hal", sock(), {"name": "\ud800"})
+    await wait_until(lambda: b.is_user_connected("hal"))
+    assert b.get_user_connections("hal")[0].metadata == {"name": "\ud800"}
+    await a.shutdown()
+    await wait_until(lambda: not b.is_user_connected("hal"))
+    assert b.presence is not None and b.presence.healthy
+
+
+async def test_bad_ids_and_metadata_are_refused_at_connect(trio: list[ConnectionManager]) -> None:
+    a, _, _ = trio
+    with pytest.raises(ValueError, match="UTF-8"):
+        await a.connect("\ud800", sock())
+    with pytest.raises(TypeError, match="JSON"):
+        await a.connect("ivy", sock(), {"when": object()})
+    with pytest.raises(ValueError, match="UTF-8"):
+        await a.join_room("ivy", "\udfff")
+    assert a.local_connection_count == 0
+
+
+async def test_mirrors_heal_from_redis_after_a_lost_message(
+    trio: list[ConnectionManager],
+) -> None:
+    """A process that missed messages is corrected by the periodic comparison."""
+    a, b, _ = trio
+    assert b.presence is not None
+    await a.connect("jo", sock())
+    await wait_until(lambda: b.is_user_connected("jo"))
+    b.presence._drop(a.id)  # as if b had missed a's messages
+    await b.apply_rooms("ghost", ["nowhere"], 1)  # a room set Redis never had
+    assert not b.is_user_connected("jo")
+    await wait_until(lambda: b.is_user_connected("jo") and b.room_count == 0, limit=10)

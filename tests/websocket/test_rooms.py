@@ -1,0 +1,78 @@
+"""Room membership and group calls when the layer is slow: changes never interleave."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from channels.layers import InMemoryChannelLayer
+
+from svc_infra.websocket import ConnectionManager, WebSocketConfig
+from svc_infra.websocket.groups import room_group, user_group
+from svc_infra.websocket.testing import MemoryTransport
+from tests.support import timeout, wait_until
+
+
+class GatedLayer(InMemoryChannelLayer):  # type: ignore[misc]
+    """An in-memory layer whose group_add or group_discard waits for a gate."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate: asyncio.Event | None = None
+        self.gated = ""  # "add" or "discard"
+        self.waiting = asyncio.Event()
+
+    async def _maybe_wait(self, kind: str) -> None:
+        if self.gate is not None and self.gated == kind:
+            self.waiting.set()
+            await self.gate.wait()
+
+    async def group_add(self, group: str, channel: str) -> None:
+        await self._maybe_wait("add")
+        await super().group_add(group, channel)
+
+    async def group_discard(self, group: str, channel: str) -> None:
+        await self._maybe_wait("discard")
+        await super().group_discard(group, channel)
+
+    def members(self, group: str) -> set[Any]:
+        return set(self.groups.get(group, {}))
+
+
+def sock() -> MemoryTransport:
+    return MemoryTransport(timeout=timeout(5))
+
+
+async def test_a_newer_room_set_wins_over_one_still_joining_groups() -> None:
+    layer = GatedLayer()
+    m = ConnectionManager(layer, config=WebSocketConfig(close_timeout=1))
+    await m.connect("u", sock())
+    layer.gate, layer.gated = asyncio.Event(), "add"
+    older = asyncio.create_task(m.apply_rooms("u", ["a", "b"], 2))
+    await asyncio.wait_for(layer.waiting.wait(), timeout(5))
+    newer = asyncio.create_task(m.apply_rooms("u", ["a"], 3))
+    await asyncio.sleep(0)
+    layer.gate.set()
+    await asyncio.wait_for(asyncio.gather(older, newer), timeout(5))
+    assert m.get_room_users("a") == ["u"] and m.get_room_users("b") == []
+    assert m.channel_name in layer.members(room_group("a", m.prefix))
+    assert m.channel_name not in layer.members(room_group("b", m.prefix))
+    await m.shutdown()
+
+
+async def test_a_quick_reconnect_keeps_the_user_group() -> None:
+    """The last socket closes (group_discard in flight), the user reconnects at once:
+    the manager ends up in the user's group."""
+    layer = GatedLayer()
+    m = ConnectionManager(layer, config=WebSocketConfig(close_timeout=1))
+    first = sock()
+    await m.connect("u", first)
+    layer.gate, layer.gated = asyncio.Event(), "discard"
+    closing = asyncio.create_task(m.disconnect("u", first))
+    await asyncio.wait_for(layer.waiting.wait(), timeout(5))
+    reconnect = asyncio.create_task(m.connect("u", sock()))
+    await asyncio.sleep(0.01)
+    layer.gate.set()
+    await asyncio.wait_for(asyncio.gather(closing, reconnect), timeout(5))
+    await wait_until(lambda: m.channel_name in layer.members(user_group("u", m.prefix)))
+    await m.shutdown()
