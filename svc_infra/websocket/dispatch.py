@@ -39,6 +39,8 @@ class LayerDispatch:
     stats: ManagerStats
     presence: RedisPresence | None
     _channel: str | None
+    _all_group: str
+    _joined: asyncio.Event
     _conns: dict[str, LocalConnection]
     _users: dict[str, dict[str, LocalConnection]]
     _rooms: dict[str, dict[str, None]]
@@ -50,6 +52,8 @@ class LayerDispatch:
         ) -> None: ...
 
         async def apply_rooms(self, user: str, rooms: list[str], version: int) -> None: ...
+
+        async def _group_add(self, group: str) -> None: ...
 
         async def _change_room(self, uid: str, room: str, kind: str) -> None: ...
 
@@ -119,6 +123,10 @@ class LayerDispatch:
     async def _receive_loop(self) -> None:
         assert self._channel is not None
         channel = self._channel
+        # Joined here, not in start(): a caller cancelled in start() must not
+        # leave the process deaf to broadcasts until the next group refresh.
+        await self._group_add(self._all_group)
+        self._joined.set()
         delay = _FIRST_RETRY
         while True:
             # Never wrapped in a timeout: RedisPubSubChannelLayer loses its

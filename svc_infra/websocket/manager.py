@@ -131,6 +131,7 @@ class ConnectionManager(RoomState, LayerDispatch):
         self._receiver: asyncio.Task[None] | None = None
         self._refresher: asyncio.Task[None] | None = None
         self._start_lock = asyncio.Lock()
+        self._joined = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
 
     # --- properties ------------------------------------------------------------------
@@ -207,15 +208,19 @@ class ConnectionManager(RoomState, LayerDispatch):
             # Nothing below can fail (a Redis that is down must not stop the
             # process from serving its own sockets: groups and presence are
             # written when it answers), and nothing is left half-started if the
-            # caller is cancelled: the tasks exist before the first await.
+            # caller is cancelled: the tasks, which exist before the first
+            # await, join the broadcast group and write presence themselves.
             self._channel = channel
             self.presence = presence
+            self._joined = asyncio.Event()
             loop = asyncio.get_running_loop()
             self._receiver = loop.create_task(self._receive_loop(), name=f"ws-manager-{self.id}")
             self._refresher = loop.create_task(self._refresh_loop(), name=f"ws-refresh-{self.id}")
             if presence is not None:
-                await presence.start()
-            await self._group_add(self._all_group)
+                presence.launch()
+            await self._joined.wait()
+            if presence is not None:
+                await presence.wait_ready()
 
     def _started(self) -> bool:
         return self._receiver is not None
@@ -229,7 +234,14 @@ class ConnectionManager(RoomState, LayerDispatch):
 
         Cancelling is not safe: connections may be left open.
         """
+        async with self._start_lock:  # not while start() is half-way
+            await self._shutdown(code, reason)
+
+    async def _shutdown(self, code: int, reason: str) -> None:
         await self._close_many(self._conns.values(), code, reason)
+        if self._tasks:  # connections dropped meanwhile (failed writes) finish first
+            _, late = await asyncio.wait(set(self._tasks), timeout=self.config.close_timeout)
+            await _cancel(list(late))
         if self.presence is not None:
             await self.presence.stop()
             self.presence = None
@@ -239,9 +251,6 @@ class ConnectionManager(RoomState, LayerDispatch):
         if self._channel is not None:
             await self._layer_call(self.layer.group_discard(self._all_group, self._channel))
             self._channel = None
-        if self._tasks:
-            _, late = await asyncio.wait(set(self._tasks), timeout=self.config.close_timeout)
-            await _cancel(list(late))
 
     # --- connections -----------------------------------------------------------------
 

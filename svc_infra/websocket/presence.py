@@ -110,6 +110,7 @@ class RedisPresence:
         self._lock = asyncio.Lock()  # one Redis write sequence at a time
         self._dirty = True  # the first heartbeat writes everything
         self._beats = 0
+        self._ready = asyncio.Event()  # the first heartbeat ran (successful or not)
         self._tasks: list[asyncio.Task[None]] = []
         self._scripts = {
             name: client.register_script(getattr(lua, name))
@@ -123,13 +124,9 @@ class RedisPresence:
 
     # --- lifecycle -------------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Start the tasks, then write this process's state and load the others'.
-
-        A Redis that does not answer is not an error here: the heartbeat keeps
-        trying, and everything is written once it answers. Cancelling is safe:
-        the tasks already run and do the first write themselves.
-        """
+    def launch(self) -> None:
+        """Start the tasks; the heartbeat at once writes this process's state and
+        loads the others' (see :meth:`wait_ready`)."""
         loop = asyncio.get_running_loop()
         name = self.owner.id
         self._tasks = [
@@ -137,7 +134,12 @@ class RedisPresence:
             loop.create_task(self._heartbeat(), name=f"ws-presence-{name}"),
             loop.create_task(self._writer(), name=f"ws-presence-writer-{name}"),
         ]
-        await self._tick()
+
+    async def wait_ready(self) -> None:
+        """Wait for the first heartbeat. A Redis that does not answer is not an
+        error here: the heartbeat keeps trying. Cancelling is safe: the heartbeat
+        goes on in its own task."""
+        await self._ready.wait()
 
     async def stop(self) -> None:
         """Leave the cluster: remove this process's keys, tell the others, close."""
@@ -147,8 +149,11 @@ class RedisPresence:
             for task in pending:
                 task.cancel()
             _, pending = await asyncio.wait(pending, timeout=0.5)
+        # Users whose last connection here closed just before: their check is
+        # still queued, and the writer is gone.
+        users = list(dict.fromkeys(user for op, _, user, _ in self._pending if op == "?"))
         try:
-            gone = await self._run("LEAVE")
+            gone = await self._run("LEAVE", *users)
             await self._apply_gone(gone)
             await self.owner.announce({"type": PRESENCE, "drop": True})
         except Exception as exc:  # Redis down: the others reap us within the TTL
@@ -284,19 +289,24 @@ class RedisPresence:
         # a resync takes, a live process never looks dead to the others.
         while True:
             await asyncio.sleep(self.interval)
+            resyncs = self.resyncs
             try:
-                if not await self._run("LIVE", self.ttl_ms) and not self._dirty:
-                    self._failed(count=False)
+                missing = not await self._run("LIVE", self.ttl_ms)
             except Exception:  # the heartbeat notices and retries
                 self._retry.set()
+                continue
+            # A reply from before a resync that just rewrote the key says nothing.
+            if missing and not self._dirty and resyncs == self.resyncs:
+                self._failed(count=False)
 
     async def _heartbeat(self) -> None:
-        ok = True
+        ok = await self._tick()
+        self._ready.set()
         while True:
-            self._retry.clear()
-            delay = self.interval if ok else min(0.1, self.interval)
+            delay = self.interval if ok and not self._dirty else min(0.1, self.interval)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._retry.wait(), delay)
+            self._retry.clear()  # after the wait: a failure during the tick counts
             ok = await self._tick()
 
     async def _tick(self) -> bool:
@@ -359,8 +369,16 @@ class RedisPresence:
             await self._load(self.owner.known_rooms())
 
     async def _load(self, known: list[tuple[str, int, list[str]]]) -> None:
-        """Replace the mirrors with what Redis holds (one atomic read)."""
-        instances, rooms = await self._run("LOAD")
+        """Replace the mirrors with what Redis holds (one atomic read).
+
+        Raises:
+            RuntimeError: If Redis no longer holds this process (it lost its
+                data): its content is not the cluster's state; resync first.
+        """
+        result = await self._run("LOAD")
+        if not result[0]:
+            raise RuntimeError("this process is missing from Redis")
+        instances, rooms = result[1], result[2]
         self._remote.clear()
         self._remote_users.clear()
         for origin, values in instances:
@@ -388,7 +406,7 @@ class RedisPresence:
         return await self._scripts[name](args=[self.key_prefix, *self._id_args(name), *args])
 
     def _id_args(self, name: str) -> list[str]:
-        return [] if name in ("ROOMS", "RESTORE", "LOAD") else [self.owner.id]
+        return [] if name in ("ROOMS", "RESTORE") else [self.owner.id]
 
     async def _announce(self, message: dict[str, Any]) -> None:
         try:

@@ -152,12 +152,14 @@ return 1
 """
 )
 
-#: ARGV: K, id. A process leaving cleanly. Returns gone.
+#: ARGV: K, id, then users whose last local connection closed but whose check
+#: had not run yet. A process leaving cleanly. Returns gone.
 LEAVE = (
     _COMMON
     + """
 local gone = {}
 drop_instance(ARGV[2], gone)
+for i = 3, #ARGV do user_gone(ARGV[i], gone) end
 return gone
 """
 )
@@ -195,10 +197,14 @@ return 1
 """
 )
 
-#: ARGV: K. Returns {{{id, {json...}}...}, {{user, version, {rooms}}...}}.
+#: ARGV: K, id. Returns {1, {{id, {json...}}...}, {{user, version, {rooms}}...}},
+#: or {0} when our own liveness key is missing.
 LOAD = (
     _COMMON
     + """
+-- Our own key missing means Redis lost its data (or reaped us): what it holds
+-- now is not the cluster's state; the caller resyncs instead.
+if not alive(ARGV[2]) then return {0} end
 local insts, rooms = {}, {}
 for _, inst in ipairs(redis.call('SMEMBERS', K .. 'instances')) do
   if alive(inst) then
@@ -209,6 +215,6 @@ local rv = redis.call('HGETALL', K .. 'rv')
 for i = 1, #rv, 2 do
   table.insert(rooms, {rv[i], rv[i + 1], redis.call('SMEMBERS', K .. 'r:' .. rv[i])})
 end
-return {insts, rooms}
+return {1, insts, rooms}
 """
 )

@@ -111,8 +111,13 @@ class RoomState:
         user's group; with Redis presence, ``ws.rooms`` to every process).
 
         Raises:
-            ChannelLayerError: If Redis or the layer could not be reached. With
-                Redis presence nothing changed; without, this process changed.
+            ChannelLayerError: Without Redis presence, if the layer failed (this
+                process changed, others did not hear). With Redis presence, if
+                Redis could not be reached (nothing changed); once Redis has the
+                change it does not raise: a failed announcement is made up for
+                by the next comparison with Redis.
+            ValueError: With Redis presence, if ``user_id`` or ``room`` is not
+                valid UTF-8 text.
 
         Cancelling is safe: with Redis presence the change, once started, runs to
         its end (shielded), so Redis and the processes' views never disagree
@@ -253,11 +258,15 @@ class RoomState:
 
     async def _sync_room_group(self, room: str) -> None:
         """Be in the room's group exactly when a member has a connection here."""
-        if any(m in self._users for m in self._rooms.get(room, ())):
+        wanted = any(m in self._users for m in self._rooms.get(room, ()))
+        group = room_group(room, self.prefix)
+        if wanted == (room in self._room_groups) and group not in self._group_locks:
+            return  # nothing changes and no call is in flight: no layer call
+        if wanted:
             self._room_groups.add(room)
         else:
             self._room_groups.discard(room)
-        await self._sync_group(room_group(room, self.prefix), lambda: room in self._room_groups)
+        await self._sync_group(group, lambda: room in self._room_groups)
 
     async def _join_groups(self, uid: str) -> None:
         """The user's first connection here: join the user's group and rooms."""

@@ -237,3 +237,16 @@ async def test_mirrors_heal_from_redis_after_a_lost_message(
     await b.apply_rooms("ghost", ["nowhere"], 1)  # a room set Redis never had
     assert not b.is_user_connected("jo")
     await wait_until(lambda: b.is_user_connected("jo") and b.room_count == 0, limit=10)
+
+
+async def test_a_clean_shutdown_empties_the_rooms_of_its_users(
+    trio: list[ConnectionManager],
+) -> None:
+    """Users whose only connections were in a process that shuts down leave their rooms."""
+    a, b, _ = trio
+    for i in range(20):
+        await a.connect(f"kim{i}", sock())
+        await b.join_room(f"kim{i}", "r")
+    await wait_until(lambda: len(b.get_room_users("r")) == 20 and b.connection_count == 20)
+    await a.shutdown()
+    await wait_until(lambda: b.get_room_users("r") == [] and b.connection_count == 0)

@@ -76,3 +76,15 @@ async def test_a_quick_reconnect_keeps_the_user_group() -> None:
     await asyncio.wait_for(asyncio.gather(closing, reconnect), timeout(5))
     await wait_until(lambda: m.channel_name in layer.members(user_group("u", m.prefix)))
     await m.shutdown()
+
+
+async def test_a_start_cancelled_half_way_still_joins_the_broadcast_group() -> None:
+    layer = GatedLayer()
+    layer.gate, layer.gated = asyncio.Event(), "add"
+    m = ConnectionManager(layer)
+    starting = asyncio.create_task(m.start())
+    await asyncio.wait_for(layer.waiting.wait(), timeout(5))
+    starting.cancel()
+    layer.gate.set()
+    await wait_until(lambda: m.channel_name in layer.members(f"{m.prefix}all"))
+    await m.shutdown()
