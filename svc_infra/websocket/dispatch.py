@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import messages as lm
 from .exceptions import ChannelLayerError
+from .layers import batch_receiver
 from .presence import PRESENCE, ROOMS
 
 if TYPE_CHECKING:
@@ -127,12 +128,13 @@ class LayerDispatch:
         # leave the process deaf to broadcasts until the next group refresh.
         await self._group_add(self._all_group)
         self._joined.set()
+        receive = batch_receiver(self.layer, channel) or self._receive_one
         delay = _FIRST_RETRY
         while True:
             # Never wrapped in a timeout: RedisPubSubChannelLayer loses its
             # subscription when a receive() is cancelled.
             try:
-                message = await self.layer.receive(channel)
+                messages = await receive(channel)
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -148,10 +150,14 @@ class LayerDispatch:
                 delay = min(delay * 2, 1.0)
                 continue
             delay = _FIRST_RETRY
-            try:
-                await self._dispatch(message)
-            except Exception:
-                logger.exception("could not handle layer message %r", message.get("type"))
+            for message in messages:
+                try:
+                    await self._dispatch(message)
+                except Exception:
+                    logger.exception("could not handle layer message %r", message.get("type"))
+
+    async def _receive_one(self, channel: str) -> list[dict[str, Any]]:
+        return [await self.layer.receive(channel)]
 
     async def _dispatch(self, message: dict[str, Any]) -> None:
         if message.get("origin") == self.id:

@@ -34,7 +34,7 @@ from .connection import CLOSE_SLOW_CONSUMER, LocalConnection
 from .dispatch import LayerDispatch
 from .groups import broadcast_group, normalize_prefix, room_group, user_group
 from .integrations import adapt
-from .layers import build_layer, presence_client, reserve_capacity
+from .layers import build_layer, manager_channel, presence_client, reserve_capacity
 from .models import ConnectionInfo
 from .presence import RedisPresence
 from .rooms import RoomState, check_utf8, user_key
@@ -197,7 +197,7 @@ class ConnectionManager(RoomState, LayerDispatch):
         async with self._start_lock:
             if self._started():  # another task started it while we waited
                 return
-            channel = await _new_channel(self.layer, f"{self.prefix}mgr")
+            channel = await manager_channel(self.layer, f"{self.prefix}mgr")
             presence: RedisPresence | None = None
             if self._want_presence is not False:
                 client, key_prefix = presence_client(self.layer, self.prefix)
@@ -509,13 +509,6 @@ async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
         for task in pending:
             task.cancel()
         _, pending = await asyncio.wait(pending, timeout=0.5)
-
-
-async def _new_channel(layer: Any, prefix: str) -> str:
-    try:
-        return str(await layer.new_channel(prefix=prefix))
-    except TypeError:  # a layer whose new_channel() takes no prefix
-        return str(await layer.new_channel())
 
 
 def easy_websocket_manager(

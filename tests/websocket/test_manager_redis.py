@@ -74,3 +74,18 @@ async def test_unsendable_payloads_fail_at_the_call_on_redis(
             await a.send_to_user("bob", payload)
     await a.send_to_user("bob", {"ok": (1, 2)})  # a tuple travels as a JSON list
     assert await bob.next_json() == {"ok": [1, 2]}
+
+
+async def test_a_burst_from_another_process_arrives_whole_and_in_order(
+    pair: tuple[ConnectionManager, ConnectionManager],
+) -> None:
+    """The core layer's manager channel is read in batches: 3,000 messages sent as
+    fast as possible all arrive, in order."""
+    a, b = pair
+    assert a.channel_name is not None and "!" not in a.channel_name
+    bob = MemoryTransport(timeout=timeout(10))
+    await a.connect("bob", bob)
+    for i in range(3000):
+        await b.send_to_user("bob", {"i": i})
+    received = [(await bob.next_json())["i"] for _ in range(3000)]
+    assert received == list(range(3000))
