@@ -55,6 +55,7 @@ LATENCY_SECONDS = 5
 UVICORN = [
     *(sys.executable, "-m", "uvicorn", "--log-level", "warning", "--backlog", "4096"),
     *("--ws-ping-interval", "600", "--ws-ping-timeout", "600"),
+    *("--timeout-graceful-shutdown", "5"),
 ]
 OURS = "bench.apps.cluster_manager:app"
 STOCK = "bench.apps.channels_stock:app"
@@ -99,7 +100,11 @@ async def server(app: str, env: dict[str, str]) -> AsyncIterator[str]:
         yield base
     finally:
         proc.terminate()
-        proc.wait(timeout=30)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:  # a server stuck in shutdown must not stop the run
+            proc.kill()
+            proc.wait()
 
 
 async def open_clients(urls: list[str]) -> list[FrameCounter]:

@@ -33,10 +33,17 @@ _FIRST_RETRY = 0.05
 class LayerDispatch:
     """Mixin: publish to the layer, and dispatch the layer's messages."""
 
+    @property
+    def _call_timeout(self) -> float | None:
+        # Only a layer behind a network can hang; for the in-memory layer a
+        # timer per call would be pure cost (and memory until it expires).
+        return self.layer_timeout if self._networked else None
+
     # Provided by the manager.
     id: str
     layer: Any
     layer_timeout: float
+    _networked: bool
     stats: ManagerStats
     presence: RedisPresence | None
     _channel: str | None
@@ -101,7 +108,8 @@ class LayerDispatch:
         """
         message["origin"] = self.id
         try:
-            await asyncio.wait_for(self.layer.group_send(group, message), self.layer_timeout)
+            async with asyncio.timeout(self._call_timeout):
+                await self.layer.group_send(group, message)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -114,7 +122,8 @@ class LayerDispatch:
         """Await a group change; errors are logged and counted, and the next
         resync (or refresh) joins again."""
         try:
-            await asyncio.wait_for(call, self.layer_timeout)
+            async with asyncio.timeout(self._call_timeout):
+                await call
         except asyncio.CancelledError:
             raise
         except Exception as exc:

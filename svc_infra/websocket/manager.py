@@ -93,7 +93,8 @@ class ConnectionManager(RoomState, LayerDispatch):
     #: would stop hearing other processes without this.
     group_refresh_interval: float = 3600.0
     #: Seconds a call to the layer may take before it counts as failed: a Redis
-    #: that hangs must not hang the caller.
+    #: that hangs must not hang the caller. Not applied to Channels' own
+    #: in-memory layer, which cannot hang.
     layer_timeout: float = 5.0
 
     def __init__(
@@ -115,6 +116,7 @@ class ConnectionManager(RoomState, LayerDispatch):
             )
         )
         reserve_capacity(self.layer, f"{self.prefix}mgr*")
+        self._networked = not type(self.layer).__module__.startswith("channels.layers")
         self.id = uuid.uuid4().hex[:16]
         self.stats = ManagerStats()
         self._all_group = broadcast_group(self.prefix)

@@ -79,6 +79,7 @@ class RoomState:
     layer: Any
     presence: RedisPresence | None
     group_refresh_interval: float
+    _networked: bool
     _all_group: str
     _channel: str | None
     _users: dict[str, dict[str, LocalConnection]]
@@ -299,6 +300,13 @@ class RoomState:
         either order, and a user who reconnects at once would stop hearing
         other processes until the next refresh.
         """
+        if not self._networked:
+            # Channels' in-memory layer changes groups without suspending:
+            # calls cannot overtake each other, and a lock would only cost.
+            if self._channel is not None:
+                change = self.layer.group_add if wanted() else self.layer.group_discard
+                await self._layer_call(change(group, self._channel))
+            return
         entry = self._group_locks.get(group)
         if entry is None:
             entry = self._group_locks[group] = _GroupLock()
