@@ -18,10 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import socket
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -29,7 +26,8 @@ from pathlib import Path
 
 from websockets.asyncio.client import ClientConnection, connect
 
-ROOT = Path(__file__).resolve().parent.parent
+from bench.servers import server_on_fd
+
 CLIENTS = 500
 MESSAGES = 100
 SIZE = 100
@@ -57,39 +55,16 @@ SERVERS = {
 async def server(name: str) -> AsyncIterator[tuple[str, int]]:
     """Start a server on a socket bound here; yield its URL and pid."""
     cmd, path, env = SERVERS[name]
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(4096)
-    fd = sock.fileno()
-    port = sock.getsockname()[1]
-    if "bench.apps.bare" in cmd:
-        args = [*cmd, str(fd)]
-    elif cmd is SERVERS[name][0] and "daphne" in cmd:
-        args = [*cmd[:-1], "--fd", str(fd), cmd[-1]]
-    else:
-        args = [*cmd, "--fd", str(fd)]
-    proc = subprocess.Popen(
-        args, cwd=ROOT, pass_fds=(fd,), env={**os.environ, **env}, stdout=subprocess.DEVNULL
-    )
-    sock.close()
-    try:
-        url = f"ws://127.0.0.1:{port}{path}"
-        async with asyncio.timeout(30):
-            while True:  # wait for the app, not just the socket
-                try:
-                    ws = await connect(url, compression=None)
-                    await ws.close()
-                    break
-                except Exception:
-                    await asyncio.sleep(0.1)
-        yield url, proc.pid
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:  # a server stuck in shutdown must not stop the run
-            proc.kill()
-            proc.wait()
+
+    def args(fd: str) -> list[str]:
+        if "bench.apps.bare" in cmd:
+            return [*cmd, fd]
+        if "daphne" in cmd:
+            return [*cmd[:-1], "--fd", fd, cmd[-1]]
+        return [*cmd, "--fd", fd]
+
+    async with server_on_fd(args, path, env) as (base, proc):
+        yield base + path, proc.pid
 
 
 async def open_clients(url: str, n: int) -> list[ClientConnection]:

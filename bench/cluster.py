@@ -30,19 +30,16 @@ import asyncio
 import contextlib
 import json
 import os
-import socket
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 from websockets.asyncio.client import connect
 
 from bench.rawclient import FrameCounter, open_counter
+from bench.servers import server_on_fd
 
-ROOT = Path(__file__).resolve().parent.parent
 REDIS = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379").rstrip("/") + "/14"
 PER_PROCESS = 250
 MESSAGES = 100
@@ -74,37 +71,9 @@ def flush() -> None:
 @contextlib.asynccontextmanager
 async def server(app: str, env: dict[str, str]) -> AsyncIterator[str]:
     """Start uvicorn on a socket bound here; yield its ws:// base URL."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(4096)
-    fd, port = sock.fileno(), sock.getsockname()[1]
-    proc = subprocess.Popen(
-        [*UVICORN, app, "--fd", str(fd)],
-        cwd=ROOT,
-        pass_fds=(fd,),
-        env={**os.environ, **env},
-        stdout=subprocess.DEVNULL,
-    )
-    sock.close()
-    base = f"ws://127.0.0.1:{port}"
     probe = "/ws" if app == STOCK else "/ws/probe"
-    try:
-        async with asyncio.timeout(30):
-            while True:  # wait for the app, not just the socket
-                try:
-                    ws = await connect(base + probe, compression=None)
-                    await ws.close()
-                    break
-                except Exception:
-                    await asyncio.sleep(0.1)
+    async with server_on_fd(lambda fd: [*UVICORN, app, "--fd", fd], probe, env) as (base, _):
         yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:  # a server stuck in shutdown must not stop the run
-            proc.kill()
-            proc.wait()
 
 
 async def open_clients(urls: list[str]) -> list[FrameCounter]:
