@@ -130,3 +130,32 @@ def start_redis_server(port: int | None = None) -> tuple[subprocess.Popen[bytes]
 def python_cmd(*args: str) -> list[str]:
     """The command running this interpreter with ``args``."""
     return [sys.executable, *args]
+
+
+def flush_db(url: str) -> None:
+    """Empty the Redis database at ``url`` (a test's own database number)."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        client.flushdb()
+    finally:
+        client.close()
+
+
+async def close_layer(layer: Any) -> None:
+    """Close a channels_redis layer's connections, Sentinel clients included
+    (channels_redis closes its pools but not the sentinel clients behind them)."""
+    clients: list[Any] = []
+    for loop_layer in list(getattr(layer, "_layers", {}).values()):
+        clients += getattr(loop_layer, "_connections", {}).values()  # core
+        clients += [s._redis for s in getattr(loop_layer, "_shards", ()) if s._redis]  # pub/sub
+    sentinels = [
+        manager
+        for client in clients
+        if (manager := getattr(client.connection_pool, "sentinel_manager", None)) is not None
+    ]
+    close = getattr(layer, "close_pools", None) or layer.flush  # core, pub/sub
+    await close()
+    for manager in sentinels:
+        await manager.aclose()

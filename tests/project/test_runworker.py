@@ -12,7 +12,7 @@ import pytest
 from svc_infra.websocket import WebSocketClient, WebSocketConfig
 from svc_infra.websocket.layers import redis_host
 from tests.servers import uvicorn
-from tests.support import ROOT, python_cmd, timeout, wait_until
+from tests.support import ROOT, flush_db, python_cmd, timeout, wait_until
 from tests.tokens import SECRET, token
 
 pytestmark = [pytest.mark.e2e, pytest.mark.redis]
@@ -23,15 +23,9 @@ DB = 13
 
 @pytest.fixture
 def redis_db_url(redis_server: str) -> Iterator[str]:
-    import redis
-
     url = f"{redis_server}/{DB}"
     yield url
-    client = redis.Redis.from_url(url)
-    try:
-        client.flushdb()
-    finally:
-        client.close()
+    flush_db(url)
 
 
 def test_runworker_refuses_the_in_memory_layer() -> None:

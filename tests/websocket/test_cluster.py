@@ -18,7 +18,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
 from tests.servers import Server, daphne, uvicorn
-from tests.support import timeout, wait_until
+from tests.support import flush_db, timeout, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.redis]
 
@@ -37,16 +37,6 @@ def cluster_env(redis_url: str, layer: str, ttl: float = 30) -> dict[str, str]:
     }
 
 
-def flush(url: str) -> None:
-    import redis
-
-    client = redis.Redis.from_url(url)
-    try:
-        client.flushdb()
-    finally:
-        client.close()
-
-
 @pytest.fixture(scope="module", params=["core", "pubsub"])
 def cluster(request: pytest.FixtureRequest, redis_server: str) -> Iterator[list[Server]]:
     """fa and fb (FastAPI under uvicorn) and dj (Django under Daphne), one Redis."""
@@ -59,7 +49,7 @@ def cluster(request: pytest.FixtureRequest, redis_server: str) -> Iterator[list[
             stack.enter_context(daphne(DJANGO, {**env, "CLUSTER_NAME": "dj"})),
         ]
         yield servers
-    flush(url)
+    flush_db(url)
 
 
 @contextlib.asynccontextmanager

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from tests.servers import Server, daphne, uvicorn
-from tests.support import start_redis_server, timeout, wait_until
+from tests.support import flush_db, start_redis_server, timeout, wait_until
 from tests.websocket.test_cluster import (
     DB,
     DJANGO,
@@ -26,7 +26,6 @@ from tests.websocket.test_cluster import (
     client,
     cluster_env,
     everywhere,
-    flush,
     ok,
     recv,
     uid,
@@ -76,7 +75,7 @@ async def test_a_killed_server_leaves_presence_within_the_ttl(
                 ok(fb, "send", user=carol, msg={"n": 2})
                 assert await recv(c) == {"n": 2}
     finally:
-        flush(url)
+        flush_db(url)
 
 
 class Traffic:

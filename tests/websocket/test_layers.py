@@ -18,7 +18,7 @@ from svc_infra.websocket.layers import (
     presence_client,
     redis_host,
 )
-from tests.websocket.test_sentinel import close_layer
+from tests.support import close_layer
 
 
 def test_redis_url_builds_the_core_layer_by_default_and_pubsub_on_request() -> None:

@@ -19,8 +19,7 @@ from svc_infra.websocket import (
 )
 from svc_infra.websocket.layers import redis_host
 from svc_infra.websocket.testing import MemoryTransport
-from tests.support import free_port, timeout, wait_until
-from tests.websocket.test_sentinel import close_layer
+from tests.support import close_layer, free_port, timeout, wait_until
 
 pytestmark = pytest.mark.redis
 

@@ -8,7 +8,6 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from django.utils.module_loading import import_string
@@ -16,7 +15,14 @@ from django.utils.module_loading import import_string
 from svc_infra.websocket import ConfigurationError, ConnectionManager, WebSocketConfig
 from svc_infra.websocket.djangoapp import channel_layers_from_env
 from svc_infra.websocket.testing import MemoryTransport
-from tests.support import free_port, redis_answers, start_redis_server, timeout, wait_until
+from tests.support import (
+    close_layer,
+    free_port,
+    redis_answers,
+    start_redis_server,
+    timeout,
+    wait_until,
+)
 
 pytestmark = pytest.mark.redis
 
@@ -82,24 +88,6 @@ async def test_managers_deliver_and_share_presence_through_sentinel(
         for m in (a, b):
             await m.shutdown()
             await close_layer(m.layer)
-
-
-async def close_layer(layer: Any) -> None:
-    """Close a channels_redis layer's connections, Sentinel clients included
-    (channels_redis closes its pools but not the sentinel clients behind them)."""
-    clients: list[Any] = []
-    for loop_layer in list(getattr(layer, "_layers", {}).values()):
-        clients += getattr(loop_layer, "_connections", {}).values()  # core
-        clients += [s._redis for s in getattr(loop_layer, "_shards", ()) if s._redis]  # pub/sub
-    sentinels = [
-        manager
-        for client in clients
-        if (manager := getattr(client.connection_pool, "sentinel_manager", None)) is not None
-    ]
-    close = getattr(layer, "close_pools", None) or layer.flush  # core, pub/sub
-    await close()
-    for manager in sentinels:
-        await manager.aclose()
 
 
 def test_a_malformed_sentinel_list_names_the_variable() -> None:
