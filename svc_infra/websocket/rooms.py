@@ -303,9 +303,7 @@ class RoomState:
         if not self._networked:
             # Channels' in-memory layer changes groups without suspending:
             # calls cannot overtake each other, and a lock would only cost.
-            if self._channel is not None:
-                change = self.layer.group_add if wanted() else self.layer.group_discard
-                await self._layer_call(change(group, self._channel))
+            await self._change_group(group, wanted())
             return
         entry = self._group_locks.get(group)
         if entry is None:
@@ -313,14 +311,16 @@ class RoomState:
         entry.users += 1
         try:
             async with entry.lock:
-                if self._channel is not None:
-                    change = self.layer.group_add if wanted() else self.layer.group_discard
-                    await self._layer_call(change(group, self._channel))
+                await self._change_group(group, wanted())
         finally:
             entry.users -= 1
             if not entry.users:
                 del self._group_locks[group]
 
-    async def _group_add(self, group: str) -> None:
+    async def _change_group(self, group: str, member: bool) -> None:
         if self._channel is not None:
-            await self._layer_call(self.layer.group_add(group, self._channel))
+            change = self.layer.group_add if member else self.layer.group_discard
+            await self._layer_call(change(group, self._channel))
+
+    async def _group_add(self, group: str) -> None:
+        await self._change_group(group, True)
