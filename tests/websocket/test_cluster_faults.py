@@ -85,6 +85,9 @@ class Traffic:
     def __init__(self, server: Server, user: str) -> None:
         self.server, self.user = server, user
         self.answers: list[tuple[int, float, int, Any]] = []  # seq, sent at, status, body
+        # When each seq was sent, recorded before the call: its message can
+        # arrive before the call returns and its answer is recorded.
+        self.sent_at: list[float] = []
         self.longest = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -101,6 +104,7 @@ class Traffic:
         seq = 0
         while not self._stop.is_set():
             started = time.monotonic()
+            self.sent_at.append(started)
             status, body = self.server.ctl("send", user=self.user, msg={"seq": seq})
             self.longest = max(self.longest, time.monotonic() - started)
             self.answers.append((seq, started, status, body))
@@ -165,7 +169,7 @@ async def test_delivery_resumes_after_redis_restarts(layer: str) -> None:
                         ),
                         limit=10,
                     )
-                    resumed = min(t for seq, t in received if traffic.answers[seq][1] > restarted)
+                    resumed = min(t for seq, t in received if traffic.sent_at[seq] > restarted)
                 reader.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await reader
