@@ -18,6 +18,8 @@ branch on the attributes and logs stay readable.
 
 from __future__ import annotations
 
+from .close_codes import OK_CLOSE_CODES
+
 __all__ = [
     "AuthenticationError",
     "ChannelLayerError",
@@ -27,10 +29,6 @@ __all__ = [
     "MessageTooLargeError",
     "WebSocketError",
 ]
-
-# Close codes after which a connection counts as closed normally (RFC 6455 §7.4.1):
-# 1000 normal closure, 1001 going away. Iteration over messages ends quietly on these.
-OK_CLOSE_CODES = frozenset({1000, 1001})
 
 
 class WebSocketError(Exception):

@@ -28,6 +28,8 @@ from .exceptions import ConfigurationError
 
 __all__ = [
     "DEFAULT_PREFIX",
+    "check_utf8",
+    "user_key",
     "MAX_GROUP_NAME_LENGTH",
     "broadcast_group",
     "normalize_prefix",
@@ -77,3 +79,30 @@ def room_group(room: str, prefix: str = DEFAULT_PREFIX) -> str:
 def broadcast_group(prefix: str = DEFAULT_PREFIX) -> str:
     """The group every process with a manager on this prefix belongs to."""
     return f"{prefix}all"
+
+
+def user_key(user_id: object) -> str:
+    """The one spelling of a user id: ``str``, or an ``int`` converted.
+
+    Raises:
+        TypeError: For any other type.
+    """
+    # FastAPI path parameters and database ids are often ints: accept them, and
+    # use one spelling everywhere (presence, group names, hooks).
+    if isinstance(user_id, str):
+        return user_id
+    if isinstance(user_id, int) and not isinstance(user_id, bool):
+        return str(user_id)
+    raise TypeError(f"user_id must be str or int, not {type(user_id).__name__}")
+
+
+def check_utf8(what: str, value: str) -> None:
+    """Redis and msgpack carry UTF-8 only: refuse a lone surrogate at the call.
+
+    Raises:
+        ValueError: If ``value`` cannot be encoded as UTF-8.
+    """
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raise ValueError(f"{what} {value!r} is not valid UTF-8 text (Redis needs it)") from None

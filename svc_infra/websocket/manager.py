@@ -1,71 +1,69 @@
 """The :class:`ConnectionManager`: users, their connections and rooms, on a Channels layer.
 
-How delivery works (see ``docs/manager.md``):
+The manager is a facade. It builds the layer and presence, and composes the parts
+of :mod:`svc_infra.websocket.server`, each with one job:
 
-- Each manager owns one channel on the layer and a task that receives from it.
-  The channel sits in the broadcast group, in the group of every user with a
-  connection here, and in the group of every room such a user belongs to.
-- ``send_to_user``, ``broadcast`` and ``broadcast_to_room`` write to this process's
-  sockets directly, then make ONE ``group_send`` so that other processes (and any
-  Channels code) do the same for theirs. A manager skips its own messages when
-  they come back from the layer.
-- Payloads are encoded once, by the sender; every process writes the same frame.
-- Writes go through a bounded outbox per connection, so a slow client never holds
-  up the others.
+- :class:`~.server._registry.Registry`: connections, users, rooms (pure state);
+- :class:`~.server._connections.Connections`: opening and ending connections, hooks;
+- :class:`~.server._publisher.Publisher`: local fan-out and every layer call;
+- :class:`~.server._membership.GroupMembership`: the layer groups of this process;
+- :class:`~.server._rooms.Rooms`: room changes, local or through Redis;
+- :class:`~.server._router.LayerRouter`: one handler per layer message type;
+- presence (:class:`~.scaleout.presence.RedisPresence`) behind
+  :class:`~.server.protocols.Presence`.
 
-The module imports neither Django nor Starlette: sockets arrive through
-:mod:`svc_infra.websocket.integrations`, the layer through
-:mod:`svc_infra.websocket.layers`.
+How delivery works (see ``docs/manager.md``): each manager owns one channel on the
+layer. ``send_to_user``, ``broadcast`` and ``broadcast_to_room`` write to this
+process's sockets directly, then make ONE ``group_send`` so that other processes
+(and any Channels code) do the same for theirs. Payloads are encoded once, by the
+sender. Writes go through a bounded outbox per connection.
+
+The module imports neither Django nor Starlette: framework sockets are adapted by
+:func:`~.server.transport.adapt`, with adapters the integrations register.
 """
 
 from __future__ import annotations
 
 import asyncio
-import inspect
-import json
-import logging
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from . import messages as lm
+from . import layer_messages as lm
+from .close_codes import CloseCode
 from .config import WebSocketConfig, get_default_config
-from .connection import CLOSE_SLOW_CONSUMER, LocalConnection
-from .dispatch import LayerDispatch
-from .groups import broadcast_group, normalize_prefix, room_group, user_group
-from .integrations import adapt
-from .layers import build_layer, manager_channel, presence_client, reserve_capacity
+from .exceptions import WebSocketError
+from .groups import check_utf8, normalize_prefix, room_group, user_group, user_key
 from .models import ConnectionInfo
-from .presence import RedisPresence
-from .rooms import RoomState, check_utf8, user_key
-from .stats import ManagerStats
+from .scaleout.layers import (
+    batch_receiver,
+    build_layer,
+    capabilities,
+    manager_channel,
+    presence_client,
+    reserve_capacity,
+)
+from .scaleout.presence import RedisPresence
+from .server._connections import Connections, check_metadata
+from .server._membership import GroupMembership
+from .server._publisher import Publisher
+from .server._registry import Registry
+from .server._rooms import Rooms
+from .server._router import LayerRouter
+from .server.aio import cancel_and_wait
+from .server.protocols import Presence
+from .server.stats import ManagerStats
+from .server.transport import adapt
 
-__all__ = ["ConnectionManager", "ManagerStats", "easy_websocket_manager"]
-
-logger = logging.getLogger("svc_infra.websocket.manager")
+__all__ = ["ConnectionManager", "ManagerStats"]
 
 Hook = Callable[[str, Any], Awaitable[None] | None]
 H = TypeVar("H", bound=Hook)
 
-# 1011 "Internal Error": a write to the socket failed.
-_CLOSE_SEND_FAILED = 1011
 _BEARER = "bearer"
 
 
-def _metadata(metadata: object) -> dict[str, Any]:
-    if metadata is None:
-        return {}
-    if not isinstance(metadata, dict):
-        raise TypeError(f"metadata must be a dict, not {type(metadata).__name__}")
-    try:
-        # Presence stores it as JSON: refuse at the call what could not be stored.
-        json.dumps(metadata, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"metadata must be JSON-serializable: {exc}") from None
-    return dict(metadata)
-
-
-class ConnectionManager(RoomState, LayerDispatch):
+class ConnectionManager:
     """Track users, their connections and rooms; deliver through a Channels layer.
 
     Args:
@@ -116,50 +114,89 @@ class ConnectionManager(RoomState, LayerDispatch):
             )
         )
         reserve_capacity(self.layer, f"{self.prefix}mgr*")
-        self._networked = not type(self.layer).__module__.startswith("channels.layers")
+        self._caps = capabilities(self.layer)
         self.id = uuid.uuid4().hex[:16]
         self.stats = ManagerStats()
-        self._all_group = broadcast_group(self.prefix)
-        self._conns: dict[str, LocalConnection] = {}
-        self._by_socket: dict[int, LocalConnection] = {}
-        # Users with a connection here; dicts are ordered sets.
-        self._users: dict[str, dict[str, LocalConnection]] = {}
-        RoomState.__init__(self)
         self._want_presence = presence
+        #: The cluster-wide presence store while started with Redis presence, else None.
         self.presence: RedisPresence | None = None
-        self._connect_hooks: list[Hook] = []
-        self._disconnect_hooks: list[Hook] = []
-        self._channel: str | None = None
+        # The parts (see the module docstring); each gets only what it uses.
+        self._registry = Registry()
+        self._publisher = Publisher(
+            self.layer,
+            origin=self.id,
+            registry=self._registry,
+            stats=self.stats,
+            call_timeout=self._call_timeout(),
+        )
+        self._membership = GroupMembership(
+            self.layer,
+            prefix=self.prefix,
+            registry=self._registry,
+            publisher=self._publisher,
+            networked=self._caps.networked,
+        )
+        self._rooms = Rooms(
+            registry=self._registry,
+            membership=self._membership,
+            publisher=self._publisher,
+            presence=self._presence,
+            start=self.start,
+        )
+        self._connections = Connections(
+            registry=self._registry,
+            rooms=self._rooms,
+            presence=self._presence,
+            stats=self.stats,
+            outbox_limit=self.config.outbox_limit,
+            close_timeout=self.config.close_timeout,
+        )
+        self._router = LayerRouter(
+            origin=self.id,
+            publisher=self._publisher,
+            rooms=self._rooms,
+            presence=self._presence,
+            close_user=self._connections.close_user,
+            stats=self.stats,
+        )
         self._receiver: asyncio.Task[None] | None = None
         self._refresher: asyncio.Task[None] | None = None
         self._start_lock = asyncio.Lock()
         self._joined = asyncio.Event()
-        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def _presence(self) -> Presence | None:
+        return self.presence
+
+    def _call_timeout(self) -> float | None:
+        # Only a layer behind a network can hang; for the in-memory layer a
+        # timer per call would be pure cost (and memory until it expires).
+        return self.layer_timeout if self._caps.networked else None
 
     # --- properties ------------------------------------------------------------------
 
     @property
     def active_users(self) -> list[str]:
         """Ids of the users with at least one connection (in any process, with Redis)."""
+        users = self._registry.users
         if self.presence is None:
-            return list(self._users)
-        return list(dict.fromkeys([*self._users, *self.presence.remote_users()]))
+            return list(users)
+        return list(dict.fromkeys([*users, *self.presence.remote_users()]))
 
     @property
     def connection_count(self) -> int:
         """Number of open connections (in every process, with Redis)."""
         remote = 0 if self.presence is None else self.presence.remote_count()
-        return len(self._conns) + remote
+        return len(self._registry.conns) + remote
 
     @property
     def local_connection_count(self) -> int:
         """Number of open connections in this process."""
-        return len(self._conns)
+        return len(self._registry.conns)
 
     @property
     def channel_name(self) -> str | None:
         """This manager's channel on the layer, once started."""
-        return self._channel
+        return self._membership.channel
 
     # --- hooks -----------------------------------------------------------------------
 
@@ -170,7 +207,7 @@ class ConnectionManager(RoomState, LayerDispatch):
         logged and counted; the connection stays registered and the other
         handlers still run.
         """
-        self._connect_hooks.append(func)
+        self._connections.connect_hooks.append(func)
         return func
 
     def on_disconnect(self, func: H) -> H:
@@ -180,7 +217,7 @@ class ConnectionManager(RoomState, LayerDispatch):
         write, by eviction as a slow consumer, or by :meth:`shutdown`, and after
         the connection has left the manager's state.
         """
-        self._disconnect_hooks.append(func)
+        self._connections.disconnect_hooks.append(func)
         return func
 
     # --- lifecycle -------------------------------------------------------------------
@@ -199,24 +236,26 @@ class ConnectionManager(RoomState, LayerDispatch):
         async with self._start_lock:
             if self._started():  # another task started it while we waited
                 return
-            channel = await manager_channel(self.layer, f"{self.prefix}mgr")
+            channel = await manager_channel(self.layer, self._caps, f"{self.prefix}mgr")
             presence: RedisPresence | None = None
             if self._want_presence is not False:
-                client, key_prefix = presence_client(self.layer, self.prefix)
+                client, key_prefix = presence_client(self._caps, self.prefix)
                 if client is not None:
+                    host = _PresenceHost(self.id, self._registry, self._rooms, self._publisher)
                     presence = RedisPresence(
-                        client, self, key_prefix=key_prefix, ttl=self.config.presence_ttl
+                        client, host, key_prefix=key_prefix, ttl=self.config.presence_ttl
                     )
             # Nothing below can fail (a Redis that is down must not stop the
             # process from serving its own sockets: groups and presence are
             # written when it answers), and nothing is left half-started if the
             # caller is cancelled: the tasks, which exist before the first
             # await, join the broadcast group and write presence themselves.
-            self._channel = channel
+            self._membership.channel = channel
+            self._publisher.call_timeout = self._call_timeout()
             self.presence = presence
             self._joined = asyncio.Event()
             loop = asyncio.get_running_loop()
-            self._receiver = loop.create_task(self._receive_loop(), name=f"ws-manager-{self.id}")
+            self._receiver = loop.create_task(self._receive(channel), name=f"ws-manager-{self.id}")
             self._refresher = loop.create_task(self._refresh_loop(), name=f"ws-refresh-{self.id}")
             if presence is not None:
                 presence.launch()
@@ -227,7 +266,34 @@ class ConnectionManager(RoomState, LayerDispatch):
     def _started(self) -> bool:
         return self._receiver is not None
 
-    async def shutdown(self, code: int = 1001, reason: str = "server shutting down") -> None:
+    async def _receive(self, channel: str) -> None:
+        # Joined here, not in start(): a caller cancelled in start() must not
+        # leave the process deaf to broadcasts until the next group refresh.
+        await self._membership.join_broadcast()
+        self._joined.set()
+        receive = batch_receiver(self.layer, self._caps, channel) or self._receive_one
+        await self._router.run(channel, receive)
+
+    async def _receive_one(self, channel: str) -> list[dict[str, Any]]:
+        return [await self.layer.receive(channel)]
+
+    async def _refresh_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.group_refresh_interval)
+            await self.refresh_groups()
+            self._registry.forget_old_tombstones()
+
+    async def refresh_groups(self) -> None:
+        """Join again every group this manager's channel belongs to.
+
+        Runs every :attr:`group_refresh_interval` seconds once started; layers
+        drop members after their ``group_expiry``. Errors are logged and counted.
+        """
+        await self._membership.refresh()
+
+    async def shutdown(
+        self, code: int = CloseCode.GOING_AWAY, reason: str = "server shutting down"
+    ) -> None:
         """Close every connection with ``code`` and stop receiving.
 
         Pending messages are flushed first, within ``close_timeout``. Each
@@ -240,19 +306,20 @@ class ConnectionManager(RoomState, LayerDispatch):
             await self._shutdown(code, reason)
 
     async def _shutdown(self, code: int, reason: str) -> None:
-        await self._close_many(self._conns.values(), code, reason)
-        if self._tasks:  # connections dropped meanwhile (failed writes) finish first
-            _, late = await asyncio.wait(set(self._tasks), timeout=self.config.close_timeout)
-            await _cancel(list(late))
+        connections = self._connections
+        await connections.close_many(list(self._registry.conns.values()), code, reason)
+        if connections.tasks:  # connections dropped meanwhile (failed writes) finish first
+            _, late = await asyncio.wait(set(connections.tasks), timeout=self.config.close_timeout)
+            await cancel_and_wait(late)
         if self.presence is not None:
             await self.presence.stop()
             self.presence = None
         tasks = [t for t in (self._receiver, self._refresher) if t is not None]
         self._receiver = self._refresher = None
-        await _cancel(tasks)
-        if self._channel is not None:
-            await self._layer_call(self.layer.group_discard(self._all_group, self._channel))
-            self._channel = None
+        await cancel_and_wait(tasks)
+        if self._membership.channel is not None:
+            await self._membership.leave_broadcast()
+            self._membership.channel = None
 
     # --- connections -----------------------------------------------------------------
 
@@ -280,8 +347,8 @@ class ConnectionManager(RoomState, LayerDispatch):
                 text (a lone surrogate).
         """
         uid = user_key(user_id)
-        data = _metadata(metadata)
-        existing = self._by_socket.get(id(websocket))
+        data = check_metadata(metadata)
+        existing = self._registry.by_socket(websocket)
         if existing is not None:
             return existing.id
         transport = adapt(websocket)
@@ -293,19 +360,10 @@ class ConnectionManager(RoomState, LayerDispatch):
             await transport.accept(_BEARER if _BEARER in offered else None)
         # Registered right after the accept, with no await in between: once the
         # client sees its handshake succeed, messages sent to the user reach it.
-        info = ConnectionInfo(uid, uuid.uuid4().hex, metadata=data)
-        conn = LocalConnection(
-            info, websocket, transport, limit=self.config.outbox_limit, failed=self._failed
-        )
-        first = uid not in self._users
-        self._conns[conn.id] = conn
-        self._by_socket[id(websocket)] = conn
-        self._users.setdefault(uid, {})[conn.id] = conn
-        if self.presence is not None:
-            self.presence.opened(info)
+        conn, first = self._connections.open(uid, websocket, transport, data)
         if first:
-            await self._join_groups(uid)
-        await self._run_hooks(self._connect_hooks, uid, websocket)
+            await self._membership.sync_user(uid)
+        await self._connections.run_hooks(self._connections.connect_hooks, uid, websocket)
         return conn.id
 
     async def disconnect(
@@ -323,14 +381,15 @@ class ConnectionManager(RoomState, LayerDispatch):
                 not be told (this process's connections are closed).
         """
         uid = user_key(user_id)
+        connections = self._connections
         if websocket is not None:
-            conn = self._by_socket.get(id(websocket))
-            if conn is not None and conn.user_id == uid and self._detach(conn):
-                await self._finish(conn, code, reason, flush=True)
+            conn = self._registry.by_socket(websocket)
+            if conn is not None and conn.user_id == uid and connections.detach(conn):
+                await connections.finish(conn, code, reason, flush=True)
             return
-        await self._close_many(self._users.get(uid, {}).values(), code, reason)
+        await connections.close_user(uid, code, reason)
         message = {"type": lm.CLOSE, "user": uid, "code": code, "reason": reason}
-        await self._publish(user_group(uid, self.prefix), message, "disconnect")
+        await self._publisher.publish(user_group(uid, self.prefix), message, "disconnect")
 
     # --- sending ---------------------------------------------------------------------
 
@@ -350,8 +409,8 @@ class ConnectionManager(RoomState, LayerDispatch):
         """
         uid = user_key(user_id)
         frame = lm.encode_payload(message)
-        self._fan_out(frame, user=uid)
-        await self._publish(
+        self._publisher.deliver(frame, user=uid)
+        await self._publisher.publish(
             user_group(uid, self.prefix), lm.send_message(frame, user=uid), "send_to_user"
         )
 
@@ -366,9 +425,11 @@ class ConnectionManager(RoomState, LayerDispatch):
         """
         exclude = None if exclude_user is None else user_key(exclude_user)
         frame = lm.encode_payload(message)
-        self._fan_out(frame, exclude=exclude)
-        await self._publish(
-            self._all_group, lm.send_message(frame, all=True, exclude=exclude), "broadcast"
+        self._publisher.deliver(frame, exclude=exclude)
+        await self._publisher.publish(
+            self._membership.broadcast_group,
+            lm.send_message(frame, all=True, exclude=exclude),
+            "broadcast",
         )
 
     async def broadcast_to_room(
@@ -384,8 +445,8 @@ class ConnectionManager(RoomState, LayerDispatch):
         """
         exclude = None if exclude_user is None else user_key(exclude_user)
         frame = lm.encode_payload(message)
-        self._fan_out(frame, room=room, exclude=exclude)
-        await self._publish(
+        self._publisher.deliver(frame, room=room, exclude=exclude)
+        await self._publisher.publish(
             room_group(room, self.prefix),
             lm.send_message(frame, room=room, exclude=exclude),
             "broadcast_to_room",
@@ -397,7 +458,7 @@ class ConnectionManager(RoomState, LayerDispatch):
         """Information about each connection of ``user_id``: this process's
         (oldest first), then, with Redis presence, the other processes'."""
         uid = user_key(user_id)
-        local = [c.info for c in self._users.get(uid, {}).values()]
+        local = [c.info for c in self._registry.user_connections(uid)]
         if self.presence is None:
             return local
         return local + self.presence.remote_connections(uid)
@@ -405,141 +466,101 @@ class ConnectionManager(RoomState, LayerDispatch):
     def is_user_connected(self, user_id: str) -> bool:
         """Whether ``user_id`` has at least one connection (anywhere, with Redis)."""
         uid = user_key(user_id)
-        return uid in self._users or (self.presence is not None and self.presence.has_remote(uid))
+        return uid in self._registry.users or (
+            self.presence is not None and self.presence.has_remote(uid)
+        )
 
-    # --- what presence calls -----------------------------------------------------------
+    # --- rooms ----------------------------------------------------------------------
 
-    def local_connections(self) -> list[ConnectionInfo]:
-        """This process's connections."""
-        return [c.info for c in self._conns.values()]
+    @property
+    def room_count(self) -> int:
+        """Number of rooms with at least one member (in the cluster, with Redis)."""
+        return len(self._registry.rooms)
 
-    async def announce(self, message: dict[str, Any]) -> None:
-        """Send a presence message to every process.
+    async def join_room(self, user_id: str, room: str) -> None:
+        """Add ``user_id`` to ``room``: all the user's connections, now and later.
+
+        Connections in this process receive the room's messages when this
+        returns. Other processes learn it through the layer (``ws.join`` on the
+        user's group; with Redis presence, ``ws.rooms`` to every process).
 
         Raises:
-            ChannelLayerError: If the layer failed.
+            ChannelLayerError: Without Redis presence, if the layer failed (this
+                process changed, others did not hear). With Redis presence, if
+                Redis could not be reached (nothing changed); once Redis has the
+                change it does not raise: a failed announcement is made up for
+                by the next comparison with Redis.
+            ValueError: With Redis presence, if ``user_id`` or ``room`` is not
+                valid UTF-8 text.
+
+        Cancelling is safe: with Redis presence the change, once started, runs to
+        its end (shielded), so Redis and the processes' views never disagree
+        because of it; without, this process has changed and others may not.
         """
-        await self._publish(self._all_group, message, "presence")
+        await self._rooms.change(user_key(user_id), room, lm.JOIN)
 
-    # --- internals: ending connections -----------------------------------------------
+    async def leave_room(self, user_id: str, room: str) -> None:
+        """Remove ``user_id`` from ``room`` (all the user's connections).
 
-    def _detach(self, conn: LocalConnection) -> bool:
-        """Remove ``conn`` from the state, at once. False if it was already gone."""
-        if self._conns.pop(conn.id, None) is None:
-            return False
-        self._by_socket.pop(id(conn.socket), None)
-        if self.presence is not None:
-            self.presence.closed(conn.info)
-        user_conns = self._users.get(conn.user_id)
-        if user_conns is not None:
-            user_conns.pop(conn.id, None)
-            if not user_conns:
-                del self._users[conn.user_id]
-        return True
+        Raises:
+            ChannelLayerError: As :meth:`join_room`.
+        """
+        await self._rooms.change(user_key(user_id), room, lm.LEAVE)
 
-    async def _close_many(self, conns: Iterable[LocalConnection], code: int, reason: str) -> None:
-        """Detach ``conns`` at once, then flush and close them concurrently."""
-        detached = [c for c in list(conns) if self._detach(c)]
-        await asyncio.gather(*(self._finish(c, code, reason, flush=True) for c in detached))
-
-    async def _finish(self, conn: LocalConnection, code: int, reason: str, *, flush: bool) -> None:
-        """After :meth:`_detach`: flush, close the socket, fix groups, run hooks."""
-        if flush and conn.dropped_frames():
-            await conn.flush(self.config.close_timeout)
-        self.stats.frames_dropped += conn.dropped_frames()
-        conn.stop()
-        try:
-            await asyncio.wait_for(conn.transport.close(code, reason), self.config.close_timeout)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            logger.debug("closing connection %s failed", conn.id, exc_info=True)
-        uid = conn.user_id
-        if uid not in self._users:
-            await self._left_here(uid)
-        await self._run_hooks(self._disconnect_hooks, uid, conn.socket)
-
-    def _failed(self, conn: LocalConnection, exc: BaseException | None) -> None:
-        """A connection's outbox overflowed (``exc`` None) or its write failed."""
-        if not self._detach(conn):
-            return
-        if exc is None:
-            self.stats.slow_consumers += 1
-            code, reason = CLOSE_SLOW_CONSUMER, "slow consumer: outbox full"
-            logger.warning(
-                "closing connection %s of user %r: outbox over %d bytes",
-                conn.id,
-                conn.user_id,
-                self.config.outbox_limit,
-            )
-        else:
-            self.stats.send_failures += 1
-            code, reason = _CLOSE_SEND_FAILED, "send failed"
-            logger.info("dropping connection %s of user %r: %r", conn.id, conn.user_id, exc)
-        self.stats.frames_dropped += conn.dropped_frames() + (exc is None)
-        conn.stop()
-        self._spawn(self._finish(conn, code, reason, flush=False))
-
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _run_hooks(self, hooks: list[Hook], uid: str, websocket: Any) -> None:
-        kind = "on_connect" if hooks is self._connect_hooks else "on_disconnect"
-        for hook in list(hooks):
-            try:
-                result = hook(uid, websocket)
-                if inspect.isawaitable(result):
-                    await result
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                self.stats.hook_errors += 1
-                logger.exception("%s hook %r failed for user %r", kind, hook, uid)
+    def get_room_users(self, room: str) -> list[str]:
+        """Ids of the members of ``room`` (in the cluster, with Redis presence)."""
+        return self._registry.members(room)
 
 
-async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
-    """Cancel ``tasks`` and wait until they end.
+class _PresenceHost:
+    """What presence needs from the manager, from the parts that have it."""
 
-    A cancellation can be swallowed inside redis-py: on Python 3.11 an
-    ``asyncio.timeout`` expiring at the same moment turns it into a
-    TimeoutError, which the receive loop retries. So cancel again until done.
-    """
-    pending = set(tasks)
-    while pending:
-        for task in pending:
-            task.cancel()
-        _, pending = await asyncio.wait(pending, timeout=0.5)
+    __slots__ = ("_publisher", "_registry", "_rooms", "id")
+
+    def __init__(self, id: str, registry: Registry, rooms: Rooms, publisher: Publisher) -> None:
+        self.id = id
+        self._registry = registry
+        self._rooms = rooms
+        self._publisher = publisher
+
+    def local_connections(self) -> list[ConnectionInfo]:
+        return self._registry.infos()
+
+    def known_rooms(self) -> list[tuple[str, int, list[str]]]:
+        return self._registry.known_rooms()
+
+    async def apply_rooms(self, user: str, rooms: list[str], version: int) -> None:
+        await self._rooms.apply(user, rooms, version)
+
+    async def announce(self, message: dict[str, Any]) -> None:
+        group = self._rooms.membership.broadcast_group
+        await self._publisher.publish(group, message, "presence")
+
+    async def rejoin_groups(self) -> None:
+        await self._rooms.membership.refresh()
 
 
-def easy_websocket_manager(
-    app: Any = None,
-    *,
-    layer: Any = None,
-    redis_url: str | None = None,
-    channel_prefix: str | None = None,
-    **config_overrides: Any,
-) -> ConnectionManager:
-    """Build a configured manager in one call, and attach it to ``app`` if given.
+# --- this process's manager, for code that has no app to find it on ---------------
+# ``get_ws_manager()`` with no argument means "this process's manager". In a Django
+# process that is ``djangoapp.get_process_manager`` (one per CHANNEL_LAYERS alias);
+# the package wires it in here, so the Starlette integration needs no Django import.
 
-    Settings come from the ``WS_*`` variables, then ``config_overrides``
-    (``outbox_limit=...``, ``close_timeout=...``)::
+_process_provider: Callable[[str], ConnectionManager] | None = None
 
-        manager = easy_websocket_manager(app, redis_url="redis://localhost:6379/0")
 
-    With a Starlette/FastAPI ``app`` this is :func:`add_websocket_manager`.
+def set_process_manager_provider(provider: Callable[[str], ConnectionManager]) -> None:
+    """Make :func:`process_manager` call ``provider(alias)``."""
+    global _process_provider
+    _process_provider = provider
+
+
+def process_manager(alias: str = "default") -> ConnectionManager:
+    """This process's manager on ``CHANNEL_LAYERS[alias]``.
 
     Raises:
-        ConfigurationError: If a setting is invalid.
-        TypeError: If an override is not a configuration field.
+        WebSocketError: If no provider is set, or as the provider raises (no
+            such alias).
     """
-    config = get_default_config(**config_overrides)
-    manager = ConnectionManager(
-        layer, redis_url=redis_url, channel_prefix=channel_prefix, config=config
-    )
-    if app is not None:
-        from .integrations.starlette import add_websocket_manager
-
-        add_websocket_manager(app, manager)
-    return manager
+    if _process_provider is None:
+        raise WebSocketError("no process manager: svc_infra.websocket.djangoapp is not wired in")
+    return _process_provider(alias)

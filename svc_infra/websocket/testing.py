@@ -18,7 +18,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from .messages import Frame
+from .layer_messages import Frame
 
 __all__ = ["MemoryTransport"]
 

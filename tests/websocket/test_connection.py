@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from svc_infra.websocket.connection import _start_eagerly
+from svc_infra.websocket.server.aio import start_eagerly
 from tests.support import timeout
 
 
@@ -17,7 +17,7 @@ async def test_a_coroutine_that_never_waits_needs_no_task() -> None:
     async def quick() -> None:
         ran.append(1)
 
-    assert _start_eagerly(quick()) is None
+    assert start_eagerly(quick()) is None
     assert ran == [1]
 
 
@@ -32,7 +32,7 @@ async def test_a_coroutine_that_waits_is_finished_by_a_task() -> None:
         await asyncio.sleep(0)  # a bare yield too
         steps.append("after")
 
-    task = _start_eagerly(waits())
+    task = start_eagerly(waits())
     assert task is not None
     assert steps == ["before"]
     gate.set_result("value")
@@ -52,7 +52,7 @@ async def test_exceptions_of_awaited_futures_reach_the_coroutine() -> None:
         except OSError as exc:
             caught.append(exc)
 
-    task = _start_eagerly(waits())
+    task = start_eagerly(waits())
     assert task is not None
     gate.set_exception(OSError("reset"))
     async with asyncio.timeout(timeout()):
@@ -71,7 +71,7 @@ async def test_cancelling_the_task_cancels_the_coroutine() -> None:
         finally:
             cleaned.append("finally")
 
-    task = _start_eagerly(waits())
+    task = start_eagerly(waits())
     assert task is not None
     await asyncio.sleep(0)
     task.cancel()

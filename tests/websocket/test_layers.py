@@ -11,10 +11,11 @@ from channels_redis.pubsub import RedisPubSubChannelLayer
 
 from svc_infra.websocket import ConfigurationError, ConnectionManager, WebSocketConfig
 from svc_infra.websocket.djangoapp import channel_layers_from_env
-from svc_infra.websocket.layers import (
+from svc_infra.websocket.scaleout.layers import (
     MANAGER_CHANNEL_CAPACITY,
     REDIS_HOST_DEFAULTS,
     build_layer,
+    capabilities,
     presence_client,
     redis_host,
 )
@@ -47,7 +48,7 @@ def test_the_manager_channel_capacity_is_reserved_on_redis_layers() -> None:
 
 
 def test_presence_needs_a_channels_redis_layer() -> None:
-    assert presence_client(InMemoryChannelLayer(), "ws.") == (None, "")
+    assert presence_client(capabilities(InMemoryChannelLayer()), "ws.") == (None, "")
 
 
 def test_env_layers_carry_the_host_defaults() -> None:

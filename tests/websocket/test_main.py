@@ -12,7 +12,7 @@ from websockets.asyncio.server import ServerConnection
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
-from svc_infra.websocket.__main__ import (
+from svc_infra.websocket.client.cli import (
     EXIT_AUTH,
     EXIT_CLOSED,
     EXIT_CONNECT_FAILED,

@@ -104,11 +104,11 @@ async def test_the_last_disconnect_anywhere_empties_the_rooms(
 async def test_room_updates_apply_only_when_newer(trio: list[ConnectionManager]) -> None:
     """A late, older ws.rooms cannot undo a newer one."""
     a, _, _ = trio
-    await a.apply_rooms("u", ["x", "y"], 200)
-    await a.apply_rooms("u", ["x"], 100)  # older: ignored
+    await a._rooms.apply("u", ["x", "y"], 200)
+    await a._rooms.apply("u", ["x"], 100)  # older: ignored
     assert a.get_room_users("y") == ["u"]
-    await a.apply_rooms("u", [], 300)
-    await a.apply_rooms("u", ["x", "y"], 250)
+    await a._rooms.apply("u", [], 300)
+    await a._rooms.apply("u", ["x", "y"], 250)
     assert a.room_count == 0
 
 
@@ -233,7 +233,7 @@ async def test_mirrors_heal_from_redis_after_a_lost_message(
     await a.connect("jo", sock())
     await wait_until(lambda: b.is_user_connected("jo"))
     b.presence._drop(a.id)  # as if b had missed a's messages
-    await b.apply_rooms("ghost", ["nowhere"], 1)  # a room set Redis never had
+    await b._rooms.apply("ghost", ["nowhere"], 1)  # a room set Redis never had
     assert not b.is_user_connected("jo")
     await wait_until(lambda: b.is_user_connected("jo") and b.room_count == 0, limit=10)
 

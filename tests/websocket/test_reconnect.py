@@ -22,7 +22,7 @@ from svc_infra.websocket import (
     WebSocketConfig,
     websocket_connect,
 )
-from svc_infra.websocket.reconnect import backoff_delay
+from svc_infra.websocket.client import backoff_delay
 from tests.support import echo, free_port, timeout, wait_until, ws_server
 
 # Tiny delays: the schedule is exercised without waiting real seconds.

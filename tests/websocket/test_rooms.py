@@ -48,9 +48,9 @@ async def test_a_newer_room_set_wins_over_one_still_joining_groups() -> None:
     m = ConnectionManager(layer, config=WebSocketConfig(close_timeout=1))
     await m.connect("u", sock())
     layer.gate, layer.gated = asyncio.Event(), "add"
-    older = asyncio.create_task(m.apply_rooms("u", ["a", "b"], 2))
+    older = asyncio.create_task(m._rooms.apply("u", ["a", "b"], 2))
     await asyncio.wait_for(layer.waiting.wait(), timeout(5))
-    newer = asyncio.create_task(m.apply_rooms("u", ["a"], 3))
+    newer = asyncio.create_task(m._rooms.apply("u", ["a"], 3))
     await asyncio.sleep(0)
     layer.gate.set()
     await asyncio.wait_for(asyncio.gather(older, newer), timeout(5))

@@ -27,6 +27,7 @@ from urllib.parse import parse_qs
 
 import jwt
 
+from ..close_codes import CloseCode
 from ..exceptions import AuthenticationError
 
 __all__ = [
@@ -49,7 +50,7 @@ __all__ = [
 logger = logging.getLogger("svc_infra.websocket.auth")
 
 # RFC 6455 §7.4.1: "policy violation"; before accept, servers answer HTTP 403.
-CLOSE_POLICY_VIOLATION = 1008
+CLOSE_POLICY_VIOLATION = CloseCode.POLICY_VIOLATION
 # A JWT larger than this is refused unparsed: real tokens are well under 2 KiB.
 MAX_TOKEN_LENGTH = 8192
 

@@ -32,13 +32,13 @@ def channel_layers_from_env(environ: Any = None) -> dict[str, Any]:
     - else: the in-memory layer (one process).
 
     ``WS_REDIS_LAYER=pubsub`` picks channels_redis' pub/sub layer. Host entries
-    carry :data:`~svc_infra.websocket.layers.REDIS_HOST_DEFAULTS`.
+    carry :data:`~svc_infra.websocket.scaleout.layers.REDIS_HOST_DEFAULTS`.
 
     Raises:
         ConfigurationError: If ``WS_REDIS_SENTINELS`` is not a list of host:port.
     """
     from ..exceptions import ConfigurationError
-    from ..layers import redis_host, with_redis_defaults
+    from ..scaleout.layers import redis_host, with_redis_defaults
 
     env = os.environ if environ is None else environ
     url = (env.get("WS_REDIS_URL") or "").strip()

@@ -1,38 +1,6 @@
-"""Adapters from framework sockets to the manager's :class:`Transport`.
+"""Framework glue for Starlette and FastAPI (Django's is in :mod:`svc_infra.websocket.djangoapp`).
 
-Each adapter lives in its own module and imports its framework; this module
-picks one by the socket's type without importing any framework itself.
+- :mod:`.starlette`: the socket adapter, ``add_websocket_manager``, ``get_ws_manager``.
+- :mod:`.channels`: the documented import path of the Channels consumers, which
+  live in :mod:`svc_infra.websocket.djangoapp.consumers` (re-exported).
 """
-
-from __future__ import annotations
-
-from typing import Any
-
-from ..connection import Transport
-
-__all__ = ["adapt"]
-
-
-def adapt(websocket: Any) -> Transport:
-    """Wrap ``websocket`` in the :class:`Transport` for its framework.
-
-    Raises:
-        TypeError: If the socket's type is not supported.
-    """
-    if isinstance(websocket, Transport):
-        return websocket
-    for cls in type(websocket).__mro__:
-        module = cls.__module__
-        if module == "starlette.websockets" and cls.__name__ == "WebSocket":
-            from .starlette import StarletteTransport
-
-            return StarletteTransport(websocket)
-        if module == "channels.generic.websocket" and cls.__name__ == "AsyncWebsocketConsumer":
-            from .channels import ChannelsTransport
-
-            return ChannelsTransport(websocket)
-    raise TypeError(
-        f"unsupported websocket type {type(websocket).__module__}.{type(websocket).__name__}: "
-        "expected a Starlette/FastAPI WebSocket, a Channels AsyncWebsocketConsumer, "
-        "or a Transport"
-    )

@@ -15,9 +15,11 @@ from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp
 from starlette.websockets import WebSocket, WebSocketState
 
+from ..close_codes import CloseCode
 from ..exceptions import WebSocketError
-from ..manager import ConnectionManager
-from ..messages import Frame
+from ..layer_messages import Frame
+from ..manager import ConnectionManager, process_manager
+from ..server.transport import register_transport
 
 __all__ = ["StarletteTransport", "add_websocket_manager", "get_ws_manager"]
 
@@ -65,6 +67,9 @@ class StarletteTransport:
             await ws.close(code, reason)
 
 
+register_transport(WebSocket, StarletteTransport)
+
+
 def _find_app(obj: Any) -> Any:
     if isinstance(obj, HTTPConnection):
         return obj.app
@@ -93,9 +98,7 @@ def get_ws_manager(
     """
     target: Any = request_or_websocket_or_app
     if target is None:
-        from ..djangoapp import get_process_manager
-
-        return get_process_manager(alias)
+        return process_manager(alias)
     app = _find_app(target)
     state = getattr(app, "state", None)
     manager = getattr(state, STATE_KEY, None)
@@ -146,7 +149,7 @@ def add_websocket_manager(
         finally:
             if restore is not None:
                 restore()
-            await manager.shutdown(1001, _SHUTDOWN_REASON)
+            await manager.shutdown(CloseCode.GOING_AWAY, _SHUTDOWN_REASON)
 
     router.lifespan_context = lifespan
     return manager
@@ -180,7 +183,7 @@ def _close_on_signals(manager: ConnectionManager) -> Callable[[], None] | None:
         closing = True
 
         def start_closing() -> None:
-            task = loop.create_task(manager.shutdown(1001, _SHUTDOWN_REASON))
+            task = loop.create_task(manager.shutdown(CloseCode.GOING_AWAY, _SHUTDOWN_REASON))
             tasks.add(task)  # keep a reference until it is done
 
             def closed(task: asyncio.Task[None]) -> None:

@@ -1,4 +1,4 @@
-"""Encoding payloads, and the layer messages managers exchange.
+"""The layer messages managers exchange (their whole vocabulary), and payload encoding.
 
 Payloads are encoded once, by the sender: ``dict`` and ``list`` become JSON text,
 ``str`` stays text, ``bytes`` stay binary. The layer carries the encoded frame and
@@ -11,6 +11,13 @@ Layer message types (see ``docs/layer-messages.md``)::
     {"type": "ws.join",  "user": id, "room": name}
     {"type": "ws.leave", "user": id, "room": name}
     {"type": "ws.close", "user": id, "code": int?, "reason": str?}
+    {"type": "ws.rooms", "user": id, "rooms": [name], "v": int}  (or "users": [[id, rooms, v]])
+    {"type": "ws.presence", "origin": str, "add": [json]?, "remove": [id]?,
+     "reset": bool?, "drop": bool?}
+
+The last two travel only with Redis presence. :data:`TYPES` lists them all; the
+router of :mod:`svc_infra.websocket.server` has one handler per type, named after
+it as Channels consumers name theirs (``ws.send`` -> ``ws_send``).
 """
 
 from __future__ import annotations
@@ -23,7 +30,11 @@ __all__ = [
     "CLOSE",
     "JOIN",
     "LEAVE",
+    "PRESENCE",
+    "ROOMS",
     "SEND",
+    "TYPES",
+    "handler_name",
     "Frame",
     "encode_payload",
     "frame_of",
@@ -34,6 +45,17 @@ SEND = "ws.send"
 JOIN = "ws.join"
 LEAVE = "ws.leave"
 CLOSE = "ws.close"
+ROOMS = "ws.rooms"
+PRESENCE = "ws.presence"
+
+#: Every layer message type a manager handles.
+TYPES = frozenset({SEND, JOIN, LEAVE, CLOSE, ROOMS, PRESENCE})
+
+
+def handler_name(message_type: str) -> str:
+    """The handler method for a message type, as Channels names them: ``ws.send`` -> ``ws_send``."""
+    return message_type.replace(".", "_")
+
 
 Frame = str | bytes
 

@@ -31,39 +31,22 @@ import contextlib
 import json
 import logging
 from collections.abc import Iterable
-from typing import Any, Protocol
+from typing import Any
 
-from . import presence_scripts as lua
-from .models import ConnectionInfo
+from ..layer_messages import PRESENCE, ROOMS
+from ..models import ConnectionInfo
+from ..server.aio import cancel_and_wait
+from ..server.protocols import PresenceHost
+from . import _scripts as lua
 
-__all__ = ["PRESENCE", "ROOMS", "PresenceOwner", "RedisPresence"]
+__all__ = ["RedisPresence", "close_client"]
 
 logger = logging.getLogger("svc_infra.websocket.presence")
-
-#: Layer message types of presence (see ``docs/layer-messages.md``).
-PRESENCE = "ws.presence"
-ROOMS = "ws.rooms"
 
 # Connections per ws.presence snapshot message: keeps layer messages small.
 _CHUNK = 500
 #: Heartbeats between two full comparisons of the mirrors with Redis.
 RECONCILE_BEATS = 4
-
-
-class PresenceOwner(Protocol):
-    """What :class:`RedisPresence` needs from its manager."""
-
-    id: str
-
-    def local_connections(self) -> list[ConnectionInfo]: ...
-
-    def known_rooms(self) -> list[tuple[str, int, list[str]]]: ...
-
-    async def apply_rooms(self, user: str, rooms: list[str], version: int) -> None: ...
-
-    async def announce(self, message: dict[str, Any]) -> None: ...
-
-    async def rejoin_groups(self) -> None: ...
 
 
 async def close_client(client: Any) -> None:
@@ -87,12 +70,12 @@ class RedisPresence:
 
     Args:
         client: A ``redis.asyncio.Redis`` (owned: closed by :meth:`stop`).
-        owner: The manager.
+        owner: What presence needs from the manager (:class:`PresenceHost`).
         key_prefix: Prefix of every key (the layer's prefix and the manager's).
         ttl: ``presence_ttl``: seconds within which a dead process disappears.
     """
 
-    def __init__(self, client: Any, owner: PresenceOwner, *, key_prefix: str, ttl: float) -> None:
+    def __init__(self, client: Any, owner: PresenceHost, *, key_prefix: str, ttl: float) -> None:
         self.client = client
         self.owner = owner
         self.key_prefix = key_prefix
@@ -100,7 +83,6 @@ class RedisPresence:
         self.interval = ttl / 4
         self.errors = 0
         self.resyncs = 0
-        self.reaped = 0
         # Remote processes: id -> connection id -> info; and user -> conn id -> info.
         self._remote: dict[str, dict[str, ConnectionInfo]] = {}
         self._remote_users: dict[str, dict[str, ConnectionInfo]] = {}
@@ -143,12 +125,8 @@ class RedisPresence:
 
     async def stop(self) -> None:
         """Leave the cluster: remove this process's keys, tell the others, close."""
-        pending = set(self._tasks)
-        self._tasks = []
-        while pending:  # cancel again if redis-py swallowed it (see manager._cancel)
-            for task in pending:
-                task.cancel()
-            _, pending = await asyncio.wait(pending, timeout=0.5)
+        tasks, self._tasks = self._tasks, []
+        await cancel_and_wait(tasks)
         # Users whose last connection here closed just before: their check is
         # still queued, and the writer is gone.
         users = list(dict.fromkeys(user for op, _, user, _ in self._pending if op == "?"))
@@ -206,9 +184,6 @@ class RedisPresence:
 
     def has_remote(self, user: str) -> bool:
         return user in self._remote_users
-
-    def remote_processes(self) -> list[str]:
-        return list(self._remote)
 
     # --- messages from other processes ----------------------------------------------
 
@@ -320,7 +295,6 @@ class RedisPresence:
                 return False
             live = {_text(i) for i in result[1]}
             for origin in [o for o in self._remote if o not in live]:
-                self.reaped += 1
                 self._drop(origin)
             await self._apply_gone(result[2])
             self._beats += 1

@@ -18,13 +18,14 @@ from collections.abc import AsyncIterator, Callable, Generator, Mapping, Sequenc
 from types import TracebackType
 from typing import Any
 
-from .client import WebSocketClient
-from .config import WebSocketConfig, get_default_config
-from .exceptions import ConnectionFailedError
+from ..config import WebSocketConfig, get_default_config
+from ..exceptions import ConnectionFailedError
+from ._connection import WebSocketClient
 
 __all__ = ["backoff_delay", "websocket_connect"]
 
-logger = logging.getLogger(__name__)
+# The documented logger name (docs/client.md), whatever the module is called.
+logger = logging.getLogger("svc_infra.websocket.reconnect")
 
 # 2**n overflows a float past n=1023; any n past this already hits the cap.
 _MAX_EXPONENT = 64

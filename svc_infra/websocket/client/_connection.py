@@ -26,24 +26,22 @@ from websockets.exceptions import (
 from websockets.protocol import State
 from websockets.typing import Subprotocol
 
-from .config import WebSocketConfig, get_default_config
-from .exceptions import (
+from ..close_codes import CloseCode
+from ..config import WebSocketConfig, get_default_config
+from ..exceptions import (
     AuthenticationError,
     ConnectionClosedError,
     ConnectionFailedError,
     MessageTooLargeError,
     WebSocketError,
 )
-from .models import ConnectionState
+from ..models import ConnectionState
 
 __all__ = ["WebSocketClient", "easy_websocket_client"]
 
-logger = logging.getLogger(__name__)
+# The logger keeps its documented name across module moves.
+logger = logging.getLogger("svc_infra.websocket.client")
 
-# Close code 1009: "message too big" (RFC 6455 §7.4.1).
-_MESSAGE_TOO_BIG = 1009
-# Close code 1006: no close frame at all; the TCP connection dropped.
-_ABNORMAL_CLOSURE = 1006
 _AUTH_STATUSES = frozenset({401, 403})
 
 _STATE_MAP = {
@@ -373,7 +371,7 @@ class WebSocketClient:
             return error
         closed = _closed_from(exc)
         closed.__cause__ = exc
-        if exc.rcvd is not None and exc.rcvd.code == _MESSAGE_TOO_BIG:
+        if exc.rcvd is not None and exc.rcvd.code == CloseCode.MESSAGE_TOO_BIG:
             # The peer refused something we sent as too big: its limit is unknown.
             error = MessageTooLargeError(None, None)
             error.__cause__ = closed
@@ -385,7 +383,7 @@ def _closed_from(exc: ConnectionClosed) -> ConnectionClosedError:
     # Prefer what the peer said; fall back to what we sent, then to 1006.
     frame = exc.rcvd if exc.rcvd is not None else exc.sent
     if frame is None:
-        return ConnectionClosedError(_ABNORMAL_CLOSURE, "connection lost")
+        return ConnectionClosedError(CloseCode.ABNORMAL_CLOSURE, "connection lost")
     return ConnectionClosedError(frame.code, frame.reason)
 
 

@@ -1,0 +1,46 @@
+"""Close codes: the one vocabulary of WebSocket close codes this package sends or reads.
+
+Standard codes (RFC 6455) take their values from :class:`websockets.frames.CloseCode`;
+application codes live in 4000-4999, where RFC 6455 leaves them to applications.
+
+======  ==========================  ====================================================
+Code    Name                        When
+======  ==========================  ====================================================
+1000    ``NORMAL_CLOSURE``          ``disconnect()``, a normal end
+1001    ``GOING_AWAY``              server shutdown (``shutdown()``, SIGTERM)
+1006    ``ABNORMAL_CLOSURE``        never sent: the TCP connection dropped (client side)
+1008    ``POLICY_VIOLATION``        authentication refused, before accept
+1009    ``MESSAGE_TOO_BIG``         a message over ``max_message_size``
+1011    ``INTERNAL_ERROR``          a write to the socket failed
+1012    ``SERVICE_RESTART``         never sent by us: uvicorn's own shutdown close
+1013    ``TRY_AGAIN_LATER``         slow consumer: the outbox overflowed
+4008    ``TOO_MANY_CONNECTIONS``    the spec's code for a user over its connection limit
+======  ==========================  ====================================================
+"""
+
+from __future__ import annotations
+
+import enum
+
+from websockets.frames import CloseCode as _Std
+
+__all__ = ["OK_CLOSE_CODES", "CloseCode"]
+
+
+class CloseCode(enum.IntEnum):
+    """Close codes, standard and application-defined (see the module's table)."""
+
+    NORMAL_CLOSURE = _Std.NORMAL_CLOSURE.value
+    GOING_AWAY = _Std.GOING_AWAY.value
+    ABNORMAL_CLOSURE = _Std.ABNORMAL_CLOSURE.value
+    POLICY_VIOLATION = _Std.POLICY_VIOLATION.value
+    MESSAGE_TOO_BIG = _Std.MESSAGE_TOO_BIG.value
+    INTERNAL_ERROR = _Std.INTERNAL_ERROR.value
+    SERVICE_RESTART = _Std.SERVICE_RESTART.value
+    TRY_AGAIN_LATER = _Std.TRY_AGAIN_LATER.value
+    # Application codes (4000-4999).
+    TOO_MANY_CONNECTIONS = 4008
+
+
+#: Codes that end a connection normally: no error, no reconnect needed.
+OK_CLOSE_CODES = frozenset({CloseCode.NORMAL_CLOSURE, CloseCode.GOING_AWAY})

@@ -1,0 +1,272 @@
+"""The channel layer a manager delivers through: building it, and what it can do.
+
+:func:`build_layer` builds the default layer (channels_redis on a URL, Django's, or
+in-memory); :func:`capabilities` is the one place that recognises a layer's kind
+and says what it can do, computed once per manager. Imports Channels (and so
+Django) only when a layer is built, never at import.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+import sys
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from ..exceptions import ConfigurationError
+
+__all__ = [
+    "MANAGER_CHANNEL_CAPACITY",
+    "REDIS_HOST_DEFAULTS",
+    "LayerCapabilities",
+    "batch_receiver",
+    "build_layer",
+    "capabilities",
+    "manager_channel",
+    "presence_client",
+    "redis_host",
+    "reserve_capacity",
+    "with_redis_defaults",
+]
+
+# A manager's own channel carries every message for this process. Channels'
+# default of 100 would drop bursts silently (group_send never raises when full).
+MANAGER_CHANNEL_CAPACITY = 10_000
+
+#: redis-py settings for each Redis host of the layers built here:
+#:
+#: - ``max_connections``: redis-py's pool refuses a 101st connection ("Too many
+#:   connections"); 500 sockets opening at once each join a group, so the pool
+#:   must be larger than any storm.
+#: - ``socket_connect_timeout``: a Redis that cannot be reached fails fast.
+#: - ``socket_timeout``: must exceed the core layer's 5 s BZPOPMIN; redis-py 8
+#:   defaults it to exactly 5 s, and every idle receive then fails.
+#: - :func:`redis_host` adds ``retry_on_error=[ConnectionError]``: after Redis
+#:   restarts, each pooled connection is stale, and without one retry its next
+#:   command fails although Redis is back.
+REDIS_HOST_DEFAULTS: dict[str, Any] = {
+    "max_connections": 2000,
+    "socket_connect_timeout": 2.0,
+    "socket_timeout": 15.0,
+}
+
+_REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+def redis_host(url: str, **overrides: Any) -> dict[str, Any]:
+    """A ``channels_redis`` host entry for ``url`` with this library's defaults.
+
+    Use it in Django's ``CHANNEL_LAYERS`` too::
+
+        CHANNEL_LAYERS = {"default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [redis_host("redis://redis:6379/0")]},
+        }}
+    """
+    return {"address": url, **with_redis_defaults(overrides)}
+
+
+def with_redis_defaults(host: dict[str, Any]) -> dict[str, Any]:
+    """``host`` (a channels_redis host entry) with :data:`REDIS_HOST_DEFAULTS` filled in."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    return {**REDIS_HOST_DEFAULTS, "retry_on_error": [RedisConnectionError], **host}
+
+
+def build_layer(*, redis_url: str | None = None, kind: str = "core") -> Any:
+    """Return the layer for a manager built without one.
+
+    - ``redis_url`` set: a ``channels_redis`` layer on it, ``RedisChannelLayer``
+      (``kind="core"``) or ``RedisPubSubChannelLayer`` (``kind="pubsub"``);
+    - else, Django configured with ``CHANNEL_LAYERS``: its ``default`` layer;
+    - else: a new ``InMemoryChannelLayer`` (this process only).
+
+    Raises:
+        ConfigurationError: If the URL is not a Redis URL, or ``channels-redis``
+            is not installed.
+    """
+    if redis_url:
+        if not redis_url.startswith(_REDIS_SCHEMES):
+            raise ConfigurationError("redis_url", redis_url, "a redis://, rediss:// or unix:// URL")
+        try:
+            from channels_redis.core import RedisChannelLayer
+            from channels_redis.pubsub import RedisPubSubChannelLayer
+        except ImportError:  # pragma: no cover - depends on the installation
+            raise ConfigurationError(
+                "redis_url", redis_url, "channels-redis installed (the 'redis' extra)"
+            ) from None
+        if kind == "pubsub":
+            return RedisPubSubChannelLayer(hosts=[redis_host(redis_url)])
+        return RedisChannelLayer(hosts=[redis_host(redis_url)])
+    django_layer = _django_default_layer()
+    if django_layer is not None:
+        return django_layer
+    from channels.layers import InMemoryChannelLayer
+
+    return InMemoryChannelLayer()
+
+
+def _django_default_layer() -> Any:
+    if "django.conf" not in sys.modules:
+        return None  # a FastAPI app that never imported Django
+    from django.conf import settings
+
+    if not settings.configured or not getattr(settings, "CHANNEL_LAYERS", None):
+        return None
+    from channels.layers import get_channel_layer
+
+    return get_channel_layer()
+
+
+@dataclass(frozen=True, slots=True)
+class LayerCapabilities:
+    """What a channel layer can do, as far as the manager cares.
+
+    Attributes:
+        networked: Calls may suspend and hang (a layer behind a network): they get
+            a timeout, and calls for one group are serialised. False for
+            Channels' in-memory layer.
+        redis: ``"core"`` or ``"pubsub"`` for channels_redis' layers, else None.
+        redis_hosts: The channels_redis host entries (where presence lives).
+        redis_prefix: The channels_redis key prefix.
+        batch_receive: A plain channel with batched receives is possible: the
+            core layer on a single host (see :func:`batch_receiver`).
+    """
+
+    networked: bool
+    redis: Literal["core", "pubsub"] | None = None
+    redis_hosts: tuple[Any, ...] = ()
+    redis_prefix: str = ""
+    batch_receive: bool = False
+
+
+def _instance_of(layer: Any, module: str, name: str) -> bool:
+    # Only a layer of a loaded module can be an instance of its class: look the
+    # class up without importing anything (channels_redis is optional).
+    cls = getattr(sys.modules.get(module), name, None)
+    return isinstance(cls, type) and isinstance(layer, cls)
+
+
+def capabilities(layer: Any) -> LayerCapabilities:
+    """What ``layer`` can do; the one place that recognises a layer's kind."""
+    if _instance_of(layer, "channels_redis.core", "RedisChannelLayer"):
+        return LayerCapabilities(
+            networked=True,
+            redis="core",
+            redis_hosts=tuple(layer.hosts),
+            redis_prefix=str(layer.prefix),
+            batch_receive=int(layer.ring_size) == 1,
+        )
+    if _instance_of(layer, "channels_redis.pubsub", "RedisPubSubChannelLayer"):
+        from channels_redis.utils import decode_hosts
+
+        # The pub/sub layer keeps its arguments only in private attributes (it
+        # builds one inner layer per event loop from them); read them here only.
+        # Not getattr: the layer forwards unknown attributes to a per-loop layer.
+        kwargs = vars(layer)["_kwargs"]
+        args = vars(layer)["_args"]
+        hosts = decode_hosts(kwargs.get("hosts", args[0] if args else None))
+        return LayerCapabilities(
+            networked=True,
+            redis="pubsub",
+            redis_hosts=tuple(hosts),
+            redis_prefix=str(kwargs.get("prefix", "asgi")),
+        )
+    # Exactly Channels' own class: a subclass may well suspend in its group calls.
+    memory = getattr(sys.modules.get("channels.layers"), "InMemoryChannelLayer", None)
+    return LayerCapabilities(networked=type(layer) is not memory)
+
+
+def reserve_capacity(layer: Any, pattern: str, capacity: int = MANAGER_CHANNEL_CAPACITY) -> None:
+    """Give channels matching the glob ``pattern`` their own capacity on ``layer``.
+
+    Channels layers look capacities up in ``layer.channel_capacity``, a list of
+    ``(regex, capacity)`` pairs, first match wins. Layers without it are left as
+    they are.
+    """
+    # An instance attribute on Channels' layers; read it without getattr, which
+    # RedisPubSubChannelLayer forwards to a per-loop layer (and needs a loop).
+    table = getattr(layer, "__dict__", {}).get("channel_capacity")
+    if not isinstance(table, list):
+        return
+    regex = re.compile(fnmatch.translate(pattern))
+    if not any(getattr(p, "pattern", None) == regex.pattern for p, _ in table):
+        table.insert(0, (regex, capacity))
+
+
+def presence_client(caps: LayerCapabilities, manager_prefix: str) -> tuple[Any, str]:
+    """A Redis client for cluster-wide presence on the layer's Redis, and the key prefix.
+
+    ``(None, "")`` when the layer is not a ``channels_redis`` layer. With several
+    hosts (sharding), presence lives on the first. Sentinel host entries work:
+    the pool comes from channels_redis' own ``create_pool``.
+    """
+    if caps.redis is None:
+        return None, ""
+    import redis.asyncio
+    from channels_redis.utils import create_pool
+
+    # Presence commands are short: unlike the layer's blocking reads, they may
+    # carry a read timeout, so a Redis that hangs makes them fail, not wait.
+    host = {**with_redis_defaults(caps.redis_hosts[0]), "socket_timeout": 5.0}
+    client = redis.asyncio.Redis(connection_pool=create_pool(host))
+    return client, f"{caps.redis_prefix}:{manager_prefix}p:"
+
+
+#: Messages taken from Redis per round trip by :func:`batch_receiver`.
+RECEIVE_BATCH = 100
+
+
+async def manager_channel(layer: Any, caps: LayerCapabilities, prefix: str) -> str:
+    """A channel name for a manager on ``layer``.
+
+    On channels_redis' core layer with one host, a plain channel (no ``!``): its
+    messages sit in a key of their own, which only the manager reads, so
+    :func:`batch_receiver` may take many per round trip. Elsewhere the layer's
+    ``new_channel()``.
+    """
+    if caps.batch_receive:
+        return f"{prefix}.{uuid.uuid4().hex}"
+    try:
+        return str(await layer.new_channel(prefix=prefix))
+    except TypeError:  # a layer whose new_channel() takes no prefix
+        return str(await layer.new_channel())
+
+
+def batch_receiver(
+    layer: Any, caps: LayerCapabilities, channel: str
+) -> Callable[[str], Awaitable[list[Any]]] | None:
+    """A receive that takes up to :data:`RECEIVE_BATCH` messages per round trip.
+
+    channels_redis' core ``receive()`` costs four round trips per message (a
+    cleanup script, BZPOPMIN, a backup copy, its removal), which caps one
+    process near a thousand messages a second here. For a plain channel that
+    only the manager reads (:func:`manager_channel`) one BZPOPMIN waits for the
+    first message and one ZPOPMIN takes what queued behind it. What it gives up
+    is the backup copy that makes a *cancelled* receive lose nothing: the
+    manager cancels its receive only when it shuts down.
+
+    ``None`` for other layers and channels: they use the layer's ``receive()``.
+    """
+    if not caps.batch_receive or "!" in channel:
+        return None
+    key = f"{layer.prefix}{channel}"
+
+    async def receive(_: str) -> list[Any]:
+        connection = layer.connection(0)
+        first = await connection.bzpopmin(key, timeout=layer.brpop_timeout)
+        if first is None:
+            return []
+        members = [first[1]]
+        members += [member for member, _ in await connection.zpopmin(key, RECEIVE_BATCH - 1)]
+        messages = []
+        for member in members:
+            message = layer.deserialize(member)
+            message.pop("__asgi_channel__", None)
+            messages.append(message)
+        return messages
+
+    return receive

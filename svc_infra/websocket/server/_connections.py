@@ -1,0 +1,175 @@
+"""Connections: opening and closing them, and the lifecycle hooks.
+
+Every way a connection ends (``disconnect``, a failed write, eviction as a slow
+consumer, ``ws.close`` from the layer, shutdown) goes through :meth:`Connections.detach`
+(at once: the connection leaves the registry and presence) and then
+:meth:`Connections.finish` (flush, close the socket, fix the groups, run the hooks).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from typing import Any
+
+from ..close_codes import CloseCode
+from ..models import ConnectionInfo
+from ._registry import Registry
+from ._rooms import Rooms
+from .connection import CLOSE_SLOW_CONSUMER, LocalConnection
+from .protocols import Presence
+from .stats import ManagerStats
+from .transport import Transport
+
+__all__ = ["Connections", "Hook", "check_metadata"]
+
+logger = logging.getLogger("svc_infra.websocket.manager")
+
+#: A lifecycle hook: ``hook(user_id, websocket)``, plain or async.
+Hook = Callable[[str, Any], Awaitable[None] | None]
+
+
+def check_metadata(metadata: object) -> dict[str, Any]:
+    """A copy of ``metadata``, checked.
+
+    Raises:
+        TypeError: If it is not a JSON-serializable dict (or None).
+    """
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, dict):
+        raise TypeError(f"metadata must be a dict, not {type(metadata).__name__}")
+    try:
+        # Presence stores it as JSON: refuse at the call what could not be stored.
+        json.dumps(metadata, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"metadata must be JSON-serializable: {exc}") from None
+    return dict(metadata)
+
+
+class Connections:
+    """Registers and ends connections; runs the hooks.
+
+    Args:
+        registry: Where connections are kept.
+        rooms: Told when a user's last connection here closed.
+        presence: Returns the manager's presence (None without Redis presence).
+        stats: Where evictions, failures and dropped frames are counted.
+        outbox_limit: Bytes a connection's outbox may hold.
+        close_timeout: Seconds for flushing and closing a socket.
+    """
+
+    def __init__(
+        self,
+        *,
+        registry: Registry,
+        rooms: Rooms,
+        presence: Callable[[], Presence | None],
+        stats: ManagerStats,
+        outbox_limit: int,
+        close_timeout: float,
+    ) -> None:
+        self.registry = registry
+        self.rooms = rooms
+        self.presence = presence
+        self.stats = stats
+        self.outbox_limit = outbox_limit
+        self.close_timeout = close_timeout
+        self.connect_hooks: list[Hook] = []
+        self.disconnect_hooks: list[Hook] = []
+        #: Closes started by failed writes and evictions, still running.
+        self.tasks: set[asyncio.Task[Any]] = set()
+
+    def open(
+        self, user: str, socket: Any, transport: Transport, metadata: dict[str, Any]
+    ) -> tuple[LocalConnection, bool]:
+        """Register a connection (no await). Returns it, and whether it is the
+        user's first connection here."""
+        info = ConnectionInfo(user, uuid.uuid4().hex, metadata=metadata)
+        conn = LocalConnection(
+            info, socket, transport, limit=self.outbox_limit, failed=self._failed
+        )
+        first = self.registry.add(conn)
+        presence = self.presence()
+        if presence is not None:
+            presence.opened(info)
+        return conn, first
+
+    def detach(self, conn: LocalConnection) -> bool:
+        """Remove ``conn`` from the state, at once. False if it was already gone."""
+        if not self.registry.remove(conn):
+            return False
+        presence = self.presence()
+        if presence is not None:
+            presence.closed(conn.info)
+        return True
+
+    async def close_many(self, conns: Iterable[LocalConnection], code: int, reason: str) -> None:
+        """Detach ``conns`` at once, then flush and close them concurrently."""
+        detached = [c for c in list(conns) if self.detach(c)]
+        await asyncio.gather(*(self.finish(c, code, reason, flush=True) for c in detached))
+
+    async def close_user(self, user: str, code: int, reason: str) -> None:
+        """Close every local connection of ``user``."""
+        await self.close_many(self.registry.user_connections(user), code, reason)
+
+    async def finish(self, conn: LocalConnection, code: int, reason: str, *, flush: bool) -> None:
+        """After :meth:`detach`: flush, close the socket, fix groups, run hooks."""
+        if flush and conn.queued_frames():
+            await conn.flush(self.close_timeout)
+        self.stats.frames_dropped += conn.queued_frames()
+        conn.stop()
+        try:
+            await asyncio.wait_for(conn.transport.close(code, reason), self.close_timeout)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.debug("closing connection %s failed", conn.id, exc_info=True)
+        user = conn.user_id
+        if user not in self.registry.users:
+            await self.rooms.user_left_here(user)
+        await self.run_hooks(self.disconnect_hooks, user, conn.socket)
+
+    async def run_hooks(self, hooks: list[Hook], user: str, socket: Any) -> None:
+        """Run ``hooks`` in order; one that raises is logged and counted."""
+        kind = "on_connect" if hooks is self.connect_hooks else "on_disconnect"
+        for hook in list(hooks):
+            try:
+                result = hook(user, socket)
+                if inspect.isawaitable(result):
+                    await result
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self.stats.hook_errors += 1
+                logger.exception("%s hook %r failed for user %r", kind, hook, user)
+
+    def _failed(self, conn: LocalConnection, exc: BaseException | None) -> None:
+        """A connection's outbox overflowed (``exc`` None) or its write failed."""
+        if not self.detach(conn):
+            return
+        if exc is None:
+            self.stats.slow_consumers += 1
+            code, reason = CLOSE_SLOW_CONSUMER, "slow consumer: outbox full"
+            logger.warning(
+                "closing connection %s of user %r: outbox over %d bytes",
+                conn.id,
+                conn.user_id,
+                self.outbox_limit,
+            )
+        else:
+            self.stats.send_failures += 1
+            code, reason = CloseCode.INTERNAL_ERROR, "send failed"
+            logger.info("dropping connection %s of user %r: %r", conn.id, conn.user_id, exc)
+        self.stats.frames_dropped += conn.queued_frames() + (exc is None)
+        conn.stop()
+        self._spawn(self.finish(conn, code, reason, flush=False))
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)

@@ -1,0 +1,134 @@
+"""Group membership: which layer groups this manager's channel belongs to, and keeping it so.
+
+The channel is in the broadcast group, in the group of every user with a
+connection here, and in the group of every room with such a member. This part is
+the only one that adds the channel to a group or removes it: joins, leaves, the
+periodic refresh (layers forget members after ``group_expiry``) and the rejoin
+after a Redis outage all go through it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from ..groups import broadcast_group, room_group, user_group
+from ._publisher import Publisher
+from ._registry import Registry
+
+__all__ = ["GroupMembership"]
+
+
+class _GroupLock:
+    __slots__ = ("lock", "users")
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.users = 0
+
+
+class GroupMembership:
+    """Adds this manager's channel to its groups and removes it, in order.
+
+    Args:
+        layer: The Channels layer.
+        prefix: The group name prefix.
+        registry: Who is connected here, and the rooms.
+        publisher: Makes the layer calls (bounded, errors counted).
+        networked: Whether layer calls can suspend (and so overtake each other).
+    """
+
+    def __init__(
+        self,
+        layer: Any,
+        *,
+        prefix: str,
+        registry: Registry,
+        publisher: Publisher,
+        networked: bool,
+    ) -> None:
+        self.layer = layer
+        self.prefix = prefix
+        self.registry = registry
+        self.publisher = publisher
+        self.networked = networked
+        self.broadcast_group = broadcast_group(prefix)
+        #: This manager's channel on the layer; None until started.
+        self.channel: str | None = None
+        #: Rooms whose group the channel is in.
+        self.room_groups: set[str] = set()
+        self._locks: dict[str, _GroupLock] = {}
+
+    async def join_broadcast(self) -> None:
+        """Join the broadcast group (errors counted; the refresh joins again)."""
+        await self._change(self.broadcast_group, True)
+
+    async def leave_broadcast(self) -> None:
+        """Leave the broadcast group."""
+        await self._change(self.broadcast_group, False)
+
+    async def sync_user(self, user: str, rooms: list[str] | None = None) -> None:
+        """Be in the user's group, and in the groups of ``rooms`` (default: the
+        user's rooms), exactly when the user has a connection here: after its
+        first connection opened, or its last closed."""
+        users = self.registry.users
+        await self._sync(user_group(user, self.prefix), lambda: user in users)
+        for room in self.registry.rooms_of(user) if rooms is None else rooms:
+            await self.sync_room(room)
+
+    async def sync_room(self, room: str) -> None:
+        """Be in the room's group exactly when a member has a connection here."""
+        wanted = self.registry.wanted_here(room)
+        group = room_group(room, self.prefix)
+        if wanted == (room in self.room_groups) and group not in self._locks:
+            return  # nothing changes and no call is in flight: no layer call
+        if wanted:
+            self.room_groups.add(room)
+        else:
+            self.room_groups.discard(room)
+        room_groups = self.room_groups
+        await self._sync(group, lambda: room in room_groups)
+
+    async def refresh(self) -> None:
+        """Join again every group the channel belongs to (errors counted)."""
+        if self.channel is None:
+            return
+        groups = [self.broadcast_group]
+        groups += [user_group(uid, self.prefix) for uid in list(self.registry.users)]
+        groups += [room_group(room, self.prefix) for room in list(self.room_groups)]
+        for group in groups:
+            await self._change(group, True)
+
+    async def _sync(self, group: str, wanted: Callable[[], bool]) -> None:
+        """Add the channel to ``group`` or remove it, as ``wanted()`` says when the
+        call is made.
+
+        Calls for one group run one at a time and decide at their turn: an add
+        and a discard can otherwise reach Redis over two pooled connections in
+        either order, and a user who reconnects at once would stop hearing
+        other processes until the next refresh.
+        """
+        if not self.networked:
+            # Channels' in-memory layer changes groups without suspending:
+            # calls cannot overtake each other, and a lock would only cost.
+            await self._change(group, wanted())
+            return
+        entry = self._locks.get(group)
+        if entry is None:
+            entry = self._locks[group] = _GroupLock()
+        entry.users += 1
+        try:
+            async with entry.lock:
+                await self._change(group, wanted())
+        finally:
+            entry.users -= 1
+            if not entry.users:
+                del self._locks[group]
+
+    async def _change(self, group: str, member: bool) -> None:
+        channel = self.channel
+        if channel is not None:
+            layer = self.layer
+            change = layer.group_add if member else layer.group_discard
+            await self.publisher.call(change(group, channel))

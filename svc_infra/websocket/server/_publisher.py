@@ -1,0 +1,107 @@
+"""The publisher: local fan-out, and the manager's every call to the channel layer.
+
+A message goes to this process's sockets first (:meth:`Publisher.deliver`, no
+await), then once to the layer for the other processes (:meth:`Publisher.publish`).
+Every published message carries ``origin`` (the manager's id), so a manager skips
+its own messages when they come back from the layer.
+
+Only a layer behind a network can hang: for those, every call is bounded by
+``layer_timeout``; for the in-memory layer a timer per call would be pure cost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine
+from datetime import UTC, datetime
+from typing import Any
+
+from ..exceptions import ChannelLayerError
+from ..layer_messages import Frame
+from ._registry import Registry
+from .stats import ManagerStats
+
+__all__ = ["Publisher"]
+
+logger = logging.getLogger("svc_infra.websocket.manager")
+
+
+class Publisher:
+    """Writes to local sockets and to the layer, counting what fails.
+
+    Args:
+        layer: The Channels layer.
+        origin: The manager's id, stamped on every published message.
+        registry: Whose connections :meth:`deliver` writes to.
+        stats: Where failures and queued frames are counted.
+        call_timeout: Bound of each layer call in seconds; None for no bound.
+    """
+
+    __slots__ = ("call_timeout", "layer", "origin", "registry", "stats")
+
+    def __init__(
+        self,
+        layer: Any,
+        *,
+        origin: str,
+        registry: Registry,
+        stats: ManagerStats,
+        call_timeout: float | None,
+    ) -> None:
+        self.layer = layer
+        self.origin = origin
+        self.registry = registry
+        self.stats = stats
+        self.call_timeout = call_timeout
+
+    def deliver(
+        self,
+        frame: Frame,
+        *,
+        user: str | None = None,
+        room: str | None = None,
+        exclude: str | None = None,
+    ) -> None:
+        """Queue ``frame`` on this process's connections of ``user``, of ``room``'s
+        members, or (neither) of everyone, except ``exclude``'s. Never waits."""
+        now = datetime.now(UTC)  # one clock read per message, not per connection
+        queued = 0
+        for conn in self.registry.targets(user=user, room=room, exclude=exclude):
+            if conn.push(frame):
+                conn.info.last_activity = now
+                queued += 1
+        self.stats.frames_queued += queued
+
+    async def publish(self, group: str, message: dict[str, Any], operation: str) -> None:
+        """Send ``message`` to ``group`` for the other processes.
+
+        Raises:
+            ChannelLayerError: If the layer failed or took longer than the call
+                timeout; counted in ``messages_lost``.
+
+        Cancelling is safe: the message may or may not have reached the layer.
+        """
+        message["origin"] = self.origin
+        try:
+            async with asyncio.timeout(self.call_timeout):
+                await self.layer.group_send(group, message)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.stats.layer_errors += 1
+            self.stats.messages_lost += 1
+            logger.warning("%s could not reach other processes: %r", operation, exc)
+            raise ChannelLayerError(operation, exc) from exc
+
+    async def call(self, call: Coroutine[Any, Any, Any]) -> None:
+        """Await a group change; errors are logged and counted, never raised (the
+        next resync or refresh joins again)."""
+        try:
+            async with asyncio.timeout(self.call_timeout):
+                await call
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.stats.layer_errors += 1
+            logger.warning("channel layer call failed: %r", exc)

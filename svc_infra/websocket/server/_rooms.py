@@ -1,0 +1,133 @@
+"""Rooms: joining, leaving, and applying room sets that arrive from other processes.
+
+Rooms belong to users: a user's connections, in any process, receive the room's
+messages, and so does a connection the user opens later. The membership itself
+is in the :class:`~._registry.Registry`; this part decides how a change travels:
+
+- without Redis presence, this process applies it and tells the others with
+  ``ws.join``/``ws.leave`` on the user's group;
+- with it, Redis applies it (a versioned room set) and every process hears the
+  new set with ``ws.rooms`` on the broadcast group.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from .. import layer_messages as lm
+from ..exceptions import ChannelLayerError
+from ..groups import check_utf8, user_group
+from ._membership import GroupMembership
+from ._publisher import Publisher
+from ._registry import Registry
+from .protocols import Presence
+
+__all__ = ["Rooms"]
+
+logger = logging.getLogger("svc_infra.websocket.manager")
+
+
+class Rooms:
+    """Room changes, local and cluster-wide.
+
+    Args:
+        registry: The membership state.
+        membership: Keeps the room groups in step with the state.
+        publisher: Tells the other processes.
+        presence: Returns the manager's presence (None without Redis presence).
+        start: Starts the manager (a change must know whether Redis is involved).
+    """
+
+    def __init__(
+        self,
+        *,
+        registry: Registry,
+        membership: GroupMembership,
+        publisher: Publisher,
+        presence: Callable[[], Presence | None],
+        start: Callable[[], Awaitable[None]],
+    ) -> None:
+        self.registry = registry
+        self.membership = membership
+        self.publisher = publisher
+        self.presence = presence
+        self.start = start
+
+    async def change(self, user: str, room: str, kind: str) -> None:
+        """Join (``kind`` is ``ws.join``) or leave ``room``: see ``join_room``.
+
+        Raises:
+            ChannelLayerError: As ``ConnectionManager.join_room``.
+            ValueError: With Redis presence, for text that is not valid UTF-8.
+        """
+        operation = "join_room" if kind == lm.JOIN else "leave_room"
+        # A process that has not started (a Django worker with no socket yet)
+        # would not know it should go through Redis.
+        await self.start()
+        presence = self.presence()
+        if presence is None:
+            await self.apply_change(user, room, kind)
+            change = {"type": kind, "user": user, "room": room}
+            await self.publisher.publish(
+                user_group(user, self.membership.prefix), change, operation
+            )
+            return
+        # Shielded: a caller cancelled after Redis applied the change must not
+        # leave this process and the others without it.
+        await asyncio.shield(self._change_in_redis(presence, user, room, kind, operation))
+
+    async def change_quietly(self, user: str, room: str, kind: str) -> None:
+        """:meth:`change`, for a request that came from the layer: failures are logged."""
+        try:
+            await self.change(user, room, kind)
+        except ChannelLayerError as exc:
+            logger.warning("%s from the layer for %r failed: %s", kind, user, exc)
+
+    async def apply_change(self, user: str, room: str, kind: str) -> None:
+        """Apply a join or leave here only (the layer told us, or we are alone)."""
+        self.registry.set_member(user, room, kind == lm.JOIN)
+        await self.membership.sync_room(room)
+
+    async def apply(self, user: str, rooms: list[str], version: int) -> None:
+        """Make ``rooms`` the user's room set, if ``version`` is newer than ours."""
+        # The whole set changes before the first await: a newer set applied
+        # while group calls are in flight starts from this one, not a mix.
+        for room in self.registry.replace_rooms(user, rooms, version):
+            await self.membership.sync_room(room)
+
+    async def user_left_here(self, user: str) -> None:
+        """The user's last connection here closed: leave the user's groups.
+
+        Without presence the user leaves their rooms (this process is all there
+        is). With presence, Redis decides whether this was the user's last
+        connection anywhere; if so, every process hears the emptied room set.
+        """
+        presence = self.presence()  # shutdown may clear it while we await
+        rooms = self.registry.rooms_of(user)
+        if presence is None:
+            for room in rooms:
+                self.registry.set_member(user, room, False)
+        await self.membership.sync_user(user, rooms)
+        if presence is not None:
+            presence.user_left_here(user)
+
+    async def _change_in_redis(
+        self, presence: Presence, user: str, room: str, kind: str, operation: str
+    ) -> None:
+        check_utf8("user_id", user)
+        check_utf8("room", room)
+        op = "join" if kind == lm.JOIN else "leave"
+        try:
+            version, rooms = await presence.update_rooms(user, op, room)
+        except Exception as exc:
+            raise ChannelLayerError(operation, exc) from exc
+        await self.apply(user, rooms, version)
+        message = {"type": lm.ROOMS, "user": user, "rooms": rooms, "v": version}
+        try:
+            await self.publisher.publish(self.membership.broadcast_group, message, operation)
+        except ChannelLayerError:
+            # Redis has the change: the others pick it up when they next compare
+            # their mirror with Redis (within presence_ttl). Not an error here.
+            logger.warning("%s for %r stored; other processes will see it late", operation, user)

@@ -1,0 +1,110 @@
+"""The interfaces between the core and cluster-wide presence.
+
+The core calls a :class:`Presence` (implemented on Redis by
+:class:`svc_infra.websocket.scaleout.presence.RedisPresence`), and hands it a
+:class:`PresenceHost` for what presence needs back from the core. Neither side
+imports the other's implementation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+from ..models import ConnectionInfo
+
+__all__ = ["Presence", "PresenceHost"]
+
+
+class PresenceHost(Protocol):
+    """What presence needs from the manager's parts."""
+
+    @property
+    def id(self) -> str:
+        """The manager's id (this process's name in the cluster)."""
+        ...
+
+    def local_connections(self) -> list[ConnectionInfo]:
+        """This process's connections."""
+        ...
+
+    def known_rooms(self) -> list[tuple[str, int, list[str]]]:
+        """(user, version, rooms) of each user with rooms: written back after an outage."""
+        ...
+
+    async def apply_rooms(self, user: str, rooms: list[str], version: int) -> None:
+        """Make ``rooms`` the user's room set, if ``version`` is newer than the one held."""
+        ...
+
+    async def announce(self, message: dict[str, Any]) -> None:
+        """Send a presence message to every process.
+
+        Raises:
+            ChannelLayerError: If the layer failed.
+        """
+        ...
+
+    async def rejoin_groups(self) -> None:
+        """Join again every group this process belongs to (Redis came back)."""
+        ...
+
+
+class Presence(Protocol):
+    """Cluster-wide presence, as the core uses it."""
+
+    @property
+    def healthy(self) -> bool:
+        """False from a store error until the next successful resync."""
+        ...
+
+    def launch(self) -> None:
+        """Start presence's own tasks."""
+        ...
+
+    async def wait_ready(self) -> None:
+        """Wait for the first heartbeat (successful or not)."""
+        ...
+
+    async def stop(self) -> None:
+        """Leave the cluster and close the store's client."""
+        ...
+
+    def opened(self, info: ConnectionInfo) -> None:
+        """A local connection opened."""
+        ...
+
+    def closed(self, info: ConnectionInfo) -> None:
+        """A local connection closed."""
+        ...
+
+    def user_left_here(self, user: str) -> None:
+        """The user's last local connection closed."""
+        ...
+
+    async def update_rooms(self, user: str, op: str, room: str) -> tuple[int, list[str]]:
+        """Join (``op="join"``) or leave a room in the store; return (version, rooms).
+
+        Raises:
+            Exception: Whatever the store raises when it cannot be reached.
+        """
+        ...
+
+    def handle(self, origin: str, message: dict[str, Any]) -> None:
+        """Apply a ``ws.presence`` message from process ``origin``."""
+        ...
+
+    def remote_users(self) -> Iterable[str]:
+        """Users with a connection in another process."""
+        ...
+
+    def remote_count(self) -> int:
+        """Connections in other processes."""
+        ...
+
+    def remote_connections(self, user: str) -> list[ConnectionInfo]:
+        """The user's connections in other processes."""
+        ...
+
+    def has_remote(self, user: str) -> bool:
+        """Whether the user has a connection in another process."""
+        ...

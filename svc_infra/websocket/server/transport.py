@@ -1,0 +1,99 @@
+"""The socket interface of the core, and how framework sockets are adapted to it.
+
+The core knows a socket only through :class:`Transport`. Framework adapters live
+in the integrations (:mod:`svc_infra.websocket.integrations.starlette`,
+:mod:`svc_infra.websocket.djangoapp.consumers`) and register themselves here with
+:func:`register_transport`; the core never imports them. So that
+``manager.connect(user_id, websocket)`` works before an integration was imported,
+the package's ``__init__`` (the one place that knows every part) registers a
+*loader* per framework socket class: called on the first socket of that class, it
+imports the integration, which registers its adapter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol, runtime_checkable
+
+from ..layer_messages import Frame
+
+__all__ = ["Transport", "adapt", "register_transport", "register_transport_loader"]
+
+
+@runtime_checkable
+class Transport(Protocol):
+    """The part of a server-side WebSocket the manager uses."""
+
+    @property
+    def accepted(self) -> bool:
+        """Whether the handshake was accepted."""
+        ...
+
+    @property
+    def subprotocols(self) -> list[str]:
+        """Subprotocols the client offered."""
+        ...
+
+    async def accept(self, subprotocol: str | None = None) -> None:
+        """Accept the handshake."""
+        ...
+
+    async def send(self, frame: Frame) -> None:
+        """Send a text (``str``) or binary (``bytes``) frame.
+
+        Raises:
+            Exception: Any error if the socket is gone; the manager drops it.
+        """
+        ...
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        """Close the socket; must not raise if it is already closed."""
+        ...
+
+
+_Key = tuple[str, str]  # (module, qualified name) of a socket class
+_adapters: dict[_Key, Callable[[Any], Transport]] = {}
+_loaders: dict[_Key, Callable[[], None]] = {}
+
+
+def _key(cls: type) -> _Key:
+    return cls.__module__, cls.__qualname__
+
+
+def register_transport(socket_class: type, adapter: Callable[[Any], Transport]) -> None:
+    """Make :func:`adapt` wrap instances of ``socket_class`` (and subclasses) with ``adapter``."""
+    _adapters[_key(socket_class)] = adapter
+
+
+def register_transport_loader(module: str, qualname: str, loader: Callable[[], None]) -> None:
+    """Call ``loader`` when a socket whose class (or a base) is ``module.qualname`` first
+    arrives and no adapter is registered for it; ``loader`` registers one.
+
+    Keys are names, not classes, so registering imports no framework.
+    """
+    _loaders[(module, qualname)] = loader
+
+
+def adapt(websocket: Any) -> Transport:
+    """Wrap ``websocket`` in the :class:`Transport` registered for its class.
+
+    Raises:
+        TypeError: If no adapter is registered for the socket's class or its bases.
+    """
+    if isinstance(websocket, Transport):
+        return websocket
+    mro = type(websocket).__mro__
+    for cls in mro:
+        adapter = _adapters.get(_key(cls))
+        if adapter is not None:
+            return adapter(websocket)
+    for cls in mro:
+        loader = _loaders.pop(_key(cls), None)
+        if loader is not None:
+            loader()
+            return adapt(websocket)
+    raise TypeError(
+        f"unsupported websocket type {type(websocket).__module__}.{type(websocket).__name__}: "
+        "expected a Starlette/FastAPI WebSocket, a Channels AsyncWebsocketConsumer, "
+        "or a Transport"
+    )
