@@ -19,7 +19,7 @@ help:
 	@echo "make test       run the whole test suite (starts Redis if none answers)"
 	@echo "make test-fast  run the quick unit subset (no server processes)"
 	@echo "make test-py312 run the suite on Python 3.12 with the newest Django"
-	@echo "make lint       ruff (lint + format check) and mypy --strict"
+	@echo "make lint       ruff (lint + format check), mypy --strict, lint-imports"
 	@echo "make bench      run the benchmarks in bench/"
 
 $(VENV)/.installed: $(REQS)
@@ -64,6 +64,7 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 format: $(VENV)/.installed
 	$(VENV)/bin/ruff check --fix .

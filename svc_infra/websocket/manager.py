@@ -24,10 +24,9 @@ The module imports neither Django nor Starlette: framework sockets are adapted b
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from . import layer_messages as lm
 from .close_codes import CloseCode
@@ -45,12 +44,13 @@ from .scaleout.layers import (
 )
 from .scaleout.presence import RedisPresence
 from .server._connections import Connections, check_metadata
+from .server._lifecycle import Lifecycle
 from .server._membership import GroupMembership
+from .server._presence_host import PartsPresenceHost
 from .server._publisher import Publisher
 from .server._registry import Registry
 from .server._rooms import Rooms
-from .server._router import LayerRouter
-from .server.aio import cancel_and_wait
+from .server._router import LayerRouter, Receive
 from .server.protocols import Presence
 from .server.stats import ManagerStats
 from .server.transport import adapt
@@ -118,8 +118,6 @@ class ConnectionManager:
         self.id = uuid.uuid4().hex[:16]
         self.stats = ManagerStats()
         self._want_presence = presence
-        #: The cluster-wide presence store while started with Redis presence, else None.
-        self.presence: RedisPresence | None = None
         # The parts (see the module docstring); each gets only what it uses.
         self._registry = Registry()
         self._publisher = Publisher(
@@ -159,13 +157,21 @@ class ConnectionManager:
             close_user=self._connections.close_user,
             stats=self.stats,
         )
-        self._receiver: asyncio.Task[None] | None = None
-        self._refresher: asyncio.Task[None] | None = None
-        self._start_lock = asyncio.Lock()
-        self._joined = asyncio.Event()
+        self._lifecycle = Lifecycle(
+            name=self.id,
+            registry=self._registry,
+            connections=self._connections,
+            membership=self._membership,
+            router=self._router,
+            open_channel=self._open_channel,
+            receiver_for=self._receiver_for,
+            make_presence=self._make_presence,
+            refresh_interval=lambda: self.group_refresh_interval,
+            close_timeout=self.config.close_timeout,
+        )
 
     def _presence(self) -> Presence | None:
-        return self.presence
+        return self._lifecycle.presence
 
     def _call_timeout(self) -> float | None:
         # Only a layer behind a network can hang; for the in-memory layer a
@@ -222,6 +228,11 @@ class ConnectionManager:
 
     # --- lifecycle -------------------------------------------------------------------
 
+    @property
+    def presence(self) -> RedisPresence | None:
+        """The cluster-wide presence store while started with Redis presence, else None."""
+        return cast("RedisPresence | None", self._lifecycle.presence)
+
     async def start(self) -> None:
         """Open this manager's channel and start receiving from the layer.
 
@@ -231,65 +242,7 @@ class ConnectionManager:
         Raises:
             Exception: Whatever the layer raises when it cannot be reached.
         """
-        if self._started():
-            return
-        async with self._start_lock:
-            if self._started():  # another task started it while we waited
-                return
-            channel = await manager_channel(self.layer, self._caps, f"{self.prefix}mgr")
-            presence: RedisPresence | None = None
-            if self._want_presence is not False:
-                client, key_prefix = presence_client(self._caps, self.prefix)
-                if client is not None:
-                    host = _PresenceHost(self.id, self._registry, self._rooms, self._publisher)
-                    presence = RedisPresence(
-                        client, host, key_prefix=key_prefix, ttl=self.config.presence_ttl
-                    )
-            # Nothing below can fail (a Redis that is down must not stop the
-            # process from serving its own sockets: groups and presence are
-            # written when it answers), and nothing is left half-started if the
-            # caller is cancelled: the tasks, which exist before the first
-            # await, join the broadcast group and write presence themselves.
-            self._membership.channel = channel
-            self._publisher.call_timeout = self._call_timeout()
-            self.presence = presence
-            self._joined = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            self._receiver = loop.create_task(self._receive(channel), name=f"ws-manager-{self.id}")
-            self._refresher = loop.create_task(self._refresh_loop(), name=f"ws-refresh-{self.id}")
-            if presence is not None:
-                presence.launch()
-            await self._joined.wait()
-            if presence is not None:
-                await presence.wait_ready()
-
-    def _started(self) -> bool:
-        return self._receiver is not None
-
-    async def _receive(self, channel: str) -> None:
-        # Joined here, not in start(): a caller cancelled in start() must not
-        # leave the process deaf to broadcasts until the next group refresh.
-        await self._membership.join_broadcast()
-        self._joined.set()
-        receive = batch_receiver(self.layer, self._caps, channel) or self._receive_one
-        await self._router.run(channel, receive)
-
-    async def _receive_one(self, channel: str) -> list[dict[str, Any]]:
-        return [await self.layer.receive(channel)]
-
-    async def _refresh_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.group_refresh_interval)
-            await self.refresh_groups()
-            self._registry.forget_old_tombstones()
-
-    async def refresh_groups(self) -> None:
-        """Join again every group this manager's channel belongs to.
-
-        Runs every :attr:`group_refresh_interval` seconds once started; layers
-        drop members after their ``group_expiry``. Errors are logged and counted.
-        """
-        await self._membership.refresh()
+        await self._lifecycle.start()
 
     async def shutdown(
         self, code: int = CloseCode.GOING_AWAY, reason: str = "server shutting down"
@@ -302,24 +255,36 @@ class ConnectionManager:
 
         Cancelling is not safe: connections may be left open.
         """
-        async with self._start_lock:  # not while start() is half-way
-            await self._shutdown(code, reason)
+        await self._lifecycle.shutdown(code, reason)
 
-    async def _shutdown(self, code: int, reason: str) -> None:
-        connections = self._connections
-        await connections.close_many(list(self._registry.conns.values()), code, reason)
-        if connections.tasks:  # connections dropped meanwhile (failed writes) finish first
-            _, late = await asyncio.wait(set(connections.tasks), timeout=self.config.close_timeout)
-            await cancel_and_wait(late)
-        if self.presence is not None:
-            await self.presence.stop()
-            self.presence = None
-        tasks = [t for t in (self._receiver, self._refresher) if t is not None]
-        self._receiver = self._refresher = None
-        await cancel_and_wait(tasks)
-        if self._membership.channel is not None:
-            await self._membership.leave_broadcast()
-            self._membership.channel = None
+    async def refresh_groups(self) -> None:
+        """Join again every group this manager's channel belongs to.
+
+        Runs every :attr:`group_refresh_interval` seconds once started; layers
+        drop members after their ``group_expiry``. Errors are logged and counted.
+        """
+        await self._membership.refresh()
+
+    # What the lifecycle asks of the layer's kind (the scale-out side).
+
+    async def _open_channel(self) -> str:
+        self._publisher.call_timeout = self._call_timeout()  # layer_timeout may have changed
+        return await manager_channel(self.layer, self._caps, f"{self.prefix}mgr")
+
+    def _receiver_for(self, channel: str) -> Receive:
+        return batch_receiver(self.layer, self._caps, channel) or self._receive_one
+
+    async def _receive_one(self, channel: str) -> list[dict[str, Any]]:
+        return [await self.layer.receive(channel)]
+
+    def _make_presence(self) -> RedisPresence | None:
+        if self._want_presence is False:
+            return None
+        client, key_prefix = presence_client(self._caps, self.prefix)
+        if client is None:
+            return None
+        host = PartsPresenceHost(self.id, self._registry, self._rooms, self._publisher)
+        return RedisPresence(client, host, key_prefix=key_prefix, ttl=self.config.presence_ttl)
 
     # --- connections -----------------------------------------------------------------
 
@@ -510,34 +475,6 @@ class ConnectionManager:
     def get_room_users(self, room: str) -> list[str]:
         """Ids of the members of ``room`` (in the cluster, with Redis presence)."""
         return self._registry.members(room)
-
-
-class _PresenceHost:
-    """What presence needs from the manager, from the parts that have it."""
-
-    __slots__ = ("_publisher", "_registry", "_rooms", "id")
-
-    def __init__(self, id: str, registry: Registry, rooms: Rooms, publisher: Publisher) -> None:
-        self.id = id
-        self._registry = registry
-        self._rooms = rooms
-        self._publisher = publisher
-
-    def local_connections(self) -> list[ConnectionInfo]:
-        return self._registry.infos()
-
-    def known_rooms(self) -> list[tuple[str, int, list[str]]]:
-        return self._registry.known_rooms()
-
-    async def apply_rooms(self, user: str, rooms: list[str], version: int) -> None:
-        await self._rooms.apply(user, rooms, version)
-
-    async def announce(self, message: dict[str, Any]) -> None:
-        group = self._rooms.membership.broadcast_group
-        await self._publisher.publish(group, message, "presence")
-
-    async def rejoin_groups(self) -> None:
-        await self._rooms.membership.refresh()
 
 
 # --- this process's manager, for code that has no app to find it on ---------------

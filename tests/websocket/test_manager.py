@@ -615,7 +615,7 @@ async def test_group_membership_outlives_the_layers_group_expiry(
         assert await ws.next() == "still here"
         await layer.group_send(user_group("alice"), {**message, "room": None, "user": "alice"})
         assert await ws.next() == "still here"
-        assert mgr._refresher is not None and not mgr._refresher.done()
+        assert mgr._lifecycle.refresher is not None and not mgr._lifecycle.refresher.done()
     finally:
         await mgr.shutdown()
-    assert mgr._refresher is None
+    assert mgr._lifecycle.refresher is None
