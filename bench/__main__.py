@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from bench import broadcast, client_overhead, cluster
+from bench import broadcast, client_overhead, cluster, core
 
 BENCHMARKS = {
     "client": client_overhead.main,
     "broadcast": broadcast.main,
     "cluster": cluster.main,
+    "core": core.main,
 }
 
 

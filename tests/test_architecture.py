@@ -132,8 +132,6 @@ def test_the_core_imports_no_integration_and_no_scale_out() -> None:
 def test_lint_imports_keeps_every_contract() -> None:
     """The import-linter contracts in pyproject.toml hold (as ``make lint`` checks)."""
     lint_imports = Path(sys.executable).with_name("lint-imports")
-    out = subprocess.run(
-        [str(lint_imports)], cwd=ROOT, capture_output=True, text=True, timeout=120
-    )
+    out = subprocess.run([str(lint_imports)], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "0 broken" in out.stdout

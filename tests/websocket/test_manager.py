@@ -619,3 +619,23 @@ async def test_group_membership_outlives_the_layers_group_expiry(
     finally:
         await mgr.shutdown()
     assert mgr._lifecycle.refresher is None
+
+
+async def test_last_activity_moves_when_a_message_is_delivered() -> None:
+    """ConnectionInfo.last_activity is stamped when the manager queues a message for it."""
+    from datetime import UTC, datetime
+
+    manager = ConnectionManager(InMemoryChannelLayer())
+    ws, other = MemoryTransport(timeout=timeout(5)), MemoryTransport(timeout=timeout(5))
+    await manager.connect("alice", ws)
+    await manager.connect("bob", other)
+    old = datetime(2000, 1, 1, tzinfo=UTC)
+    for info in (*manager.get_user_connections("alice"), *manager.get_user_connections("bob")):
+        info.last_activity = old
+    await manager.send_to_user("alice", {"hi": 1})
+    assert await ws.next_json() == {"hi": 1}
+    [alice] = manager.get_user_connections("alice")
+    [bob] = manager.get_user_connections("bob")
+    assert alice.last_activity > old
+    assert bob.last_activity == old  # not a target
+    await manager.shutdown()

@@ -19,7 +19,7 @@ import pytest
 
 from tests.servers import Server, daphne, uvicorn
 from tests.support import flush_db, start_redis_server, timeout, wait_until
-from tests.websocket.test_cluster import (
+from tests.websocket.scaleout.test_cluster import (
     DB,
     DJANGO,
     FASTAPI,
