@@ -122,6 +122,7 @@ def test_the_core_imports_no_integration_and_no_scale_out() -> None:
         "svc_infra.websocket.groups",
         "svc_infra.websocket.layer_messages",
         "svc_infra.websocket.models",
+        "svc_infra.websocket.wire",
     )
     for name, deps in graph().items():
         if name.startswith("svc_infra.websocket.server"):

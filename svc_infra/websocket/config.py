@@ -58,6 +58,9 @@ class WebSocketConfig:
             builds: ``"core"`` (lists, the default) or ``"pubsub"``.
         presence_ttl: Server side, with Redis: seconds after which a process that
             stopped heartbeating (killed, frozen) no longer counts in presence.
+        history_size: Server side: messages kept per stream for recovery after a
+            reconnect (``docs/recovery.md``); 0 (the default) keeps none.
+        history_ttl: Server side: seconds a stream's messages are kept at most.
 
     Raises:
         ConfigurationError: If a value is of the wrong type or out of range.
@@ -79,6 +82,8 @@ class WebSocketConfig:
     redis_url: str | None = None
     redis_layer: str = "core"
     presence_ttl: float = 30.0
+    history_size: int = 0
+    history_ttl: float = 300.0
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -286,4 +291,6 @@ _SPECS: dict[str, _Spec] = {
     "redis_layer": _Spec(_parse_choice, "str", choices=("core", "pubsub")),
     # Heartbeats run every ttl/4: below half a second they would flood Redis.
     "presence_ttl": _Spec(_parse_float, "float", minimum=0.5),
+    "history_size": _Spec(_parse_int, "int", minimum=0),
+    "history_ttl": _Spec(_parse_float, "float", minimum=0, exclusive_minimum=True),
 }

@@ -34,6 +34,7 @@ from .config import WebSocketConfig, get_default_config
 from .exceptions import WebSocketError
 from .groups import check_utf8, normalize_prefix, room_group, user_group, user_key
 from .models import ConnectionInfo
+from .scaleout.history import RedisHistory
 from .scaleout.layers import (
     batch_receiver,
     build_layer,
@@ -44,14 +45,24 @@ from .scaleout.layers import (
 )
 from .scaleout.presence import RedisPresence
 from .server._connections import Connections, check_metadata
+from .server._history import HistoryPolicy, MemoryHistory
 from .server._lifecycle import Lifecycle
 from .server._membership import GroupMembership
 from .server._presence_host import PartsPresenceHost
 from .server._publisher import Publisher
+from .server._recovery import (
+    BROADCAST_STREAM,
+    SUBPROTOCOL,
+    Recovery,
+    parse_positions,
+    room_stream,
+    user_stream,
+)
 from .server._registry import Registry
 from .server._rooms import Rooms
 from .server._router import LayerRouter, Receive
-from .server.protocols import Presence
+from .server._session import Session
+from .server.protocols import HistoryStore, Presence
 from .server.stats import ManagerStats
 from .server.transport import adapt
 
@@ -134,12 +145,16 @@ class ConnectionManager:
             publisher=self._publisher,
             networked=self._caps.networked,
         )
+        self._history = HistoryPolicy(self.config.history_size, self.config.history_ttl)
+        # The store is made when the manager starts (configure_history may come first).
+        self._recovery = Recovery(registry=self._registry, policy=self._history, store=None)
         self._rooms = Rooms(
             registry=self._registry,
             membership=self._membership,
             publisher=self._publisher,
             presence=self._presence,
             start=self.start,
+            recovery=self._recovery,
         )
         self._connections = Connections(
             registry=self._registry,
@@ -242,6 +257,8 @@ class ConnectionManager:
         Raises:
             Exception: Whatever the layer raises when it cannot be reached.
         """
+        if self._recovery.store is None and self._history.enabled:
+            self._recovery.store = self._make_history()
         await self._lifecycle.start()
 
     async def shutdown(
@@ -256,6 +273,9 @@ class ConnectionManager:
         Cancelling is not safe: connections may be left open.
         """
         await self._lifecycle.shutdown(code, reason)
+        store, self._recovery.store = self._recovery.store, None
+        if store is not None:
+            await store.close()
 
     async def refresh_groups(self) -> None:
         """Join again every group this manager's channel belongs to.
@@ -276,6 +296,12 @@ class ConnectionManager:
 
     async def _receive_one(self, channel: str) -> list[dict[str, Any]]:
         return [await self.layer.receive(channel)]
+
+    def _make_history(self) -> HistoryStore:
+        client, key_prefix = presence_client(self._caps, self.prefix)
+        if client is None:  # one process: history in memory
+            return MemoryHistory()
+        return RedisHistory(client, key_prefix=key_prefix)
 
     def _make_presence(self) -> RedisPresence | None:
         if self._want_presence is False:
@@ -320,14 +346,22 @@ class ConnectionManager:
         await self.start()
         if self.presence is not None:
             check_utf8("user_id", uid)
+        session = None
         if not transport.accepted:
             offered = transport.subprotocols
-            await transport.accept(_BEARER if _BEARER in offered else None)
+            if SUBPROTOCOL in offered:  # stream headers and recovery (docs/recovery.md)
+                session = Session(parse_positions(getattr(transport, "query_string", b"")))
+                await transport.accept(SUBPROTOCOL)
+            else:
+                await transport.accept(_BEARER if _BEARER in offered else None)
         # Registered right after the accept, with no await in between: once the
-        # client sees its handshake succeed, messages sent to the user reach it.
-        conn, first = self._connections.open(uid, websocket, transport, data)
+        # client sees its handshake succeed, messages sent to the user reach it
+        # (a v1 session holds them until its replay is out).
+        conn, first = self._connections.open(uid, websocket, transport, data, session)
         if first:
             await self._membership.sync_user(uid)
+        if session is not None:
+            await self._recovery.begin(conn)
         await self._connections.run_hooks(self._connections.connect_hooks, uid, websocket)
         return conn.id
 
@@ -374,10 +408,10 @@ class ConnectionManager:
         """
         uid = user_key(user_id)
         frame = lm.encode_payload(message)
-        self._publisher.deliver(frame, user=uid)
-        await self._publisher.publish(
-            user_group(uid, self.prefix), lm.send_message(frame, user=uid), "send_to_user"
-        )
+        offset, epoch = await self._record(user_stream(uid), frame, None)
+        self._publisher.deliver(frame, user=uid, offset=offset, epoch=epoch)
+        layer_message = lm.send_message(frame, user=uid, offset=offset, epoch=epoch)
+        await self._publisher.publish(user_group(uid, self.prefix), layer_message, "send_to_user")
 
     async def broadcast(self, message: Any, exclude_user: str | None = None) -> None:
         """Send ``message`` to every connection, except those of ``exclude_user``.
@@ -390,12 +424,12 @@ class ConnectionManager:
         """
         exclude = None if exclude_user is None else user_key(exclude_user)
         frame = lm.encode_payload(message)
-        self._publisher.deliver(frame, exclude=exclude)
-        await self._publisher.publish(
-            self._membership.broadcast_group,
-            lm.send_message(frame, all=True, exclude=exclude),
-            "broadcast",
+        offset, epoch = await self._record(BROADCAST_STREAM, frame, exclude)
+        self._publisher.deliver(frame, exclude=exclude, offset=offset, epoch=epoch)
+        layer_message = lm.send_message(
+            frame, all=True, exclude=exclude, offset=offset, epoch=epoch
         )
+        await self._publisher.publish(self._membership.broadcast_group, layer_message, "broadcast")
 
     async def broadcast_to_room(
         self, room: str, message: Any, exclude_user: str | None = None
@@ -410,12 +444,38 @@ class ConnectionManager:
         """
         exclude = None if exclude_user is None else user_key(exclude_user)
         frame = lm.encode_payload(message)
-        self._publisher.deliver(frame, room=room, exclude=exclude)
-        await self._publisher.publish(
-            room_group(room, self.prefix),
-            lm.send_message(frame, room=room, exclude=exclude),
-            "broadcast_to_room",
+        offset, epoch = await self._record(room_stream(room), frame, exclude)
+        self._publisher.deliver(frame, room=room, exclude=exclude, offset=offset, epoch=epoch)
+        layer_message = lm.send_message(
+            frame, room=room, exclude=exclude, offset=offset, epoch=epoch
         )
+        await self._publisher.publish(
+            room_group(room, self.prefix), layer_message, "broadcast_to_room"
+        )
+
+    async def _record(
+        self, stream: str, frame: lm.Frame, exclude: str | None
+    ) -> tuple[int | None, str | None]:
+        if not self._history.enabled:
+            return None, None
+        await self.start()
+        recorded = await self._recovery.record(stream, frame, exclude)
+        return (None, None) if recorded is None else recorded
+
+    # --- history ---------------------------------------------------------------------
+
+    def configure_history(
+        self, pattern: str, *, size: int | None = None, ttl: float | None = None
+    ) -> None:
+        """Keep ``size`` messages for ``ttl`` seconds on the streams matching the glob
+        ``pattern`` (``"room:chat-*"``, ``"user:*"``, ``"broadcast"``); each defaults
+        to ``history_size`` / ``history_ttl``. ``size=0`` turns history off there.
+        Later calls win where patterns overlap. Call it before the manager starts.
+
+        Raises:
+            ValueError: If ``size`` is negative or ``ttl`` not positive.
+        """
+        self._history.set(pattern, size=size, ttl=ttl)
 
     # --- queries ---------------------------------------------------------------------
 

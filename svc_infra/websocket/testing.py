@@ -28,16 +28,21 @@ class MemoryTransport:
 
     Args:
         subprotocols: What the fake client offers.
+        query_string: The handshake's query string.
         timeout: Bound, in seconds, of every wait in :meth:`next` and friends.
     """
 
-    def __init__(self, subprotocols: Sequence[str] = (), *, timeout: float = 5.0) -> None:
+    def __init__(
+        self, subprotocols: Sequence[str] = (), *, timeout: float = 5.0, query_string: bytes = b""
+    ) -> None:
         self.sent: list[Frame] = []
         self.close_code: int | None = None
         self.close_reason: str | None = None
         self.accepted_subprotocol: str | None = None
         self._accepted = False
         self._offered = list(subprotocols)
+        #: The handshake's query string (a v1 client's positions travel there).
+        self.query_string = query_string
         self._timeout = timeout
         self._read = 0
         self._changed = asyncio.Event()

@@ -13,6 +13,31 @@ from typing import Any
 from svc_infra.websocket import ChannelLayerError, ConnectionManager
 
 NAME = os.environ.get("CLUSTER_NAME", "server")
+# The running pump (see "pump"), so "pump_wait" can await it.
+_pumps: dict[str, asyncio.Task[int]] = {}
+
+
+async def pump(manager: ConnectionManager, user: str, room: str, n: int, rate: float) -> int:
+    """Send ``{"seq": i, "to": ...}`` to ``room``, ``user`` and everyone, ``n`` times at
+    ``rate`` per second; a failed send (Redis down) is retried, never skipped."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    for i in range(n):
+        for to, send in (
+            ("room", lambda m: manager.broadcast_to_room(room, m)),
+            ("user", lambda m: manager.send_to_user(user, m)),
+            ("all", lambda m: manager.broadcast(m)),
+        ):
+            while True:
+                try:
+                    await send({"seq": i, "to": to})
+                    break
+                except ChannelLayerError:
+                    await asyncio.sleep(0.05)
+        delay = start + (i + 1) / rate - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+    return n
 
 
 async def control(manager: ConnectionManager, op: str, body: dict[str, Any]) -> tuple[int, Any]:
@@ -37,6 +62,11 @@ async def control(manager: ConnectionManager, op: str, body: dict[str, Any]) -> 
                 await manager.send_to_user(body["user"], {"seq": i, "from": NAME})
         elif op == "stats":
             return 200, stats(manager, body)
+        elif op == "pump":
+            args = (str(body["user"]), str(body["room"]), int(body["n"]), float(body["rate"]))
+            _pumps[str(body["name"])] = asyncio.ensure_future(pump(manager, *args))
+        elif op == "pump_wait":
+            return 200, {"sent": await _pumps.pop(str(body["name"]))}
         else:
             return 404, {"error": f"unknown op {op!r}"}
     except ChannelLayerError as exc:

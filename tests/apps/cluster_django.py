@@ -46,6 +46,13 @@ class Socket(ManagedWebsocketConsumer):
     def get_metadata(self) -> dict[str, Any]:
         return {"server": NAME}
 
+    async def connected(self) -> None:
+        from urllib.parse import parse_qs
+
+        query = parse_qs(bytes(self.scope.get("query_string") or b"").decode())
+        if query.get("room"):  # as the spec's chat route: join right after connecting
+            await self.manager.join_room(self.user_id, query["room"][0])
+
 
 async def root(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"name": NAME})

@@ -21,7 +21,10 @@ manager = easy_websocket_manager(app)
 @app.websocket("/ws/{user}")
 async def socket(websocket: WebSocket, user: str) -> None:
     await manager.connect(user, websocket, metadata={"server": NAME})
+    room = websocket.query_params.get("room")
     try:
+        if room:  # as the spec's chat route: join right after connecting
+            await manager.join_room(user, room)
         while True:
             await websocket.receive_text()
     except WebSocketDisconnect:

@@ -33,6 +33,8 @@ EXTRA_DEFAULTS = {
     "WS_REDIS_URL": ("redis_url", None),
     "WS_REDIS_LAYER": ("redis_layer", "core"),
     "WS_PRESENCE_TTL": ("presence_ttl", 30.0),
+    "WS_HISTORY_SIZE": ("history_size", 0),
+    "WS_HISTORY_TTL": ("history_ttl", 300.0),
 }
 
 

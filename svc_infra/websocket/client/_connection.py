@@ -36,6 +36,7 @@ from ..exceptions import (
     WebSocketError,
 )
 from ..models import ConnectionState
+from ._recovery import SUBPROTOCOL, RecoverySession
 
 __all__ = ["WebSocketClient", "easy_websocket_client"]
 
@@ -75,6 +76,11 @@ class WebSocketClient:
         headers: Extra HTTP headers for the opening handshake, such as
             ``Authorization``.
         subprotocols: Subprotocols to offer, in order of preference.
+        recover: Offer ``svc-infra.v1`` and recover missed messages after each
+            reconnect (``docs/recovery.md``): the client keeps its position in
+            every stream, sends it when it connects again, and unwraps frames so
+            that :meth:`recv` returns payloads as in plain mode. See
+            :attr:`recovered` and :attr:`unrecovered_streams`.
     """
 
     def __init__(
@@ -84,11 +90,16 @@ class WebSocketClient:
         config: WebSocketConfig | None = None,
         headers: Mapping[str, str] | None = None,
         subprotocols: Sequence[str] | None = None,
+        recover: bool = False,
     ) -> None:
         self._url = url
         self._config = config if config is not None else get_default_config()
         self._headers = dict(headers) if headers else {}
-        self._subprotocols = [Subprotocol(p) for p in subprotocols] if subprotocols else None
+        offered = list(subprotocols or ())
+        if recover and SUBPROTOCOL not in offered:
+            offered.insert(0, SUBPROTOCOL)
+        self._subprotocols = [Subprotocol(p) for p in offered] if offered else None
+        self._session = RecoverySession() if recover else None
         self._conn: ClientConnection | None = None
         # Concurrent connect() calls share one attempt instead of racing.
         self._connect_lock = asyncio.Lock()
@@ -141,6 +152,21 @@ class WebSocketClient:
         return self._latency
 
     @property
+    def recovered(self) -> bool | None:
+        """After each connection with ``recover=True``: ``None`` when there was
+        nothing to recover (the first connection, or a server without
+        ``svc-infra.v1``), ``True`` when every stream's gap was replayed, ``False``
+        when some stream's was not (see :attr:`unrecovered_streams`). A room
+        joined later that cannot be replayed also makes it ``False``."""
+        return None if self._session is None else self._session.recovered
+
+    @property
+    def unrecovered_streams(self) -> list[str]:
+        """The streams (``"room:general"``, ``"user:42"``, ``"broadcast"``) whose
+        missed messages could not be replayed on the last connection."""
+        return [] if self._session is None else list(self._session.unrecovered)
+
+    @property
     def subprotocol(self) -> str | None:
         """The subprotocol the server selected, or ``None``."""
         return self._conn.subprotocol if self._conn is not None else None
@@ -172,9 +198,10 @@ class WebSocketClient:
     async def _open(self) -> None:
         cfg = self._config
         self._connecting = True
+        url = self._url if self._session is None else self._session.url(self._url)
         try:
             self._conn = await connect(
-                self._url,
+                url,
                 additional_headers=self._headers or None,
                 subprotocols=self._subprotocols,
                 open_timeout=cfg.open_timeout,
@@ -201,6 +228,24 @@ class WebSocketClient:
         finally:
             self._connecting = False
         self._latency = 0.0
+        if self._session is not None:
+            await self._start_session(self._conn)
+
+    async def _start_session(self, conn: ClientConnection) -> None:
+        """Read the server's first control frame (what was recovered), within
+        ``open_timeout``; a server that did not select ``svc-infra.v1`` sends none."""
+        session = self._session
+        assert session is not None
+        session.begin(conn.subprotocol == SUBPROTOCOL)
+        if not session.active:
+            return
+        try:
+            async with asyncio.timeout(self._config.open_timeout):
+                while not session.started:
+                    session.unwrap(await conn.recv())
+        except (TimeoutError, ConnectionClosed, ValueError) as exc:
+            await conn.close()
+            raise ConnectionFailedError(self._url, f"no svc-infra.v1 session: {exc!r}") from exc
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Close the connection with ``code`` and ``reason``.
@@ -287,8 +332,14 @@ class WebSocketClient:
         Cancelling is safe: no message is lost. Concurrent calls are not allowed.
         """
         conn = self._connection()
+        session = self._session
         try:
-            return await conn.recv()
+            if session is None or not session.active:
+                return await conn.recv()
+            while True:
+                message = session.unwrap(await conn.recv())
+                if message is not None:
+                    return message
         except ConnectionClosed as exc:
             error = self._closed_error(exc)
             raise error from error.__cause__
@@ -314,9 +365,15 @@ class WebSocketClient:
             MessageTooLargeError: If an incoming message exceeded the limit.
         """
         conn = self._connection()
+        session = self._session if self._session is not None and self._session.active else None
         while True:
             try:
                 message = await conn.recv()
+                if session is not None:
+                    unwrapped = session.unwrap(message)
+                    if unwrapped is None:
+                        continue  # a control frame
+                    message = unwrapped
             except ConnectionClosedOK:
                 return
             except ConnectionClosed as exc:

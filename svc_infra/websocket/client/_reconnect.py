@@ -81,6 +81,9 @@ class websocket_connect:  # noqa: N801 - used like a function, as websockets.con
         headers: Extra HTTP headers for each opening handshake.
         subprotocols: Subprotocols to offer.
         auto_reconnect: Whether iteration reconnects.
+        recover: Recover the messages missed between connections (see
+            :class:`WebSocketClient`); the positions live on the one client the
+            loop reconnects.
 
     Raises:
         ConnectionFailedError: When connecting fails (after the allowed retries).
@@ -95,11 +98,12 @@ class websocket_connect:  # noqa: N801 - used like a function, as websockets.con
         headers: Mapping[str, str] | None = None,
         subprotocols: Sequence[str] | None = None,
         auto_reconnect: bool = False,
+        recover: bool = False,
     ) -> None:
         self.config = config if config is not None else get_default_config()
         self.auto_reconnect = auto_reconnect
         self.client = WebSocketClient(
-            url, config=self.config, headers=headers, subprotocols=subprotocols
+            url, config=self.config, headers=headers, subprotocols=subprotocols, recover=recover
         )
 
     # --- one connection ----------------------------------------------------------

@@ -50,6 +50,11 @@ class ChannelsTransport:
     def subprotocols(self) -> list[str]:
         return list(self.consumer.scope.get("subprotocols") or ())
 
+    @property
+    def query_string(self) -> bytes:
+        # Optional on a Transport: where a v1 client's positions travel.
+        return bytes(self.consumer.scope.get("query_string") or b"")
+
     async def accept(self, subprotocol: str | None = None) -> None:
         await self.consumer.accept(subprotocol)
         setattr(self.consumer, _ACCEPTED, True)

@@ -47,6 +47,11 @@ class StarletteTransport:
         # From the scope: uvicorn's wsproto backend drops the header itself.
         return list(self.websocket.scope.get("subprotocols") or ())
 
+    @property
+    def query_string(self) -> bytes:
+        # Optional on a Transport: where a v1 client's positions travel.
+        return bytes(self.websocket.scope.get("query_string") or b"")
+
     async def accept(self, subprotocol: str | None = None) -> None:
         await self.websocket.accept(subprotocol=subprotocol)
 

@@ -20,6 +20,7 @@ from ..close_codes import CloseCode
 from ..models import ConnectionInfo
 from ._registry import Registry
 from ._rooms import Rooms
+from ._session import Session
 from .connection import CLOSE_SLOW_CONSUMER, LocalConnection
 from .protocols import Presence
 from .stats import ManagerStats
@@ -85,13 +86,18 @@ class Connections:
         self.tasks: set[asyncio.Task[Any]] = set()
 
     def open(
-        self, user: str, socket: Any, transport: Transport, metadata: dict[str, Any]
+        self,
+        user: str,
+        socket: Any,
+        transport: Transport,
+        metadata: dict[str, Any],
+        session: Session | None = None,
     ) -> tuple[LocalConnection, bool]:
         """Register a connection (no await). Returns it, and whether it is the
         user's first connection here."""
         info = ConnectionInfo(user, uuid.uuid4().hex, metadata=metadata)
         conn = LocalConnection(
-            info, socket, transport, limit=self.outbox_limit, failed=self._failed
+            info, socket, transport, limit=self.outbox_limit, failed=self._failed, session=session
         )
         first = self.registry.add(conn)
         presence = self.presence()

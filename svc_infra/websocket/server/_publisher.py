@@ -19,6 +19,7 @@ from typing import Any
 
 from ..exceptions import ChannelLayerError
 from ..layer_messages import Frame
+from ._recovery import stream_of, v1_frame
 from ._registry import Registry
 from .stats import ManagerStats
 
@@ -62,13 +63,29 @@ class Publisher:
         user: str | None = None,
         room: str | None = None,
         exclude: str | None = None,
+        stream: str | None = None,
+        offset: int | None = None,
+        epoch: str | None = None,
     ) -> None:
         """Queue ``frame`` on this process's connections of ``user``, of ``room``'s
-        members, or (neither) of everyone, except ``exclude``'s. Never waits."""
+        members, or (neither) of everyone, except ``exclude``'s. Never waits.
+
+        v1 connections get the frame with its stream header (``offset`` and
+        ``epoch`` when the message was recorded in history)."""
         now = datetime.now(UTC)  # one clock read per message, not per connection
         queued = 0
+        v1: Frame | None = None  # built once, for the first v1 connection
         for conn in self.registry.targets(user=user, room=room, exclude=exclude):
-            if conn.push(frame):
+            session = conn.session
+            if session is None:
+                ok = conn.push(frame)
+            else:
+                if stream is None:
+                    stream = stream_of(user, room)
+                if v1 is None:
+                    v1 = v1_frame(stream, offset, epoch, frame)
+                ok = session.offer(conn, stream, offset, epoch, v1)
+            if ok:
                 conn.info.last_activity = now
                 queued += 1
         self.stats.frames_queued += queued

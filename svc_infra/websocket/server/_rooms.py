@@ -21,6 +21,7 @@ from ..exceptions import ChannelLayerError
 from ..groups import check_utf8, user_group
 from ._membership import GroupMembership
 from ._publisher import Publisher
+from ._recovery import Recovery, room_stream
 from ._registry import Registry
 from .protocols import Presence
 
@@ -38,6 +39,7 @@ class Rooms:
         publisher: Tells the other processes.
         presence: Returns the manager's presence (None without Redis presence).
         start: Starts the manager (a change must know whether Redis is involved).
+        recovery: Replays a room to the user's v1 connections when they join it.
     """
 
     def __init__(
@@ -48,7 +50,9 @@ class Rooms:
         publisher: Publisher,
         presence: Callable[[], Presence | None],
         start: Callable[[], Awaitable[None]],
+        recovery: Recovery,
     ) -> None:
+        self.recovery = recovery
         self.registry = registry
         self.membership = membership
         self.publisher = publisher
@@ -87,15 +91,33 @@ class Rooms:
 
     async def apply_change(self, user: str, room: str, kind: str) -> None:
         """Apply a join or leave here only (the layer told us, or we are alone)."""
+        joined = kind == lm.JOIN and room not in self.registry.rooms_of(user)
+        held = self.recovery.hold_room(user, room) if joined else []
         self.registry.set_member(user, room, kind == lm.JOIN)
         await self.membership.sync_room(room)
+        if held:
+            await self.recovery.replay_room(held, room)
 
     async def apply(self, user: str, rooms: list[str], version: int) -> None:
         """Make ``rooms`` the user's room set, if ``version`` is newer than ours."""
         # The whole set changes before the first await: a newer set applied
         # while group calls are in flight starts from this one, not a mix.
-        for room in self.registry.replace_rooms(user, rooms, version):
+        before = set(self.registry.rooms_of(user))
+        gained = [r for r in dict.fromkeys(rooms) if r not in before]
+        # Held before the membership shows: a live frame must not overtake the replay.
+        held = {r: self.recovery.hold_room(user, r) for r in gained}
+        changed = self.registry.replace_rooms(user, rooms, version)
+        if not changed:  # an older version: nothing joins
+            for room, conns in held.items():
+                for conn in conns:
+                    if conn.session is not None:
+                        conn.session.release(conn, [room_stream(room)])
+            return
+        for room in changed:
             await self.membership.sync_room(room)
+        for room, conns in held.items():
+            if conns:
+                await self.recovery.replay_room(conns, room)
 
     async def user_left_here(self, user: str) -> None:
         """The user's last connection here closed: leave the user's groups.

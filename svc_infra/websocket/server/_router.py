@@ -116,12 +116,16 @@ class LayerRouter:
         user, room = message.get("user"), message.get("room")
         exclude = message.get("exclude")
         exclude = exclude if isinstance(exclude, str) else None
+        # Set by a manager that recorded the message in history (docs/recovery.md).
+        offset, epoch = message.get("offset"), message.get("epoch")
+        if not (isinstance(offset, int) and isinstance(epoch, str)):
+            offset = epoch = None
         if isinstance(user, str):
-            self.publisher.deliver(frame, user=user, exclude=exclude)
+            self.publisher.deliver(frame, user=user, exclude=exclude, offset=offset, epoch=epoch)
         elif isinstance(room, str):
-            self.publisher.deliver(frame, room=room, exclude=exclude)
+            self.publisher.deliver(frame, room=room, exclude=exclude, offset=offset, epoch=epoch)
         elif message.get("all") is True:
-            self.publisher.deliver(frame, exclude=exclude)
+            self.publisher.deliver(frame, exclude=exclude, offset=offset, epoch=epoch)
         else:
             # A message on a user's or room's group that forgot its target
             # must not reach everyone: ignore it, loudly.

@@ -13,13 +13,16 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..close_codes import CloseCode
 from ..layer_messages import Frame
 from ..models import ConnectionInfo
 from .aio import start_eagerly
 from .transport import Transport
+
+if TYPE_CHECKING:
+    from ._session import Session
 
 __all__ = ["CLOSE_SLOW_CONSUMER", "LocalConnection"]
 
@@ -39,6 +42,7 @@ class LocalConnection:
         "_queued",
         "closed",
         "info",
+        "session",
         "socket",
         "transport",
     )
@@ -51,6 +55,7 @@ class LocalConnection:
         *,
         limit: int,
         failed: Callable[[LocalConnection, BaseException | None], None],
+        session: Session | None = None,
     ) -> None:
         self.info = info
         self.socket = socket
@@ -58,6 +63,8 @@ class LocalConnection:
         self.closed = False
         self._limit = limit
         self._failed = failed
+        #: The ``svc-infra.v1`` session (stream headers, recovery); None for plain.
+        self.session = session
         # Created on demand and dropped when empty: idle connections stay small.
         self._queue: deque[Frame] | None = None
         self._queued = 0
@@ -93,6 +100,11 @@ class LocalConnection:
         if self._drain_task is None:
             self._drain_task = start_eagerly(self._drain())
         return True
+
+    def overflow(self) -> None:
+        """Evict the connection as a slow consumer (what a full outbox does)."""
+        if not self.closed:
+            self._failed(self, None)
 
     def queued_frames(self) -> int:
         """How many frames wait in the outbox (lost if the connection goes away now)."""

@@ -1,4 +1,4 @@
-"""The interfaces between the core and cluster-wide presence.
+"""The interfaces between the core and what scale-out implements: presence, history.
 
 The core calls a :class:`Presence` (implemented on Redis by
 :class:`svc_infra.websocket.scaleout.presence.RedisPresence`), and hands it a
@@ -11,9 +11,39 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, Protocol
 
+from ..layer_messages import Frame
 from ..models import ConnectionInfo
+from ._history import Replay
 
-__all__ = ["Presence", "PresenceHost"]
+__all__ = ["HistoryStore", "Presence", "PresenceHost"]
+
+
+class HistoryStore(Protocol):
+    """Where streams' recent messages are kept (memory, or Redis for a cluster)."""
+
+    async def append(
+        self, stream: str, frame: Frame, exclude: str | None, size: int, ttl: float
+    ) -> tuple[int, str]:
+        """Record ``frame`` as the next message of ``stream``; return (offset, epoch).
+
+        Raises:
+            Exception: Whatever the store raises when it cannot be reached.
+        """
+        ...
+
+    async def since(
+        self, stream: str, position: tuple[str, int] | None, size: int, ttl: float
+    ) -> Replay:
+        """The messages of ``stream`` after ``position`` (epoch, offset), or why not.
+
+        Raises:
+            Exception: Whatever the store raises when it cannot be reached.
+        """
+        ...
+
+    async def close(self) -> None:
+        """Release the store's connections."""
+        ...
 
 
 class PresenceHost(Protocol):

@@ -1,0 +1,144 @@
+"""History on Redis: a Redis Stream per stream, shared by every process of the cluster.
+
+Keys (``<prefix>`` is the layer's prefix and the manager's, as for presence):
+
+- ``<prefix>hm:<stream>``: a hash ``{e: epoch, o: top offset}``, kept
+  :data:`~svc_infra.websocket.server._history.META_TTL` after the last message;
+- ``<prefix>h:<stream>``: a Redis Stream of the messages, entry id ``<offset>-1``,
+  fields ``d`` (the frame), ``b`` ("1" for binary), ``x`` (the excluded user, or
+  empty), ``t`` (Redis time in ms); trimmed to the stream's size (exact MAXLEN)
+  and expiring ``history_ttl`` after the last message.
+
+One script per published message assigns the offset and appends (one round trip);
+one script per replay reads the position and the entries after it atomically.
+The epoch is made from Redis' clock when the hash does not exist: after a flush,
+a restart without persistence or an expiry, the epoch changes, so a client's old
+position is reported as not recovered instead of matching new offsets.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from ..layer_messages import Frame
+from ..server._history import META_TTL, Entry, Replay, replay_of
+from .presence import close_client
+
+__all__ = ["RedisHistory"]
+
+logger = logging.getLogger("svc_infra.websocket.history")
+
+# KEYS: meta, stream. ARGV: frame, binary flag, exclude, size, ttl ms, meta ttl ms.
+_APPEND = """
+local epoch = redis.call('HGET', KEYS[1], 'e')
+if not epoch then
+  local now = redis.call('TIME')
+  epoch = now[1] .. string.format('%06d', tonumber(now[2]))
+  redis.call('DEL', KEYS[2])
+  redis.call('HSET', KEYS[1], 'e', epoch, 'o', 0)
+end
+local offset = redis.call('HINCRBY', KEYS[1], 'o', 1)
+local now = redis.call('TIME')
+local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[4], offset .. '-1',
+           'd', ARGV[1], 'b', ARGV[2], 'x', ARGV[3], 't', ms)
+redis.call('PEXPIRE', KEYS[2], ARGV[5])
+redis.call('PEXPIRE', KEYS[1], ARGV[6])
+return {offset, epoch}
+"""
+
+# KEYS: meta, stream. ARGV: from offset (-1: position only), ttl ms, meta ttl ms.
+# Returns {epoch, top, entries newer than ttl after the offset}.
+_SINCE = """
+local meta = redis.call('HMGET', KEYS[1], 'e', 'o')
+local epoch, top = meta[1], tonumber(meta[2])
+if not epoch then
+  local now = redis.call('TIME')
+  epoch = now[1] .. string.format('%06d', tonumber(now[2]))
+  top = 0
+  redis.call('DEL', KEYS[2])
+  redis.call('HSET', KEYS[1], 'e', epoch, 'o', 0)
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+local from = tonumber(ARGV[1])
+if from < 0 or from >= top then
+  return {epoch, top, {}}
+end
+local now = redis.call('TIME')
+local horizon = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - tonumber(ARGV[2])
+local entries = redis.call('XRANGE', KEYS[2], (from + 1) .. '-1', '+')
+local fresh = {}
+for _, entry in ipairs(entries) do
+  local fields = entry[2]
+  local t = 0
+  for i = 1, #fields, 2 do
+    if fields[i] == 't' then t = tonumber(fields[i + 1]) end
+  end
+  if t >= horizon then table.insert(fresh, entry) end
+end
+return {epoch, top, fresh}
+"""
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class RedisHistory:
+    """History shared by every process, on the layer's Redis.
+
+    Args:
+        client: A ``redis.asyncio.Redis`` (owned: closed by :meth:`close`).
+        key_prefix: Prefix of every key.
+    """
+
+    def __init__(self, client: Any, *, key_prefix: str) -> None:
+        self.client = client
+        self.key_prefix = key_prefix
+        self._append = client.register_script(_APPEND)
+        self._since = client.register_script(_SINCE)
+
+    def _keys(self, stream: str) -> list[str]:
+        return [f"{self.key_prefix}hm:{stream}", f"{self.key_prefix}h:{stream}"]
+
+    async def append(
+        self, stream: str, frame: Frame, exclude: str | None, size: int, ttl: float
+    ) -> tuple[int, str]:
+        """Record ``frame`` on ``stream``; return its (offset, epoch).
+
+        Raises:
+            Exception: Whatever redis-py raises when Redis cannot be reached.
+        """
+        binary = isinstance(frame, bytes)
+        args = [frame, "1" if binary else "0", exclude or "", size, _ms(ttl), _ms(META_TTL)]
+        offset, epoch = await self._append(keys=self._keys(stream), args=args)
+        return int(offset), _text(epoch)
+
+    async def since(
+        self, stream: str, position: tuple[str, int] | None, size: int, ttl: float
+    ) -> Replay:
+        """What ``stream`` holds after ``position`` (epoch, offset).
+
+        Raises:
+            Exception: Whatever redis-py raises when Redis cannot be reached.
+        """
+        start = -1 if position is None else position[1]
+        epoch, top, raw = await self._since(
+            keys=self._keys(stream), args=[start, _ms(ttl), _ms(META_TTL)]
+        )
+        entries = []
+        for entry_id, fields in raw:
+            data = dict(zip(fields[::2], fields[1::2], strict=True))
+            frame: Frame = data[b"d"] if data.get(b"b") == b"1" else _text(data[b"d"])
+            exclude = _text(data.get(b"x", b"")) or None
+            entries.append(Entry(int(_text(entry_id).split("-")[0]), frame, exclude))
+        return replay_of(_text(epoch), int(top), entries, position)
+
+    async def close(self) -> None:
+        """Close the client and its pool."""
+        await close_client(self.client)
+
+
+def _ms(seconds: float) -> int:
+    return max(int(seconds * 1000), 1)
