@@ -1,0 +1,110 @@
+"""History on Redis: bounded by size and TTL, shared by processes, a new epoch after a restart."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+import redis.asyncio
+
+from svc_infra.websocket import ConnectionManager, WebSocketConfig
+from svc_infra.websocket.scaleout.history import RedisHistory
+from svc_infra.websocket.scaleout.layers import redis_host
+from svc_infra.websocket.server._history import META_TTL
+from tests.support import close_layer, start_redis_server
+
+pytestmark = pytest.mark.redis
+
+
+def redis_manager(url: str, prefix: str, size: int, ttl: float = 30) -> ConnectionManager:
+    from channels_redis.core import RedisChannelLayer
+
+    layer = RedisChannelLayer(hosts=[redis_host(url)], prefix=prefix)
+    config = WebSocketConfig(history_size=size, history_ttl=ttl, close_timeout=1)
+    return ConnectionManager(layer, config=config, presence=False)
+
+
+async def keys_of(client: redis.asyncio.Redis, prefix: str) -> list[bytes]:
+    return sorted([k async for k in client.scan_iter(match=f"{prefix}*")])
+
+
+async def test_history_keeps_at_most_its_size_and_expires(redis_server: str) -> None:
+    """500 broadcasts with a history of 50: the Redis Stream holds exactly 50, every
+    key has a TTL, and only the last 50 can be replayed."""
+    prefix = f"th{uuid.uuid4().hex[:8]}"
+    m = redis_manager(f"{redis_server}/9", prefix, size=50, ttl=30)
+    client = redis.asyncio.Redis.from_url(f"{redis_server}/9")
+    try:
+        for n in range(500):
+            await m.broadcast({"n": n})
+        keys = await keys_of(client, prefix)
+        streams = [k for k in keys if b"h:broadcast" in k and b"hm:" not in k]
+        metas = [k for k in keys if b"hm:broadcast" in k]
+        assert len(streams) == 1 and len(metas) == 1
+        assert await client.xlen(streams[0]) == 50
+        assert 0 < await client.pttl(streams[0]) <= 30_000
+        assert 30_000 < await client.pttl(metas[0]) <= META_TTL * 1000
+        store = m._recovery.store
+        assert isinstance(store, RedisHistory)
+        top = await store.since("broadcast", None, 50, 30)
+        assert top.top == 500
+        kept = await store.since("broadcast", (top.epoch, 450), 50, 30)
+        assert kept.recovered is True
+        assert [e.offset for e in kept.entries] == list(range(451, 501))
+        assert kept.entries[0].frame == '{"n":450}'
+        assert (await store.since("broadcast", (top.epoch, 449), 50, 30)).recovered is False
+    finally:
+        await m.shutdown()
+        await close_layer(m.layer)
+        for key in await keys_of(client, prefix):
+            await client.delete(key)
+        await client.aclose()
+
+
+async def test_history_is_shared_by_the_processes_of_a_cluster(redis_server: str) -> None:
+    """A message recorded by one manager is replayed by another on the same Redis."""
+    prefix = f"th{uuid.uuid4().hex[:8]}"
+    a = redis_manager(f"{redis_server}/9", prefix, size=10)
+    b = redis_manager(f"{redis_server}/9", prefix, size=10)
+    client = redis.asyncio.Redis.from_url(f"{redis_server}/9")
+    try:
+        await b.start()
+        store_b = b._recovery.store
+        assert store_b is not None
+        start = await store_b.since("user:u", None, 10, 30)
+        await a.send_to_user("u", {"from": "a"})
+        replay = await store_b.since("user:u", (start.epoch, start.top), 10, 30)
+        assert replay.recovered is True
+        assert [e.frame for e in replay.entries] == ['{"from":"a"}']
+    finally:
+        for m in (a, b):
+            await m.shutdown()
+            await close_layer(m.layer)
+        for key in await keys_of(client, prefix):
+            await client.delete(key)
+        await client.aclose()
+
+
+async def test_a_redis_restart_gives_a_new_epoch() -> None:
+    """Redis restarted without persistence: the old position is not recovered (a new
+    epoch), though the new offsets count from 1 again."""
+    proc, port = start_redis_server()
+    url = f"redis://127.0.0.1:{port}/0"
+    m = redis_manager(url, "restart", size=10)
+    try:
+        await m.send_to_user("u", {"n": 1})
+        store = m._recovery.store
+        assert store is not None
+        before = await store.since("user:u", None, 10, 30)
+        proc.terminate()
+        proc.wait(10)
+        proc, _ = start_redis_server(port)
+        await m.send_to_user("u", {"n": 2})  # a new life: offset 1 again
+        after = await store.since("user:u", (before.epoch, 0), 10, 30)
+        assert after.epoch != before.epoch
+        assert after.recovered is False and after.top == 1
+    finally:
+        await m.shutdown()
+        await close_layer(m.layer)
+        proc.terminate()
+        proc.wait(10)
