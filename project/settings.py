@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from svc_infra.websocket.djangoapp import channel_layers_from_env
+from svc_infra.websocket.djangoapp import STATIC_DIR, channel_layers_from_env
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -54,6 +54,12 @@ AUTH_JWT = {"SECRET": os.environ.get("DEMO_JWT_SECRET", "svc-infra-demo-secret-d
 # Seconds between live dashboard updates (the spec's 5).
 WS_DASHBOARD_INTERVAL = float(os.environ.get("WS_DASHBOARD_INTERVAL", "5"))
 
+# The demo keeps history, so a page that reconnects gets what it missed
+# (docs/recovery.md); WS_HISTORY_SIZE in the environment overrides it.
+WS_HISTORY_SIZE = 1000
+
 STATIC_URL = "static/"
+# The browser client (svc_infra/websocket.js) ships in the package.
+STATICFILES_DIRS = [STATIC_DIR]
 USE_TZ = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

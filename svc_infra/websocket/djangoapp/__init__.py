@@ -8,12 +8,14 @@ in another process can reach nobody through it) and then runs Channels' own.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 from ..config import ENV_PREFIX, WebSocketConfig
 from ..manager import ConnectionManager
 
 __all__ = [
+    "STATIC_DIR",
     "channel_layers_from_env",
     "django_config",
     "get_process_manager",
@@ -21,6 +23,10 @@ __all__ = [
 ]
 
 _managers: dict[str, ConnectionManager] = {}
+
+#: The package's static files (``svc_infra/websocket.js``, the browser client): add
+#: it to ``STATICFILES_DIRS`` and ``{% static "svc_infra/websocket.js" %}`` serves it.
+STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 
 
 def channel_layers_from_env(environ: Any = None) -> dict[str, Any]:
