@@ -159,9 +159,11 @@ async def main() -> None:
     print(f"\nLatency to one user at {RATE} msg/s for {LATENCY_SECONDS} s (ms)")
     print(f"{'case':<40}{'p50':>8}{'p99':>8}")
     stock_env = {"BENCH_REDIS_URL": REDIS}
+    history = {**core, "WS_HISTORY_SIZE": "1000"}
     for label, app, env, remote in (
         ("stock Channels group_send, core, other", STOCK, stock_env, True),
         ("ours send_to_user, core, other process", OURS, core, True),
+        ("  same, history on (WS_HISTORY_SIZE=1000)", OURS, history, True),
         ("ours send_to_user, pub/sub, other", OURS, pubsub, True),
         ("ours send_to_user, core, same process", OURS, core, False),
     ):
