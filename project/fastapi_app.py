@@ -14,6 +14,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
 
 from svc_infra.api.fastapi.dual import DualAPIRouter, ws_public_router, ws_user_router
 from svc_infra.api.fastapi.dx import RequireWSScopes, WSIdentity, WSPrincipal
@@ -25,6 +26,9 @@ os.environ.setdefault(
     os.environ.get("DEMO_JWT_SECRET", "svc-infra-demo-secret-do-not-deploy-0123"),
 )
 
+# As the Django demo: history on, so a page that reconnects gets what it missed.
+os.environ.setdefault("WS_HISTORY_SIZE", "1000")
+
 # Like Django's AllowedHostsOriginValidator with ALLOWED_HOSTS 127.0.0.1 and localhost.
 os.environ.setdefault("WS_ALLOWED_ORIGINS", "http://127.0.0.1:*,http://localhost:*")
 
@@ -34,6 +38,8 @@ INTERVAL = float(os.environ.get("WS_DASHBOARD_INTERVAL", "5"))
 
 app = FastAPI(title="svc_infra.websocket demo (FastAPI twin)")
 manager = add_websocket_manager(app)
+# The browser client, from the package (as Django's staticfiles serves it).
+app.mount("/static", StaticFiles(packages=[("svc_infra.websocket", "static")]), name="static")
 public = ws_public_router()
 users = ws_user_router()
 http = DualAPIRouter()

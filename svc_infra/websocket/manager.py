@@ -62,6 +62,7 @@ from .server._registry import Registry
 from .server._rooms import Rooms
 from .server._router import LayerRouter, Receive
 from .server._session import Session
+from .server.aio import cancel_and_wait
 from .server.protocols import HistoryStore, Presence
 from .server.stats import ManagerStats
 from .server.transport import adapt
@@ -273,6 +274,7 @@ class ConnectionManager:
         Cancelling is not safe: connections may be left open.
         """
         await self._lifecycle.shutdown(code, reason)
+        await cancel_and_wait(self._recovery.tasks)
         store, self._recovery.store = self._recovery.store, None
         if store is not None:
             await store.close()

@@ -30,7 +30,7 @@ async def pump(manager: ConnectionManager, user: str, room: str, n: int, rate: f
         ):
             while True:
                 try:
-                    await send({"seq": i, "to": to})
+                    await send({"seq": i, "to": to, "from": NAME})
                     break
                 except ChannelLayerError:
                     await asyncio.sleep(0.05)

@@ -141,7 +141,12 @@ async def test_health_stats_and_page(demo: Server) -> None:
     assert "stats-user" in stats["users"]
     with urllib.request.urlopen(f"http://{demo.host}/", timeout=timeout(10)) as response:
         body = response.read().decode()
-    assert '["bearer"' in body and "/ws/chat/" in body
+    assert "SvcInfra.connect(" in body and "/ws/chat/" in body
+    # The page's client, served from the package: it sends the token as ["bearer", token].
+    script = f"http://{demo.host}/static/svc_infra/websocket.js"
+    with urllib.request.urlopen(script, timeout=timeout(10)) as response:
+        js = response.read().decode()
+    assert 'protocols.push("bearer"' in js and "svc-infra.v1" in js
 
 
 async def test_empty_text_frame(demo: Server) -> None:

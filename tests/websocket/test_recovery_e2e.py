@@ -22,7 +22,7 @@ from svc_infra.websocket import WebSocketConfig, websocket_connect
 from svc_infra.websocket.exceptions import ConnectionClosedError
 from tests.proxy import proxy_to
 from tests.servers import Server, daphne, uvicorn
-from tests.support import flush_db, timeout
+from tests.support import flush_db, start_redis_server, timeout, wait_until
 
 pytestmark = [pytest.mark.e2e]
 
@@ -50,14 +50,22 @@ def env(history: int, redis_url: str | None = None) -> dict[str, str]:
 class Received:
     """What the recovering client got, per stream, and what each connection said."""
 
-    def __init__(self) -> None:
+    def __init__(self, publishers: int = 1) -> None:
         self.seqs: dict[str, list[int]] = {"room": [], "user": [], "all": []}
+        self.by_publisher: dict[tuple[str, str], list[int]] = {}
+        self.publishers = publishers
         self.recovered: list[bool | None] = []
         self.unrecovered: list[list[str]] = []
         self.connections = 0
 
+    def add(self, message: dict[str, Any]) -> None:
+        self.seqs[message["to"]].append(message["seq"])
+        key = (message["from"], message["to"])
+        self.by_publisher.setdefault(key, []).append(message["seq"])
+
     def complete(self, n: int) -> bool:
-        return all(seqs and seqs[-1] == n - 1 for seqs in self.seqs.values())
+        done = [s for s in self.by_publisher.values() if s and s[-1] == n - 1]
+        return len(done) == 3 * self.publishers
 
 
 async def follow(url: str, got: Received, n: int, connected: asyncio.Event) -> None:
@@ -69,8 +77,7 @@ async def follow(url: str, got: Received, n: int, connected: asyncio.Event) -> N
         connected.set()
         try:
             async for raw in ws:
-                message = json.loads(raw)
-                got.seqs[message["to"]].append(message["seq"])
+                got.add(json.loads(raw))
                 if got.complete(n):
                     return
         except ConnectionClosedError:
@@ -83,12 +90,14 @@ async def cut_and_check(
     *,
     history_kept: bool,
     switch: Any = None,
-    user: str | None = None,
+    also: Server | None = None,
 ) -> Received:
-    """Run the pump, cut the client for 2 s in the middle, wait for the end."""
-    user = user or f"u{uuid.uuid4().hex[:6]}"
+    """Run the pump (on ``also`` too: two publishers), cut the client for 2 s in the
+    middle, wait for the end."""
+    publishers = [publisher] if also is None else [publisher, also]
+    user = f"u{uuid.uuid4().hex[:6]}"
     room = f"chat-{uuid.uuid4().hex[:6]}"
-    got = Received()
+    got = Received(len(publishers))
     connected = asyncio.Event()
     async with proxy_to(int(url.rsplit(":", 1)[1])) as proxy:
         follower = asyncio.create_task(
@@ -97,16 +106,18 @@ async def cut_and_check(
         await asyncio.wait_for(connected.wait(), timeout(10))
         await asyncio.sleep(0.2)  # the join after connect is done
         name = uuid.uuid4().hex
-        status, _ = await asyncio.to_thread(
-            publisher.ctl, "pump", name=name, user=user, room=room, n=TICKS, rate=RATE
-        )
-        assert status == 200
+        for server in publishers:
+            status, _ = await asyncio.to_thread(
+                server.ctl, "pump", name=name, user=user, room=room, n=TICKS, rate=RATE
+            )
+            assert status == 200
         await asyncio.sleep(1.5)
         proxy.cut(refuse_for=2.0)
         if switch is not None:
             proxy.target = switch
-        status, answer = await asyncio.to_thread(publisher.ctl, "pump_wait", name=name)
-        assert status == 200 and answer == {"sent": TICKS}
+        for server in publishers:
+            status, answer = await asyncio.to_thread(server.ctl, "pump_wait", name=name)
+            assert status == 200 and answer == {"sent": TICKS}
         if history_kept:
             await asyncio.wait_for(follower, timeout(20))
         else:
@@ -120,8 +131,9 @@ async def cut_and_check(
 
 
 def assert_lossless(got: Received) -> None:
-    for to, seqs in got.seqs.items():
-        assert seqs == list(range(TICKS)), f"{to}: missing or repeated seqs"
+    assert len(got.by_publisher) == 3 * got.publishers
+    for key, seqs in got.by_publisher.items():
+        assert seqs == list(range(TICKS)), f"{key}: missing, repeated or out of order"
     assert got.recovered[0] is None  # the first connection had nothing to recover
     assert all(r is True for r in got.recovered[1:]), got.recovered
     assert all(u == [] for u in got.unrecovered)
@@ -171,6 +183,21 @@ async def test_a_client_recovers_from_the_other_process_on_redis(redis_server: s
 
 
 @pytest.mark.redis
+async def test_two_publishers_in_two_processes_lose_nothing(redis_server: str) -> None:
+    """Both processes publish to the same room, user and broadcast at once: frames of
+    one stream overtake each other between processes, and still reach the client in
+    offset order, each once, across a cut."""
+    url = f"{redis_server}/{DB}"
+    values = env(history=5000, redis_url=url)
+    with contextlib.ExitStack() as stack:
+        fa = stack.enter_context(uvicorn(FASTAPI, {**values, "CLUSTER_NAME": "fa"}))
+        fb = stack.enter_context(uvicorn(FASTAPI, {**values, "CLUSTER_NAME": "fb"}))
+        got = await cut_and_check(fa, fa.ws(""), history_kept=True, switch=fb.port, also=fb)
+    flush_db(url)
+    assert_lossless(got)
+
+
+@pytest.mark.redis
 async def test_the_django_project_recovers_under_daphne(redis_server: str) -> None:
     """Managed Channels consumers under Daphne, on Redis: the same guarantee."""
     url = f"{redis_server}/{DB}"
@@ -178,3 +205,40 @@ async def test_the_django_project_recovers_under_daphne(redis_server: str) -> No
         got = await cut_and_check(dj, dj.ws(""), history_kept=True)
     flush_db(url)
     assert_lossless(got)
+
+
+@pytest.mark.redis
+async def test_a_redis_restart_under_the_process_is_reported_as_unrecovered() -> None:
+    """Redis restarted without persistence loses the history: the stream has a new
+    epoch, and the reconnecting client is told, not handed new offsets as old ones."""
+    proc, port = start_redis_server()
+    url = f"redis://127.0.0.1:{port}/0"
+    user = f"u{uuid.uuid4().hex[:6]}"
+    got = Received()
+    connected = asyncio.Event()
+    try:
+        with uvicorn(FASTAPI, {**env(5000, url), "CLUSTER_NAME": "fa"}) as fa:
+            async with proxy_to(fa.port) as proxy:
+                follower = asyncio.create_task(
+                    follow(proxy.url(f"/ws/{user}"), got, 10**9, connected)
+                )
+                await asyncio.wait_for(connected.wait(), timeout(10))
+                status, _ = await asyncio.to_thread(
+                    fa.ctl, "send", user=user, msg={"seq": 0, "to": "user", "from": "test"}
+                )
+                assert status == 200
+                await wait_until(lambda: got.seqs["user"] == [0])
+                proc.terminate()
+                proc.wait(timeout(10))
+                proc, _ = start_redis_server(port)
+                proxy.cut(refuse_for=0.5)
+                await wait_until(lambda: got.connections >= 2, limit=20)
+                follower.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await follower
+    finally:
+        proc.terminate()
+        proc.wait(timeout(10))
+    assert got.recovered[0] is None
+    assert got.recovered[1] is False
+    assert f"user:{user}" in got.unrecovered[1]

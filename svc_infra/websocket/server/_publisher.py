@@ -84,10 +84,22 @@ class Publisher:
                     stream = stream_of(user, room)
                 if v1 is None:
                     v1 = v1_frame(stream, offset, epoch, frame)
-                ok = session.offer(conn, stream, offset, epoch, v1)
+                if session.hold_all or session.held_streams:
+                    ok = session.offer(conn, stream, offset, epoch, v1)
+                else:  # the common case, without the hold checks
+                    ok = session.deliver(conn, stream, offset, epoch, v1)
             if ok:
                 conn.info.last_activity = now
                 queued += 1
+        if exclude is not None and offset is not None:
+            # The excluded user's v1 connections skip this offset: their streams
+            # must stay in order, with no gap waiting for a frame that never comes.
+            for conn in self.registry.user_connections(exclude):
+                session = conn.session
+                if session is not None:
+                    stream = stream or stream_of(user, room)
+                    if stream in session.last:
+                        session.offer(conn, stream, offset, epoch, None)
         self.stats.frames_queued += queued
 
     async def publish(self, group: str, message: dict[str, Any], operation: str) -> None:

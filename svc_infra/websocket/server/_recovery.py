@@ -13,6 +13,7 @@ offset it delivered on a stream.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from typing import Any
@@ -40,6 +41,10 @@ __all__ = [
 ]
 
 logger = logging.getLogger("svc_infra.websocket.manager")
+
+#: Seconds a gap in a stream may wait for its missing frames before they are
+#: fetched from history (frames from two processes can overtake each other).
+GAP_WAIT = 0.25
 
 BROADCAST_STREAM = "broadcast"
 
@@ -117,6 +122,8 @@ class Recovery:
         self.registry = registry
         self.policy = policy
         self.store = store
+        #: Gap repairs in progress.
+        self.tasks: set[asyncio.Task[None]] = set()
 
     async def record(
         self, stream: str, frame: Frame, exclude: str | None
@@ -140,6 +147,7 @@ class Recovery:
         that fails reports its streams as not recovered."""
         session = conn.session
         assert session is not None
+        session.on_gap = lambda stream: self._on_gap(conn, stream)
         user = conn.user_id
         streams = [user_stream(user), BROADCAST_STREAM]
         streams += [room_stream(r) for r in self.registry.rooms_of(user)]
@@ -187,6 +195,36 @@ class Recovery:
                 self._deliver(conn, stream, replay)
             session.release(conn, [stream])
 
+    def _on_gap(self, conn: LocalConnection, stream: str) -> None:
+        task = asyncio.get_running_loop().create_task(self._repair(conn, stream))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _repair(self, conn: LocalConnection, stream: str) -> None:
+        """A gap opened in ``stream``: give the missing frames a moment to arrive
+        (another process's publish overtaken by a local one), then fetch them from
+        history; if history no longer has them, say so and go on after the gap."""
+        await asyncio.sleep(GAP_WAIT)
+        session = conn.session
+        if session is None or conn.closed or stream not in session.pending:
+            return
+        last = session.last.get(stream)
+        if last is None:
+            return
+        replay = await self._replay(stream, (last[0], last[1]))
+        if conn.closed or stream not in session.pending:
+            return
+        if replay is not None and replay.recovered:
+            self._deliver(conn, stream, replay)
+        if stream in session.pending:
+            logger.warning("a gap in %r could not be filled from history", stream)
+            conn.push(
+                control_frame(
+                    {"t": "stream", "s": stream, "e": last[0], "o": last[1], "recovered": False}
+                )
+            )
+            session.give_up_gap(conn, stream)
+
     async def _replay(self, stream: str, position: tuple[str, int] | None) -> Replay | None:
         rule = self.policy.of(stream) if self.store is not None else None
         if rule is None or self.store is None:
@@ -202,13 +240,12 @@ class Recovery:
         assert session is not None
         user = conn.user_id
         for entry in replay.entries:
-            if entry.exclude != user:
-                session._send(conn, stream, entry.offset, replay.epoch, _v1(stream, entry, replay))
+            # An entry not for this user only moves its position (offsets stay in order).
+            frame = None if entry.exclude == user else _v1(stream, entry, replay)
+            session.deliver(conn, stream, entry.offset, replay.epoch, frame)
         # The client now stands at the top, whatever was (or was not) replayed.
         if replay.epoch:
-            last = session.last.get(stream)
-            if last is None or last[0] != replay.epoch or last[1] < replay.top:
-                session.last[stream] = (replay.epoch, replay.top)
+            session.advance(conn, stream, replay.epoch, replay.top)
 
 
 def _v1(stream: str, entry: Any, replay: Replay) -> Frame:

@@ -35,8 +35,16 @@ async def test_history_keeps_at_most_its_size_and_expires(redis_server: str) -> 
     m = redis_manager(f"{redis_server}/9", prefix, size=50, ttl=30)
     client = redis.asyncio.Redis.from_url(f"{redis_server}/9")
     try:
-        for n in range(500):
+        for n in range(50):
             await m.broadcast({"n": n})
+        [full] = [
+            k for k in await keys_of(client, prefix) if b"h:broadcast" in k and b"hm:" not in k
+        ]
+        memory_at_size = await client.memory_usage(full)
+        for n in range(50, 500):
+            await m.broadcast({"n": n})
+        # Ten times the messages, the same memory: the stream is trimmed, not grown.
+        assert await client.memory_usage(full) <= memory_at_size * 1.5
         keys = await keys_of(client, prefix)
         streams = [k for k in keys if b"h:broadcast" in k and b"hm:" not in k]
         metas = [k for k in keys if b"hm:broadcast" in k]

@@ -21,7 +21,7 @@ from svc_infra.websocket.wire import (
     split_frame,
     with_positions,
 )
-from tests.support import timeout
+from tests.support import timeout, wait_until
 
 V1 = [SUBPROTOCOL]
 
@@ -248,3 +248,106 @@ def test_history_policy_per_stream() -> None:
     assert policy.of("room:dash-1") is None
     with pytest.raises(ValueError, match="history size"):
         policy.set("x", size=-1)
+
+
+async def test_memory_history_is_bounded_by_size_ttl_and_idle_streams() -> None:
+    """A ring keeps at most its size, nothing older than its TTL, and a stream idle for
+    META_TTL is forgotten (its next message starts a new epoch)."""
+    from svc_infra.websocket.server._history import META_TTL
+
+    now = [1000.0]
+    history = MemoryHistory()
+    history._clock = lambda: now[0]  # type: ignore[method-assign]
+    for n in range(500):
+        await history.append("s", str(n), None, 50, 60)
+    ring = history._streams["s"]
+    assert len(ring.entries) == 50 and ring.entries[0].offset == 451
+    now[0] += 61
+    replay = await history.since("s", (ring.epoch, 450), 50, 60)
+    assert replay.recovered is False and len(ring.entries) == 0  # expired by TTL
+    epoch = ring.epoch
+    now[0] += META_TTL + 1
+    await history.append("other", "x", None, 50, 60)
+    assert "s" not in history._streams  # idle too long: forgotten
+    offset, new_epoch = await history.append("s", "y", None, 50, 60)
+    assert offset == 1 and new_epoch != epoch
+
+
+async def test_frames_overtaken_by_another_process_go_out_in_offset_order() -> None:
+    """Offset 3 delivered here before offset 2 arrives from the layer: the client
+    gets 2 then 3, each once."""
+    m = manager()
+    c = Client()
+    await m.connect("a", c.socket())
+    c.read()
+    store = m._recovery.store
+    assert store is not None
+    offsets = [await store.append("user:a", f'{{"n":{n}}}', None, 100, 60) for n in (1, 2, 3)]
+    epoch = offsets[0][1]
+    deliver = m._publisher.deliver
+    deliver('{"n":1}', user="a", offset=1, epoch=epoch)
+    deliver('{"n":3}', user="a", offset=3, epoch=epoch)  # overtook 2
+    assert c.read() == [{"n": 1}]
+    deliver('{"n":2}', user="a", offset=2, epoch=epoch)
+    deliver('{"n":2}', user="a", offset=2, epoch=epoch)  # a duplicate
+    assert c.read() == [{"n": 2}, {"n": 3}]
+    await m.shutdown()
+
+
+async def test_a_gap_that_does_not_close_is_filled_from_history() -> None:
+    """Offset 2 never arrives live: after a moment it is fetched from history."""
+    m = manager()
+    c = Client()
+    await m.connect("a", c.socket())
+    c.read()
+    store = m._recovery.store
+    assert store is not None
+    _, epoch = await store.append("user:a", '{"n":1}', None, 100, 60)
+    await store.append("user:a", '{"n":2}', None, 100, 60)
+    await store.append("user:a", '{"n":3}', None, 100, 60)
+    m._publisher.deliver('{"n":1}', user="a", offset=1, epoch=epoch)
+    m._publisher.deliver('{"n":3}', user="a", offset=3, epoch=epoch)
+    assert c.ws is not None
+    await c.ws.next()  # n=1
+    assert await c.ws.next() == f'{{"s":"user:a","o":2,"e":"{epoch}"}}\n{{"n":2}}'
+    c.read()
+    assert c.payloads[-1] == {"n": 3} and c.session.recovered is None
+    await m.shutdown()
+
+
+async def test_a_gap_history_cannot_fill_is_reported_then_passed() -> None:
+    """Offset 2 is gone from history too: the client is told, then gets 3."""
+    m = manager(size=1)
+    c = Client()
+    await m.connect("a", c.socket())
+    c.read()
+    store = m._recovery.store
+    assert store is not None
+    _, epoch = await store.append("user:a", '{"n":1}', None, 1, 60)
+    await store.append("user:a", '{"n":2}', None, 1, 60)
+    await store.append("user:a", '{"n":3}', None, 1, 60)  # keeps only 3
+    m._publisher.deliver('{"n":1}', user="a", offset=1, epoch=epoch)
+    m._publisher.deliver('{"n":3}', user="a", offset=3, epoch=epoch)
+    ws = c.ws
+    assert ws is not None
+    await wait_until(lambda: len(ws.sent) == 4)  # recovery, n=1, the report, n=3
+    header, _ = split_frame(ws.sent[2])
+    assert header["t"] == "stream" and header["recovered"] is False
+    assert c.read() == [{"n": 1}, {"n": 3}]
+    assert c.session.recovered is False and c.session.unrecovered == ["user:a"]
+    await m.shutdown()
+
+
+async def test_an_excluded_offset_leaves_no_gap() -> None:
+    """The excluded user's connection skips the offset: the next frame is not held."""
+    m = manager()
+    c = Client()
+    await m.connect("a", c.socket())
+    c.read()
+    await m.broadcast({"n": 1}, exclude_user="a")
+    await m.broadcast({"n": 2})
+    assert c.read() == [{"n": 2}]
+    assert c.ws is not None and c.ws.sent[-1].startswith('{"s":"broadcast","o":2')
+    session = m._registry.user_connections("a")[0].session
+    assert session is not None and session.pending == {}
+    await m.shutdown()
