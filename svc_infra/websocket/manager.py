@@ -34,18 +34,15 @@ from .config import WebSocketConfig, get_default_config
 from .exceptions import WebSocketError
 from .groups import check_utf8, normalize_prefix, room_group, user_group, user_key
 from .models import ConnectionInfo
-from .scaleout.history import RedisHistory
+from .scaleout.backend import LayerBackend
 from .scaleout.layers import (
-    batch_receiver,
     build_layer,
     capabilities,
-    manager_channel,
-    presence_client,
     reserve_capacity,
 )
 from .scaleout.presence import RedisPresence
 from .server._connections import Connections, check_metadata
-from .server._history import HistoryPolicy, MemoryHistory
+from .server._history import HistoryPolicy
 from .server._lifecycle import Lifecycle
 from .server._membership import GroupMembership
 from .server._presence_host import PartsPresenceHost
@@ -60,10 +57,10 @@ from .server._recovery import (
 )
 from .server._registry import Registry
 from .server._rooms import Rooms
-from .server._router import LayerRouter, Receive
+from .server._router import LayerRouter
 from .server._session import Session
 from .server.aio import cancel_and_wait
-from .server.protocols import HistoryStore, Presence
+from .server.protocols import Presence
 from .server.stats import ManagerStats
 from .server.transport import adapt
 
@@ -126,10 +123,15 @@ class ConnectionManager:
             )
         )
         reserve_capacity(self.layer, f"{self.prefix}mgr*")
-        self._caps = capabilities(self.layer)
+        self._backend = LayerBackend(
+            self.layer,
+            capabilities(self.layer),
+            prefix=self.prefix,
+            presence_ttl=self.config.presence_ttl,
+            presence=presence,
+        )
         self.id = uuid.uuid4().hex[:16]
         self.stats = ManagerStats()
-        self._want_presence = presence
         # The parts (see the module docstring); each gets only what it uses.
         self._registry = Registry()
         self._publisher = Publisher(
@@ -137,14 +139,14 @@ class ConnectionManager:
             origin=self.id,
             registry=self._registry,
             stats=self.stats,
-            call_timeout=self._call_timeout(),
+            call_timeout=self._backend.call_timeout(self.layer_timeout),
         )
         self._membership = GroupMembership(
             self.layer,
             prefix=self.prefix,
             registry=self._registry,
             publisher=self._publisher,
-            networked=self._caps.networked,
+            networked=self._backend.caps.networked,
         )
         self._history = HistoryPolicy(self.config.history_size, self.config.history_ttl)
         # The store is made when the manager starts (configure_history may come first).
@@ -180,7 +182,7 @@ class ConnectionManager:
             membership=self._membership,
             router=self._router,
             open_channel=self._open_channel,
-            receiver_for=self._receiver_for,
+            receiver_for=self._backend.receiver_for,
             make_presence=self._make_presence,
             refresh_interval=lambda: self.group_refresh_interval,
             close_timeout=self.config.close_timeout,
@@ -188,11 +190,6 @@ class ConnectionManager:
 
     def _presence(self) -> Presence | None:
         return self._lifecycle.presence
-
-    def _call_timeout(self) -> float | None:
-        # Only a layer behind a network can hang; for the in-memory layer a
-        # timer per call would be pure cost (and memory until it expires).
-        return self.layer_timeout if self._caps.networked else None
 
     # --- properties ------------------------------------------------------------------
 
@@ -259,7 +256,7 @@ class ConnectionManager:
             Exception: Whatever the layer raises when it cannot be reached.
         """
         if self._recovery.store is None and self._history.enabled:
-            self._recovery.store = self._make_history()
+            self._recovery.store = self._backend.make_history()
         await self._lifecycle.start()
 
     async def shutdown(
@@ -287,32 +284,14 @@ class ConnectionManager:
         """
         await self._membership.refresh()
 
-    # What the lifecycle asks of the layer's kind (the scale-out side).
+    def _make_presence(self) -> RedisPresence | None:
+        host = PartsPresenceHost(self.id, self._registry, self._rooms, self._publisher)
+        return self._backend.make_presence(host)
 
     async def _open_channel(self) -> str:
-        self._publisher.call_timeout = self._call_timeout()  # layer_timeout may have changed
-        return await manager_channel(self.layer, self._caps, f"{self.prefix}mgr")
-
-    def _receiver_for(self, channel: str) -> Receive:
-        return batch_receiver(self.layer, self._caps, channel) or self._receive_one
-
-    async def _receive_one(self, channel: str) -> list[dict[str, Any]]:
-        return [await self.layer.receive(channel)]
-
-    def _make_history(self) -> HistoryStore:
-        client, key_prefix = presence_client(self._caps, self.prefix)
-        if client is None:  # one process: history in memory
-            return MemoryHistory()
-        return RedisHistory(client, key_prefix=key_prefix)
-
-    def _make_presence(self) -> RedisPresence | None:
-        if self._want_presence is False:
-            return None
-        client, key_prefix = presence_client(self._caps, self.prefix)
-        if client is None:
-            return None
-        host = PartsPresenceHost(self.id, self._registry, self._rooms, self._publisher)
-        return RedisPresence(client, host, key_prefix=key_prefix, ttl=self.config.presence_ttl)
+        # layer_timeout may have been set on the instance since it was built.
+        self._publisher.call_timeout = self._backend.call_timeout(self.layer_timeout)
+        return await self._backend.open_channel()
 
     # --- connections -----------------------------------------------------------------
 

@@ -1,0 +1,83 @@
+"""What the manager needs from its layer's kind: its channel, receiving, presence, history.
+
+The one place that turns :func:`~.layers.capabilities` into the manager's
+machinery: a plain channel with batched receives on a single-host core layer,
+Redis presence and Redis history on channels_redis layers, in-memory history
+elsewhere.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..server._history import MemoryHistory
+from ..server._router import Receive
+from ..server.protocols import HistoryStore, PresenceHost
+from .history import RedisHistory
+from .layers import LayerCapabilities, batch_receiver, manager_channel, presence_client
+from .presence import RedisPresence
+
+__all__ = ["LayerBackend"]
+
+
+class LayerBackend:
+    """The manager's channel, receive, presence and history for one layer.
+
+    Args:
+        layer: The Channels layer.
+        caps: What it can do.
+        prefix: The manager's group prefix.
+        presence_ttl: ``WebSocketConfig.presence_ttl``.
+        presence: False keeps presence per process even on Redis.
+    """
+
+    def __init__(
+        self,
+        layer: Any,
+        caps: LayerCapabilities,
+        *,
+        prefix: str,
+        presence_ttl: float,
+        presence: bool | None,
+    ) -> None:
+        self.layer = layer
+        self.caps = caps
+        self.prefix = prefix
+        self.presence_ttl = presence_ttl
+        self.want_presence = presence
+
+    def call_timeout(self, layer_timeout: float) -> float | None:
+        """The bound of each layer call: only a layer behind a network can hang; for
+        the in-memory layer a timer per call would be pure cost."""
+        return layer_timeout if self.caps.networked else None
+
+    async def open_channel(self) -> str:
+        """Open the manager's channel on the layer.
+
+        Raises:
+            Exception: Whatever the layer raises when it cannot be reached.
+        """
+        return await manager_channel(self.layer, self.caps, f"{self.prefix}mgr")
+
+    def receiver_for(self, channel: str) -> Receive:
+        """How to receive from ``channel``: in batches where possible."""
+        return batch_receiver(self.layer, self.caps, channel) or self._receive_one
+
+    async def _receive_one(self, channel: str) -> list[dict[str, Any]]:
+        return [await self.layer.receive(channel)]
+
+    def make_presence(self, host: PresenceHost) -> RedisPresence | None:
+        """Cluster-wide presence on the layer's Redis, or None (per-process presence)."""
+        if self.want_presence is False:
+            return None
+        client, key_prefix = presence_client(self.caps, self.prefix)
+        if client is None:
+            return None
+        return RedisPresence(client, host, key_prefix=key_prefix, ttl=self.presence_ttl)
+
+    def make_history(self) -> HistoryStore:
+        """History on the layer's Redis (shared by the cluster), else in memory."""
+        client, key_prefix = presence_client(self.caps, self.prefix)
+        if client is None:  # one process: history in memory
+            return MemoryHistory()
+        return RedisHistory(client, key_prefix=key_prefix)
