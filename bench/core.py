@@ -31,8 +31,13 @@ class NullSocket:
 
     accepted = True
 
-    def __init__(self, subprotocols: tuple[str, ...] = (), query_string: bytes = b"") -> None:
+    def __init__(
+        self, subprotocols: tuple[str, ...] = (), query_string: bytes = b"", exp: float = 0
+    ) -> None:
+        from svc_infra.websocket.auth import WSPrincipal
+
         self.frames = 0
+        self.scope = {"principal": WSPrincipal("u", claims={"exp": exp})} if exp else {}
         self.subprotocols = list(subprotocols)
         self.accepted = not subprotocols  # a v1 socket lets the manager accept it
         self.query_string = query_string
@@ -60,16 +65,22 @@ async def bare(sockets: list[NullSocket], payload: dict[str, str]) -> float:
     return time.perf_counter() - start
 
 
-def new_manager(history: int) -> Any:
+def new_manager(history: int, limits: bool = False) -> Any:
     from channels.layers import InMemoryChannelLayer
 
     from svc_infra.websocket import ConnectionManager, WebSocketConfig
 
-    return ConnectionManager(InMemoryChannelLayer(), config=WebSocketConfig(history_size=history))
+    extra: dict[str, Any] = {}
+    if limits:  # expiry timers (each socket's token expires in an hour), rate, cap
+        extra = {"inbound_rate": 100.0, "inbound_burst": 100, "max_connections_per_user": 5}
+    config = WebSocketConfig(history_size=history, **extra)
+    return ConnectionManager(InMemoryChannelLayer(), config=config)
 
 
-async def ours(sockets: list[NullSocket], payload: dict[str, str], history: int = 0) -> float:
-    manager = new_manager(history)
+async def ours(
+    sockets: list[NullSocket], payload: dict[str, str], history: int = 0, limits: bool = False
+) -> float:
+    manager = new_manager(history, limits)
     for i, sock in enumerate(sockets):
         await manager.connect(f"u{i}", sock)
     start = time.perf_counter()
@@ -82,11 +93,14 @@ async def ours(sockets: list[NullSocket], payload: dict[str, str], history: int 
 
 async def one(kind: str) -> float:
     v1 = ("svc-infra.v1",) if kind == "history, v1" else ()
-    sockets = [NullSocket(v1) for _ in range(CLIENTS)]
+    exp = time.time() + 3600 if kind == "limits" else 0
+    sockets = [NullSocket(v1, exp=exp) for _ in range(CLIENTS)]
     payload = {"d": "x" * (SIZE - 8)}
     gc.collect()
     if kind == "bare":
         elapsed = await bare(sockets, payload)
+    elif kind == "limits":
+        elapsed = await ours(sockets, payload, limits=True)
     else:
         elapsed = await ours(sockets, payload, history=0 if kind == "ours" else 1000)
     extra = 1 if v1 else 0  # the recovery control frame
@@ -125,7 +139,13 @@ async def live_and_replayed() -> tuple[float, float]:
 async def main() -> None:
     if hasattr(os, "sched_setaffinity") and len(os.sched_getaffinity(0)) > 1:
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
-    times: dict[str, list[float]] = {"bare": [], "ours": [], "history": [], "history, v1": []}
+    times: dict[str, list[float]] = {
+        "bare": [],
+        "ours": [],
+        "limits": [],
+        "history": [],
+        "history, v1": [],
+    }
     for _ in range(ROUNDS):  # interleaved: drift on a shared machine hits both
         for kind in times:
             times[kind].append(await one(kind))
@@ -137,6 +157,10 @@ async def main() -> None:
         print(f"{kind:<14}{statistics.median(per):>14.0f}{min(per):>8.0f}{max(per):>8.0f}")
     median = {kind: statistics.median(values) for kind, values in times.items()}
     print(f"ours / bare loop: {median['ours'] / median['bare']:.2f}x the time")
+    print(
+        f"limits on / off (expiry timers, rate buckets, cap): "
+        f"{median['ours'] / median['limits']:.2f}x the throughput; target >= 0.95"
+    )
     print(
         f"history on / off: {median['history'] / median['ours']:.2f}x (plain sockets),"
         f" {median['history, v1'] / median['ours']:.2f}x (v1 sockets); target <= 1.3"

@@ -21,6 +21,7 @@ from .exceptions import (
     ConnectionClosedError,
     ConnectionFailedError,
     MessageTooLargeError,
+    TooManyConnectionsError,
     WebSocketError,
 )
 from .manager import ConnectionManager, ManagerStats, process_manager, set_process_manager_provider
@@ -58,6 +59,7 @@ __all__ = [
     "MessageTooLargeError",
     "ChannelLayerError",
     "ConfigurationError",
+    "TooManyConnectionsError",
 ]
 
 

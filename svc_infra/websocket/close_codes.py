@@ -14,8 +14,13 @@ Code    Name                        When
 1011    ``INTERNAL_ERROR``          a write to the socket failed
 1012    ``SERVICE_RESTART``         never sent by us: uvicorn's own shutdown close
 1013    ``TRY_AGAIN_LATER``         slow consumer: the outbox overflowed
-4008    ``TOO_MANY_CONNECTIONS``    the spec's code for a user over its connection limit
+4008    ``TOO_MANY_CONNECTIONS``    a user over ``WS_MAX_CONNECTIONS_PER_USER`` (the spec's code)
+4401    ``TOKEN_EXPIRED``           the connection's credential expired (reconnect with a new one)
+4429    ``RATE_LIMITED``            the client sent faster than ``WS_INBOUND_RATE``
 ======  ==========================  ====================================================
+
+Under Daphne, 1001, 1009, 1011 and 1013 go out as 4001, 4009, 4011 and 4013
+(:data:`DAPHNE_CODES`): autobahn sends no other codes from a server.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import enum
 
 from websockets.frames import CloseCode as _Std
 
-__all__ = ["OK_CLOSE_CODES", "CloseCode"]
+__all__ = ["DAPHNE_CODES", "OK_CLOSE_CODES", "CloseCode"]
 
 
 class CloseCode(enum.IntEnum):
@@ -40,7 +45,13 @@ class CloseCode(enum.IntEnum):
     TRY_AGAIN_LATER = _Std.TRY_AGAIN_LATER.value
     # Application codes (4000-4999).
     TOO_MANY_CONNECTIONS = 4008
+    TOKEN_EXPIRED = 4401
+    RATE_LIMITED = 4429
 
+
+#: What Daphne sends instead of a standard code it cannot send (autobahn only
+#: sends 1000 and 3000-4999 from a server): 4000 + the code's last three digits.
+DAPHNE_CODES = {4000 + c % 1000: c for c in (1001, 1009, 1011, 1013)}
 
 #: Codes that end a connection normally: no error, no reconnect needed.
-OK_CLOSE_CODES = frozenset({CloseCode.NORMAL_CLOSURE, CloseCode.GOING_AWAY})
+OK_CLOSE_CODES = frozenset({CloseCode.NORMAL_CLOSURE, CloseCode.GOING_AWAY, 4001})

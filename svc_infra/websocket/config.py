@@ -61,6 +61,14 @@ class WebSocketConfig:
         history_size: Server side: messages kept per stream for recovery after a
             reconnect (``docs/recovery.md``); 0 (the default) keeps none.
         history_ttl: Server side: seconds a stream's messages are kept at most.
+        close_on_token_expiry: Server side: close a connection with 4401 when the
+            ``exp`` of the JWT (or API key) it was opened with passes.
+        inbound_rate: Server side: messages per second a connection may send
+            (a token bucket; 0, the default, is no limit); over it: 4429.
+        inbound_burst: Server side: the bucket's size: messages a connection may
+            send at once (0: the same as ``inbound_rate``, at least 1).
+        max_connections_per_user: Server side: connections one user may hold
+            (cluster-wide with Redis presence); 0 is no limit. Over it: 4008.
 
     Raises:
         ConfigurationError: If a value is of the wrong type or out of range.
@@ -84,6 +92,10 @@ class WebSocketConfig:
     presence_ttl: float = 30.0
     history_size: int = 0
     history_ttl: float = 300.0
+    close_on_token_expiry: bool = True
+    inbound_rate: float = 0.0
+    inbound_burst: int = 0
+    max_connections_per_user: int = 0
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -293,4 +305,8 @@ _SPECS: dict[str, _Spec] = {
     "presence_ttl": _Spec(_parse_float, "float", minimum=0.5),
     "history_size": _Spec(_parse_int, "int", minimum=0),
     "history_ttl": _Spec(_parse_float, "float", minimum=0, exclusive_minimum=True),
+    "close_on_token_expiry": _Spec(_parse_bool, "bool"),
+    "inbound_rate": _Spec(_parse_float, "float", minimum=0),
+    "inbound_burst": _Spec(_parse_int, "int", minimum=0),
+    "max_connections_per_user": _Spec(_parse_int, "int", minimum=0),
 }

@@ -9,6 +9,7 @@ so ``except WebSocketError`` catches them all::
     ├── ConnectionClosedError      the connection is closed (code, reason)
     ├── MessageTooLargeError       a message exceeds max_message_size (size, limit)
     ├── ChannelLayerError          the channel layer (Redis) could not be reached (operation)
+    ├── TooManyConnectionsError    a user is at WS_MAX_CONNECTIONS_PER_USER (user_id, limit)
     └── ConfigurationError         a configuration value is invalid (also a ValueError)
 
 Errors carry structured attributes (``code``, ``reason``, ``size``, ``limit``,
@@ -27,6 +28,7 @@ __all__ = [
     "ConnectionClosedError",
     "ConnectionFailedError",
     "MessageTooLargeError",
+    "TooManyConnectionsError",
     "WebSocketError",
 ]
 
@@ -152,6 +154,28 @@ class ConfigurationError(WebSocketError, ValueError):
 
     def __str__(self) -> str:
         return f"invalid {self.name}={self.value!r}: expected {self.expected}"
+
+
+class TooManyConnectionsError(WebSocketError):
+    """Raised by ``ConnectionManager.connect()`` when the user already holds
+    ``max_connections_per_user`` connections (in the cluster, with Redis presence).
+
+    The socket was accepted and closed with 4008 (``Too many connections``) before
+    this is raised; it was never registered, ran no ``on_connect`` hook and never
+    showed in presence. The FastAPI and Channels integrations end the route quietly.
+
+    Attributes:
+        user_id: The user.
+        limit: The cap.
+    """
+
+    def __init__(self, user_id: str, limit: int) -> None:
+        super().__init__(user_id, limit)
+        self.user_id = user_id
+        self.limit = limit
+
+    def __str__(self) -> str:
+        return f"user {self.user_id!r} already holds {self.limit} connections"
 
 
 class ChannelLayerError(WebSocketError):

@@ -24,6 +24,7 @@ The module imports neither Django nor Starlette: framework sockets are adapted b
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar, cast
@@ -31,7 +32,7 @@ from typing import Any, TypeVar, cast
 from . import layer_messages as lm
 from .close_codes import CloseCode
 from .config import WebSocketConfig, get_default_config
-from .exceptions import WebSocketError
+from .exceptions import TooManyConnectionsError, WebSocketError
 from .groups import check_utf8, normalize_prefix, room_group, user_group, user_key
 from .models import ConnectionInfo
 from .scaleout.backend import LayerBackend
@@ -44,6 +45,7 @@ from .scaleout.presence import RedisPresence
 from .server._connections import Connections, check_metadata
 from .server._history import HistoryPolicy
 from .server._lifecycle import Lifecycle
+from .server._limits import ExpiryTimers, InboundLimits, expiry_of
 from .server._membership import GroupMembership
 from .server._presence_host import PartsPresenceHost
 from .server._publisher import Publisher
@@ -60,6 +62,7 @@ from .server._rooms import Rooms
 from .server._router import LayerRouter
 from .server._session import Session
 from .server.aio import cancel_and_wait
+from .server.connection import LocalConnection
 from .server.protocols import Presence
 from .server.stats import ManagerStats
 from .server.transport import adapt
@@ -70,6 +73,17 @@ Hook = Callable[[str, Any], Awaitable[None] | None]
 H = TypeVar("H", bound=Hook)
 
 _BEARER = "bearer"
+logger = logging.getLogger("svc_infra.websocket.manager")
+
+
+def _leeway() -> float:
+    """``AUTH_JWT__LEEWAY``: a token counts as expired only this long after ``exp``."""
+    from .auth.core import JWTSettings
+
+    try:
+        return JWTSettings.load().leeway
+    except Exception:  # no JWT configured (API keys only): no leeway
+        return 0.0
 
 
 class ConnectionManager:
@@ -166,7 +180,18 @@ class ConnectionManager:
             stats=self.stats,
             outbox_limit=self.config.outbox_limit,
             close_timeout=self.config.close_timeout,
+            user_cap=self.config.max_connections_per_user,
         )
+        self._limits = InboundLimits(
+            stats=self.stats,
+            max_size=self.config.max_message_size,
+            rate=self.config.inbound_rate,
+            burst=self.config.inbound_burst,
+            limited=self._connections.end,
+        )
+        self._expiry = ExpiryTimers(self._registry, self._credential_expired)
+        self._claims: dict[str, int] = {}  # users with a connection being admitted here
+        self._leeway: float | None = None  # AUTH_JWT__LEEWAY, read once when needed
         self._router = LayerRouter(
             origin=self.id,
             publisher=self._publisher,
@@ -270,6 +295,7 @@ class ConnectionManager:
 
         Cancelling is not safe: connections may be left open.
         """
+        self._expiry.clear()
         await self._lifecycle.shutdown(code, reason)
         await cancel_and_wait(self._recovery.tasks)
         store, self._recovery.store = self._recovery.store, None
@@ -327,24 +353,72 @@ class ConnectionManager:
         await self.start()
         if self.presence is not None:
             check_utf8("user_id", uid)
-        session = None
-        if not transport.accepted:
-            offered = transport.subprotocols
-            if SUBPROTOCOL in offered:  # stream headers and recovery (docs/recovery.md)
-                session = Session(parse_positions(getattr(transport, "query_string", b"")))
-                await transport.accept(SUBPROTOCOL)
-            else:
-                await transport.accept(_BEARER if _BEARER in offered else None)
-        # Registered right after the accept, with no await in between: once the
-        # client sees its handshake succeed, messages sent to the user reach it
-        # (a v1 session holds them until its replay is out).
-        conn, first = self._connections.open(uid, websocket, transport, data, session)
+        connection_id = uuid.uuid4().hex
+        self._claims[uid] = self._claims.get(uid, 0) + 1
+        try:
+            admitted = await self._admit(uid, connection_id)
+            session = None
+            if not transport.accepted:
+                offered = transport.subprotocols
+                if SUBPROTOCOL in offered:  # stream headers and recovery (docs/recovery.md)
+                    session = Session(parse_positions(getattr(transport, "query_string", b"")))
+                    await transport.accept(SUBPROTOCOL)
+                else:
+                    await transport.accept(_BEARER if _BEARER in offered else None)
+            if not admitted:
+                self.stats.limited_connections += 1
+                await transport.close(CloseCode.TOO_MANY_CONNECTIONS, "Too many connections")
+                raise TooManyConnectionsError(uid, self.config.max_connections_per_user)
+            # Registered right after the accept, with no await in between: once the
+            # client sees its handshake succeed, messages sent to the user reach it
+            # (a v1 session holds them until its replay is out).
+            conn, first = self._connections.open(
+                uid, websocket, transport, data, session, connection_id
+            )
+        finally:
+            self._claims[uid] -= 1
+            if not self._claims[uid]:
+                del self._claims[uid]
+        self._watch(conn, transport)
         if first:
             await self._membership.sync_user(uid)
         if session is not None:
             await self._recovery.begin(conn)
         await self._connections.run_hooks(self._connections.connect_hooks, uid, websocket)
         return conn.id
+
+    async def _admit(self, user: str, connection_id: str) -> bool:
+        """Whether a new connection of ``user`` fits under ``max_connections_per_user``
+        (claimed in Redis, atomically for the cluster, with Redis presence)."""
+        cap = self.config.max_connections_per_user
+        if not cap:
+            return True
+        presence = self.presence
+        if presence is not None:
+            try:
+                return await presence.claim(user, connection_id, cap)
+            except Exception as exc:  # Redis away: this process's own count decides
+                logger.warning("connection cap of %r checked locally: %r", user, exc)
+        # Connections being admitted count too: their accept may be in flight.
+        return len(self._registry.users.get(user, {})) + self._claims.get(user, 1) - 1 < cap
+
+    def _watch(self, conn: LocalConnection, transport: Any) -> None:
+        """Install the inbound check and the credential's expiry on a new connection."""
+        guard = getattr(transport, "guard_inbound", None)
+        if guard is not None:
+            guard(self._limits.check_for(conn))
+        if self.config.close_on_token_expiry:
+            scope = getattr(transport, "scope", None)
+            principal = scope.get("principal") if isinstance(scope, dict) else None
+            expires = expiry_of(principal)
+            if expires is not None:
+                if self._leeway is None:
+                    self._leeway = _leeway()
+                self._expiry.add(conn, expires + self._leeway)
+
+    def _credential_expired(self, conn: LocalConnection) -> None:
+        self.stats.limited_expired += 1
+        self._connections.end(conn, CloseCode.TOKEN_EXPIRED, "token expired")
 
     async def disconnect(
         self, user_id: str, websocket: Any = None, *, code: int = 1000, reason: str = ""

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from .layer_messages import Frame
@@ -29,11 +29,17 @@ class MemoryTransport:
     Args:
         subprotocols: What the fake client offers.
         query_string: The handshake's query string.
+        scope: The handshake's scope (``{"principal": ...}`` for expiry tests).
         timeout: Bound, in seconds, of every wait in :meth:`next` and friends.
     """
 
     def __init__(
-        self, subprotocols: Sequence[str] = (), *, timeout: float = 5.0, query_string: bytes = b""
+        self,
+        subprotocols: Sequence[str] = (),
+        *,
+        timeout: float = 5.0,
+        query_string: bytes = b"",
+        scope: dict[str, Any] | None = None,
     ) -> None:
         self.sent: list[Frame] = []
         self.close_code: int | None = None
@@ -43,6 +49,10 @@ class MemoryTransport:
         self._offered = list(subprotocols)
         #: The handshake's query string (a v1 client's positions travel there).
         self.query_string = query_string
+        #: The handshake's ASGI scope, as far as a test needs one (``principal``).
+        self.scope: dict[str, Any] = dict(scope or {})
+        #: The manager's inbound check, installed by :meth:`guard_inbound`.
+        self.inbound_check: Callable[[Mapping[str, Any]], Any] | None = None
         self._timeout = timeout
         self._read = 0
         self._changed = asyncio.Event()
@@ -79,7 +89,16 @@ class MemoryTransport:
             self.close_reason = reason
             self._changed.set()
 
+    def guard_inbound(self, check: Callable[[Mapping[str, Any]], Any]) -> None:
+        self.inbound_check = check
+
     # --- controls for tests --------------------------------------------------------
+
+    def client_sends(self, data: str | bytes) -> Any:
+        """Run the manager's inbound check on a message from the fake client; return
+        its verdict (None: let through, else the (code, reason) it closed with)."""
+        message = {"type": "websocket.receive", "text" if isinstance(data, str) else "bytes": data}
+        return None if self.inbound_check is None else self.inbound_check(message)
 
     def stall(self) -> None:
         """Make sends wait, like a client that stopped reading."""

@@ -67,12 +67,14 @@ async def test_worker_delivers_to_a_user_on_another_process(redis_db_url: str) -
             )
             async with client as ws:
                 await wait_until(lambda: "worker-user" in server.get("/ws/stats")["users"])
-                payload = {"type": "notification", "data": {"job": "done"}}
+                payload = {"job": "done"}
                 await layer.send(
                     "ws-notify", {"type": "ws.notify", "user_id": "worker-user", "payload": payload}
                 )
-                assert await ws.recv_json() == payload
-                await layer.send("ws-notify", {"type": "ws.notify", "payload": "to everyone"})
+                # The same envelope as POST /api/notify/<user>/.
+                assert await ws.recv_json() == {"type": "notification", "data": payload}
+                raw = {"type": "ws.notify", "payload": "to everyone", "raw": True}
+                await layer.send("ws-notify", raw)
                 assert await ws.recv() == "to everyone"
     finally:
         worker.terminate()

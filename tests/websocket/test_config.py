@@ -35,6 +35,10 @@ EXTRA_DEFAULTS = {
     "WS_PRESENCE_TTL": ("presence_ttl", 30.0),
     "WS_HISTORY_SIZE": ("history_size", 0),
     "WS_HISTORY_TTL": ("history_ttl", 300.0),
+    "WS_CLOSE_ON_TOKEN_EXPIRY": ("close_on_token_expiry", True),
+    "WS_INBOUND_RATE": ("inbound_rate", 0.0),
+    "WS_INBOUND_BURST": ("inbound_burst", 0),
+    "WS_MAX_CONNECTIONS_PER_USER": ("max_connections_per_user", 0),
 }
 
 

@@ -7,8 +7,8 @@ import sys
 
 import svc_infra.websocket as ws
 
-# The spec's module exports, plus ConfigurationError, ManagerStats and
-# CLOSE_SLOW_CONSUMER.
+# The spec's module exports, plus ConfigurationError, ManagerStats,
+# CLOSE_SLOW_CONSUMER and TooManyConnectionsError.
 EXPECTED = {
     "WebSocketClient",
     "websocket_connect",
@@ -31,6 +31,7 @@ EXPECTED = {
     "MessageTooLargeError",
     "ConfigurationError",
     "ChannelLayerError",
+    "TooManyConnectionsError",
 }
 
 

@@ -8,9 +8,10 @@ lives in :mod:`svc_infra.websocket.reconnect`.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import logging
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self
 
@@ -76,6 +77,10 @@ class WebSocketClient:
         headers: Extra HTTP headers for the opening handshake, such as
             ``Authorization``.
         subprotocols: Subprotocols to offer, in order of preference.
+        token: A bearer token, or a function (plain or async) that returns one,
+            called before every connection attempt and sent as
+            ``Authorization: Bearer <token>``: a server that closes with 4401
+            (token expired) is reconnected to at once with a fresh one.
         recover: Offer ``svc-infra.v1`` and recover missed messages after each
             reconnect (``docs/recovery.md``): the client keeps its position in
             every stream, sends it when it connects again, and unwraps frames so
@@ -91,8 +96,10 @@ class WebSocketClient:
         headers: Mapping[str, str] | None = None,
         subprotocols: Sequence[str] | None = None,
         recover: bool = False,
+        token: TokenSource | None = None,
     ) -> None:
         self._url = url
+        self._token = token
         self._config = config if config is not None else get_default_config()
         self._headers = dict(headers) if headers else {}
         offered = list(subprotocols or ())
@@ -167,6 +174,11 @@ class WebSocketClient:
         return [] if self._session is None else list(self._session.unrecovered)
 
     @property
+    def close_code(self) -> int | None:
+        """The code the last connection closed with (None while open or never opened)."""
+        return None if self._conn is None else self._conn.close_code
+
+    @property
     def subprotocol(self) -> str | None:
         """The subprotocol the server selected, or ``None``."""
         return self._conn.subprotocol if self._conn is not None else None
@@ -199,10 +211,15 @@ class WebSocketClient:
         cfg = self._config
         self._connecting = True
         url = self._url if self._session is None else self._session.url(self._url)
+        headers = dict(self._headers)
+        if self._token is not None:
+            token = await _resolve(self._token)
+            if token:
+                headers["Authorization"] = f"Bearer {token}"
         try:
             self._conn = await connect(
                 url,
-                additional_headers=self._headers or None,
+                additional_headers=headers or None,
                 subprotocols=self._subprotocols,
                 open_timeout=cfg.open_timeout,
                 close_timeout=cfg.close_timeout,
@@ -428,12 +445,26 @@ class WebSocketClient:
             return error
         closed = _closed_from(exc)
         closed.__cause__ = exc
-        if exc.rcvd is not None and exc.rcvd.code == CloseCode.MESSAGE_TOO_BIG:
+        too_big = (CloseCode.MESSAGE_TOO_BIG, 4000 + CloseCode.MESSAGE_TOO_BIG % 1000)  # Daphne's
+        if exc.rcvd is not None and exc.rcvd.code in too_big:
             # The peer refused something we sent as too big: its limit is unknown.
             error = MessageTooLargeError(None, None)
             error.__cause__ = closed
             return error
         return closed
+
+
+#: A token, or what returns one (plain or async), asked for before every attempt.
+TokenSource = str | Callable[[], str | Awaitable[str | None] | None]
+
+
+async def _resolve(source: TokenSource) -> str | None:
+    if isinstance(source, str):
+        return source
+    value = source()
+    if inspect.isawaitable(value):
+        value = await value
+    return value
 
 
 def _closed_from(exc: ConnectionClosed) -> ConnectionClosedError:

@@ -18,9 +18,10 @@ from collections.abc import AsyncIterator, Callable, Generator, Mapping, Sequenc
 from types import TracebackType
 from typing import Any
 
+from ..close_codes import CloseCode
 from ..config import WebSocketConfig, get_default_config
 from ..exceptions import ConnectionFailedError
-from ._connection import WebSocketClient
+from ._connection import TokenSource, WebSocketClient
 
 __all__ = ["backoff_delay", "websocket_connect"]
 
@@ -81,6 +82,9 @@ class websocket_connect:  # noqa: N801 - used like a function, as websockets.con
         headers: Extra HTTP headers for each opening handshake.
         subprotocols: Subprotocols to offer.
         auto_reconnect: Whether iteration reconnects.
+        token: A token, or a function returning one, asked for before every
+            attempt (see :class:`WebSocketClient`); after a 4401 close the loop
+            reconnects at once.
         recover: Recover the messages missed between connections (see
             :class:`WebSocketClient`); the positions live on the one client the
             loop reconnects.
@@ -99,11 +103,17 @@ class websocket_connect:  # noqa: N801 - used like a function, as websockets.con
         subprotocols: Sequence[str] | None = None,
         auto_reconnect: bool = False,
         recover: bool = False,
+        token: TokenSource | None = None,
     ) -> None:
         self.config = config if config is not None else get_default_config()
         self.auto_reconnect = auto_reconnect
         self.client = WebSocketClient(
-            url, config=self.config, headers=headers, subprotocols=subprotocols, recover=recover
+            url,
+            config=self.config,
+            headers=headers,
+            subprotocols=subprotocols,
+            recover=recover,
+            token=token,
         )
 
     # --- one connection ----------------------------------------------------------
@@ -152,6 +162,8 @@ class websocket_connect:  # noqa: N801 - used like a function, as websockets.con
                 await client.close()
                 if not retry:
                     return
+                if client.close_code == CloseCode.TOKEN_EXPIRED and client._token is not None:
+                    continue  # at once, with a fresh token: nothing to back off from
                 # Wait even after a clean drop: when a server restarts, every client
                 # drops at once and the jitter keeps them from returning at once.
                 await self._wait(0, "connection ended")

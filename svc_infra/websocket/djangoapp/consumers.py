@@ -19,11 +19,13 @@ FastAPI endpoints::
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from channels.generic.websocket import AsyncJsonWebsocketConsumer, AsyncWebsocketConsumer
 
 from ..auth.core import WSAuthError, WSPrincipal
+from ..exceptions import TooManyConnectionsError
 from ..layer_messages import Frame
 from ..manager import ConnectionManager
 from ..server.transport import register_transport
@@ -51,6 +53,27 @@ class ChannelsTransport:
         return list(self.consumer.scope.get("subprotocols") or ())
 
     @property
+    def scope(self) -> Any:
+        # Optional on a Transport: where the manager finds the principal (its expiry).
+        return self.consumer.scope
+
+    def guard_inbound(self, check: Callable[[Mapping[str, Any]], tuple[int, str] | None]) -> None:
+        """Run ``check`` on every message the client sends, before the consumer's
+        ``receive``; when it answers (code, reason), close with it instead."""
+        consumer = self.consumer
+        handler = consumer.websocket_receive
+
+        async def websocket_receive(message: dict[str, Any]) -> None:
+            verdict = check(message)
+            if verdict is not None:
+                await self.close(*verdict)
+                return
+            await handler(message)
+
+        # Channels dispatches through getattr: the instance's handler wins.
+        consumer.websocket_receive = websocket_receive
+
+    @property
     def query_string(self) -> bytes:
         # Optional on a Transport: where a v1 client's positions travel.
         return bytes(self.consumer.scope.get("query_string") or b"")
@@ -70,8 +93,20 @@ class ChannelsTransport:
         if getattr(self.consumer, _CLOSED, False):
             return
         setattr(self.consumer, _CLOSED, True)
+        code = int(code)  # a plain int: Daphne's autobahn refuses an IntEnum
+        if code != 1000 and not 3000 <= code <= 4999 and _served_by_daphne(self.consumer):
+            # autobahn sends only 1000 and 3000-4999 from a server, and drops the
+            # connection without a close frame (1006) for any other code: send
+            # 4000 + the last three digits (docs/close-codes.md).
+            code = 4000 + code % 1000
         with contextlib.suppress(Exception):
             await self.consumer.close(code, reason or None)
+
+
+def _served_by_daphne(consumer: Any) -> bool:
+    # Daphne hands each application partial(Server.handle_reply, protocol) as send.
+    owner = getattr(getattr(consumer, "base_send", None), "func", None)
+    return type(getattr(owner, "__self__", None)).__module__.startswith("daphne.")
 
 
 class ManagedWebsocketConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
@@ -124,8 +159,11 @@ class ManagedWebsocketConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             error = WSAuthError("missing")
             await self.close(code=error.code, reason=error.reason)
             return
+        try:
+            self.connection_id = await self.manager.connect(user_id, self, self.get_metadata())
+        except TooManyConnectionsError:  # closed with 4008 already: end quietly
+            return
         self.user_id = user_id
-        self.connection_id = await self.manager.connect(user_id, self, self.get_metadata())
         await self.connected()
 
     async def websocket_disconnect(self, message: dict[str, Any]) -> None:

@@ -6,12 +6,11 @@ Route it in ``asgi.py``::
 
 run it with ``manage.py runworker ws-notify``, and from anywhere::
 
-    await channel_layer.send("ws-notify", {
-        "type": "ws.notify", "user_id": "42", "payload": {"type": "notification", "data": {...}},
-    })
+    await channel_layer.send("ws-notify", {"type": "ws.notify", "user_id": "42", "payload": {...}})
 
 ``"room": name`` instead of ``user_id`` sends to a room; neither sends to everyone.
-The payload is delivered as it is, through the process's manager (JSON for dicts).
+Sockets receive ``{"type": "notification", "data": <payload>}``, the same envelope as
+the demo's ``POST /api/notify/<user>/``; ``"raw": True`` delivers the payload bare.
 """
 
 from __future__ import annotations
@@ -35,6 +34,8 @@ class NotifyWorker(AsyncConsumer):  # type: ignore[misc]
     async def ws_notify(self, message: dict[str, Any]) -> None:
         manager = get_process_manager()
         payload = message.get("payload")
+        if message.get("raw") is not True:
+            payload = {"type": "notification", "data": payload}
         try:
             if message.get("user_id") is not None:
                 await manager.send_to_user(message["user_id"], payload)

@@ -12,11 +12,11 @@ from types import FrameType
 from typing import Any
 
 from starlette.requests import HTTPConnection
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Message
 from starlette.websockets import WebSocket, WebSocketState
 
 from ..close_codes import CloseCode
-from ..exceptions import WebSocketError
+from ..exceptions import TooManyConnectionsError, WebSocketError
 from ..layer_messages import Frame
 from ..manager import ConnectionManager, process_manager
 from ..server.transport import register_transport
@@ -48,6 +48,29 @@ class StarletteTransport:
         return list(self.websocket.scope.get("subprotocols") or ())
 
     @property
+    def scope(self) -> Any:
+        # Optional on a Transport: where the manager finds the principal (its expiry).
+        return self.websocket.scope
+
+    def guard_inbound(self, check: Callable[[Mapping[str, Any]], tuple[int, str] | None]) -> None:
+        """Run ``check`` on every message the client sends, before the route sees it;
+        when it answers (code, reason), close with it and give the route a disconnect."""
+        websocket = self.websocket
+        inner = websocket._receive  # what Starlette's WebSocket.receive() awaits
+
+        async def receive() -> Message:
+            message = await inner()
+            if message.get("type") == "websocket.receive":
+                verdict = check(message)
+                if verdict is not None:
+                    code, reason = verdict
+                    await self.close(code, reason)
+                    return {"type": "websocket.disconnect", "code": code, "reason": reason}
+            return message
+
+        websocket._receive = receive
+
+    @property
     def query_string(self) -> bytes:
         # Optional on a Transport: where a v1 client's positions travel.
         return bytes(self.websocket.scope.get("query_string") or b"")
@@ -69,7 +92,7 @@ class StarletteTransport:
             return
         # The client may vanish between the check and the send: that is fine.
         with contextlib.suppress(Exception):
-            await ws.close(code, reason)
+            await ws.close(int(code), reason)  # a plain int, whatever the server
 
 
 register_transport(WebSocket, StarletteTransport)
@@ -120,7 +143,8 @@ def add_websocket_manager(
     """Attach a manager to a Starlette or FastAPI app and tie it to the app's lifespan.
 
     On startup the manager starts (its layer channel and receive task). On
-    shutdown every socket still open is closed with 1001 (going away). Apps
+    shutdown every socket still open is closed with 1001 (going away). A route
+    whose ``connect()`` raised :exc:`TooManyConnectionsError` ends quietly. Apps
     with and without a ``lifespan=`` of their own work; the manager starts
     before the app's own startup and stops after its shutdown.
 
@@ -157,7 +181,14 @@ def add_websocket_manager(
             await manager.shutdown(CloseCode.GOING_AWAY, _SHUTDOWN_REASON)
 
     router.lifespan_context = lifespan
+    # A connection over the per-user cap was closed with 4008 by connect(): end the
+    # route there, without a traceback in the server's log.
+    app.add_exception_handler(TooManyConnectionsError, _refused)
     return manager
+
+
+async def _refused(websocket: Any, exc: Exception) -> None:
+    logger.info("%s", exc)
 
 
 _Handler = Callable[[int, FrameType | None], Any] | int | signal.Handlers | None

@@ -11,6 +11,8 @@ processes never see half of a change. Keys under the prefix ``K``:
 - ``K r:<user>``      set: the user's rooms
 - ``K rv``            hash: user -> version of the user's room set
 - ``K t:<user>``      tombstone: version at which the user's rooms were emptied
+- ``K cap:<user>``    hash: connection id -> process id, the user's claimed slots
+  under ``WS_MAX_CONNECTIONS_PER_USER``
 
 The scripts never decode JSON: Redis' decoder refuses what Python's encoder
 writes for some strings (lone surrogates), and one such value must not break
@@ -25,7 +27,7 @@ is not supported by channels_redis either.
 
 from __future__ import annotations
 
-__all__ = ["BEAT", "LEAVE", "LIVE", "LOAD", "RESET", "RESTORE", "ROOMS", "SYNC"]
+__all__ = ["BEAT", "CLAIM", "LEAVE", "LIVE", "LOAD", "RELEASE", "RESET", "RESTORE", "ROOMS", "SYNC"]
 
 _COMMON = """
 local K = ARGV[1]
@@ -218,3 +220,29 @@ end
 return {1, insts, rooms}
 """
 )
+
+
+#: ARGV: K, id, user, connection id, cap. Claim one of the user's ``cap`` slots:
+#: 1, or 0 when the user's live connections already fill them. Slots of dead
+#: processes are freed on the way.
+CLAIM = (
+    _COMMON
+    + """
+local key = K .. 'cap:' .. ARGV[3]
+local f = redis.call('HGETALL', key)
+local n = 0
+for i = 1, #f, 2 do
+  if alive(f[i + 1]) then n = n + 1 else redis.call('HDEL', key, f[i]) end
+end
+if n >= tonumber(ARGV[5]) then return 0 end
+redis.call('HSET', key, ARGV[4], ARGV[2])
+return 1
+"""
+)
+
+#: ARGV: K, user, connection id. Free a claimed slot.
+RELEASE = """
+local K = ARGV[1]
+redis.call('HDEL', K .. 'cap:' .. ARGV[2], ARGV[3])
+return 1
+"""

@@ -94,9 +94,13 @@ class RedisPresence:
         self._beats = 0
         self._ready = asyncio.Event()  # the first heartbeat ran (successful or not)
         self._tasks: list[asyncio.Task[None]] = []
+        self._releases: set[asyncio.Task[None]] = set()
         self._scripts = {
             name: client.register_script(getattr(lua, name))
-            for name in ("LIVE", "BEAT", "SYNC", "RESET", "LEAVE", "ROOMS", "RESTORE", "LOAD")
+            for name in (
+                *("LIVE", "BEAT", "SYNC", "RESET", "LEAVE", "ROOMS", "RESTORE", "LOAD"),
+                *("CLAIM", "RELEASE"),
+            )
         }
 
     @property
@@ -127,6 +131,8 @@ class RedisPresence:
         """Leave the cluster: remove this process's keys, tell the others, close."""
         tasks, self._tasks = self._tasks, []
         await cancel_and_wait(tasks)
+        if self._releases:  # slots freed by the last closes
+            await asyncio.wait(set(self._releases), timeout=1.0)
         # Users whose last connection here closed just before: their check is
         # still queued, and the writer is gone.
         users = list(dict.fromkeys(user for op, _, user, _ in self._pending if op == "?"))
@@ -170,6 +176,27 @@ class RedisPresence:
             self._failed()
             raise
         return int(version), [_text(r) for r in rooms]
+
+    async def claim(self, user: str, connection_id: str, cap: int) -> bool:
+        """Take one of the user's ``cap`` connection slots, cluster-wide, atomically.
+
+        Raises:
+            Exception: Whatever redis-py raises when Redis cannot be reached.
+        """
+        return bool(await self._run("CLAIM", user, connection_id, cap))
+
+    def release(self, user: str, connection_id: str) -> None:
+        """Give a claimed slot back (in a task; a failure leaves the slot to the
+        reaping of dead processes, or to the next resync of this one)."""
+        task = asyncio.get_running_loop().create_task(self._release(user, connection_id))
+        self._releases.add(task)
+        task.add_done_callback(self._releases.discard)
+
+    async def _release(self, user: str, connection_id: str) -> None:
+        try:
+            await self._run("RELEASE", user, connection_id)
+        except Exception as exc:
+            logger.warning("could not free a connection slot of %r: %r", user, exc)
 
     # --- queries on the mirror --------------------------------------------------------
 
@@ -380,7 +407,7 @@ class RedisPresence:
         return await self._scripts[name](args=[self.key_prefix, *self._id_args(name), *args])
 
     def _id_args(self, name: str) -> list[str]:
-        return [] if name in ("ROOMS", "RESTORE") else [self.owner.id]
+        return [] if name in ("ROOMS", "RESTORE", "RELEASE") else [self.owner.id]
 
     async def _announce(self, message: dict[str, Any]) -> None:
         try:

@@ -62,6 +62,8 @@ class Connections:
         stats: Where evictions, failures and dropped frames are counted.
         outbox_limit: Bytes a connection's outbox may hold.
         close_timeout: Seconds for flushing and closing a socket.
+        user_cap: ``max_connections_per_user`` (0: none): slots claimed in
+            presence are given back when a connection ends.
     """
 
     def __init__(
@@ -73,7 +75,9 @@ class Connections:
         stats: ManagerStats,
         outbox_limit: int,
         close_timeout: float,
+        user_cap: int = 0,
     ) -> None:
+        self.user_cap = user_cap
         self.registry = registry
         self.rooms = rooms
         self.presence = presence
@@ -92,10 +96,11 @@ class Connections:
         transport: Transport,
         metadata: dict[str, Any],
         session: Session | None = None,
+        connection_id: str | None = None,
     ) -> tuple[LocalConnection, bool]:
         """Register a connection (no await). Returns it, and whether it is the
         user's first connection here."""
-        info = ConnectionInfo(user, uuid.uuid4().hex, metadata=metadata)
+        info = ConnectionInfo(user, connection_id or uuid.uuid4().hex, metadata=metadata)
         conn = LocalConnection(
             info, socket, transport, limit=self.outbox_limit, failed=self._failed, session=session
         )
@@ -112,6 +117,8 @@ class Connections:
         presence = self.presence()
         if presence is not None:
             presence.closed(conn.info)
+            if self.user_cap:
+                presence.release(conn.user_id, conn.id)
         return True
 
     async def close_many(self, conns: Iterable[LocalConnection], code: int, reason: str) -> None:
@@ -153,6 +160,12 @@ class Connections:
             except Exception:
                 self.stats.hook_errors += 1
                 logger.exception("%s hook %r failed for user %r", kind, hook, user)
+
+    def end(self, conn: LocalConnection, code: int, reason: str) -> None:
+        """End ``conn`` now, from code that cannot wait (a limit, a timer): it leaves
+        the state at once; the socket is closed (with what is queued) by a task."""
+        if self.detach(conn):
+            self._spawn(self.finish(conn, code, reason, flush=True))
 
     def _failed(self, conn: LocalConnection, exc: BaseException | None) -> None:
         """A connection's outbox overflowed (``exc`` None) or its write failed."""

@@ -119,6 +119,18 @@ class Presence(Protocol):
         """
         ...
 
+    async def claim(self, user: str, connection_id: str, cap: int) -> bool:
+        """Take one of the user's ``cap`` connection slots, cluster-wide, atomically.
+
+        Raises:
+            Exception: Whatever the store raises when it cannot be reached.
+        """
+        ...
+
+    def release(self, user: str, connection_id: str) -> None:
+        """Give a claimed slot back (never raises)."""
+        ...
+
     def handle(self, origin: str, message: dict[str, Any]) -> None:
         """Apply a ``ws.presence`` message from process ``origin``."""
         ...

@@ -21,6 +21,12 @@ class ManagerStats:
             other processes because the layer failed (the caller got a
             :exc:`~svc_infra.websocket.exceptions.ChannelLayerError`).
         hook_errors: Lifecycle hooks that raised (logged).
+        messages_received: Messages received from clients (where the manager
+            sees them: every managed socket).
+        limited_size: Connections closed (1009) for a message over the size limit.
+        limited_rate: Connections closed (4429) for sending over the rate limit.
+        limited_connections: Connections refused (4008) over the per-user cap.
+        limited_expired: Connections closed (4401) when their credential expired.
     """
 
     frames_queued: int = 0
@@ -30,6 +36,11 @@ class ManagerStats:
     layer_errors: int = 0
     messages_lost: int = 0
     hook_errors: int = 0
+    messages_received: int = 0
+    limited_size: int = 0
+    limited_rate: int = 0
+    limited_connections: int = 0
+    limited_expired: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)

@@ -1,0 +1,131 @@
+"""Session limits in process: credential expiry, inbound size and rate, the per-user cap."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from channels.layers import InMemoryChannelLayer
+
+from svc_infra.websocket import ConnectionManager, TooManyConnectionsError, WebSocketConfig
+from svc_infra.websocket.auth import WSPrincipal
+from svc_infra.websocket.server._limits import Bucket
+from svc_infra.websocket.testing import MemoryTransport
+from tests.support import timeout
+
+
+def manager(**overrides: object) -> ConnectionManager:
+    config = WebSocketConfig(close_timeout=1, **overrides)  # type: ignore[arg-type]
+    return ConnectionManager(InMemoryChannelLayer(), config=config)
+
+
+def sock(exp: float | None = None) -> MemoryTransport:
+    claims = {} if exp is None else {"exp": exp}
+    return MemoryTransport(timeout=timeout(5), scope={"principal": WSPrincipal("u", claims=claims)})
+
+
+async def test_a_connection_is_closed_with_4401_when_its_token_expires() -> None:
+    """exp 0.3 s ahead: closed with 4401 "token expired"; one without exp stays."""
+    m = manager()
+    expiring, lasting = sock(time.time() + 0.3), sock()
+    await m.connect("u", expiring)
+    await m.connect("v", lasting)
+    assert await expiring.wait_closed() == 4401
+    assert expiring.close_reason == "token expired"
+    assert not lasting.closed and m.local_connection_count == 1
+    assert m.stats.limited_expired == 1
+    await m.shutdown()
+
+
+async def test_expiry_is_one_heap_and_one_timer_for_every_connection() -> None:
+    """Many connections share one timer; the earliest expiry closes first."""
+    m = manager()
+    socks = [sock(time.time() + 60 + i) for i in range(50)]
+    soon = sock(time.time() + 0.2)
+    for i, s in enumerate(socks):
+        await m.connect(f"u{i}", s)
+    await m.connect("soon", soon)
+    assert len(m._expiry) == 51 and m._expiry._timer is not None
+    assert await soon.wait_closed() == 4401
+    assert not any(s.closed for s in socks)
+    await m.shutdown()
+    assert len(m._expiry) == 0 and m._expiry._timer is None
+
+
+async def test_expiry_can_be_turned_off() -> None:
+    """WS_CLOSE_ON_TOKEN_EXPIRY=false keeps the socket open past exp."""
+    m = manager(close_on_token_expiry=False)
+    s = sock(time.time() - 1)
+    await m.connect("u", s)
+    await asyncio.sleep(0.05)
+    assert not s.closed
+    await m.shutdown()
+
+
+async def test_an_oversized_message_closes_with_1009_before_the_app_sees_it() -> None:
+    """A message over max_message_size is refused and its connection closed."""
+    m = manager(max_message_size=100)
+    s, other = sock(), sock()
+    await m.connect("u", s)
+    await m.connect("v", other)
+    assert s.client_sends("x" * 100) is None
+    assert s.client_sends("é" * 60) == (1009, "message too big")  # 120 bytes in UTF-8
+    assert await s.wait_closed() == 1009
+    await m.broadcast({"still": "here"})
+    assert await other.next_json() == {"still": "here"}
+    assert m.stats.limited_size == 1 and m.stats.messages_received == 2
+    await m.shutdown()
+
+
+async def test_a_flood_closes_with_4429_and_nobody_else_is_slowed() -> None:
+    """Rate 10/s, burst 5: the sixth message at once is over; others stay connected."""
+    m = manager(inbound_rate=10, inbound_burst=5)
+    s, other = sock(), sock()
+    await m.connect("u", s)
+    await m.connect("v", other)
+    assert [s.client_sends("hi") for _ in range(5)] == [None] * 5
+    assert s.client_sends("hi") == (4429, "rate limit")
+    assert await s.wait_closed() == 4429
+    assert other.client_sends("hi") is None and not other.closed
+    assert m.stats.limited_rate == 1
+    await m.shutdown()
+
+
+def test_a_bucket_refills_with_time() -> None:
+    """Tokens come back at the rate, up to the burst."""
+    bucket = Bucket(rate=1000, burst=2)
+    assert bucket.take() and bucket.take() and not bucket.take()
+    bucket.stamp -= 0.01  # 10 ms later: refilled (to the burst, not past it)
+    assert bucket.take() and bucket.take() and not bucket.take()
+
+
+async def test_the_connection_over_the_cap_is_closed_with_4008_and_never_registered() -> None:
+    """Cap 2: the third connection is closed with 4008, raises, runs no hook."""
+    m = manager(max_connections_per_user=2)
+    opened: list[str] = []
+    m.on_connect(lambda user, ws: opened.append(user))
+    first, second, third = sock(), sock(), sock()
+    await m.connect("u", first)
+    await m.connect("u", second)
+    with pytest.raises(TooManyConnectionsError) as caught:
+        await m.connect("u", third)
+    assert caught.value.user_id == "u" and caught.value.limit == 2
+    assert third.accepted and third.close_code == 4008
+    assert third.close_reason == "Too many connections"
+    assert opened == ["u", "u"] and len(m.get_user_connections("u")) == 2
+    await m.disconnect("u", first)
+    await m.connect("u", sock())  # a slot is free again
+    assert m.stats.limited_connections == 1
+    await m.shutdown()
+
+
+async def test_concurrent_connections_of_one_user_respect_the_cap() -> None:
+    """Ten at once with a cap of 3 (accepts in flight count): exactly 3 stay."""
+    m = manager(max_connections_per_user=3)
+    socks = [sock() for _ in range(10)]
+    results = await asyncio.gather(*(m.connect("u", s) for s in socks), return_exceptions=True)
+    assert sum(isinstance(r, str) for r in results) == 3
+    assert sum(isinstance(r, TooManyConnectionsError) for r in results) == 7
+    assert len(m.get_user_connections("u")) == 3
+    await m.shutdown()
