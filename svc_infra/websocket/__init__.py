@@ -21,6 +21,7 @@ from .exceptions import (
     ConnectionClosedError,
     ConnectionFailedError,
     MessageTooLargeError,
+    ServerDrainingError,
     TooManyConnectionsError,
     WebSocketError,
 )
@@ -60,6 +61,7 @@ __all__ = [
     "ChannelLayerError",
     "ConfigurationError",
     "TooManyConnectionsError",
+    "ServerDrainingError",
 ]
 
 

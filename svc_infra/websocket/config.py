@@ -69,6 +69,14 @@ class WebSocketConfig:
             send at once (0: the same as ``inbound_rate``, at least 1).
         max_connections_per_user: Server side: connections one user may hold
             (cluster-wide with Redis presence); 0 is no limit. Over it: 4008.
+        drain_batch: Server side: sockets closed at a time when the process drains
+            (SIGTERM/SIGINT, ``ConnectionManager.drain()``).
+        drain_interval: Server side: seconds between two batches.
+        drain_timeout: Server side: seconds a drain may take; what is left then
+            is closed at once.
+        drain_notice: Server side: a text frame sent to every socket before the
+            drain closes it (the spec's ``{"type": "system", "message": "Server
+            shutting down"}``, say); None sends none.
 
     Raises:
         ConfigurationError: If a value is of the wrong type or out of range.
@@ -96,6 +104,10 @@ class WebSocketConfig:
     inbound_rate: float = 0.0
     inbound_burst: int = 0
     max_connections_per_user: int = 0
+    drain_batch: int = 500
+    drain_interval: float = 0.5
+    drain_timeout: float = 10.0
+    drain_notice: str | None = None
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -309,4 +321,8 @@ _SPECS: dict[str, _Spec] = {
     "inbound_rate": _Spec(_parse_float, "float", minimum=0),
     "inbound_burst": _Spec(_parse_int, "int", minimum=0),
     "max_connections_per_user": _Spec(_parse_int, "int", minimum=0),
+    "drain_batch": _Spec(_parse_int, "int", minimum=0, exclusive_minimum=True),
+    "drain_interval": _Spec(_parse_float, "float", minimum=0),
+    "drain_timeout": _Spec(_parse_float, "float", minimum=0, exclusive_minimum=True),
+    "drain_notice": _Spec(_parse_optional_str, "str", optional=True),
 }

@@ -10,6 +10,7 @@ so ``except WebSocketError`` catches them all::
     ├── MessageTooLargeError       a message exceeds max_message_size (size, limit)
     ├── ChannelLayerError          the channel layer (Redis) could not be reached (operation)
     ├── TooManyConnectionsError    a user is at WS_MAX_CONNECTIONS_PER_USER (user_id, limit)
+    ├── ServerDrainingError        the process is draining: no new connections (user_id)
     └── ConfigurationError         a configuration value is invalid (also a ValueError)
 
 Errors carry structured attributes (``code``, ``reason``, ``size``, ``limit``,
@@ -28,6 +29,7 @@ __all__ = [
     "ConnectionClosedError",
     "ConnectionFailedError",
     "MessageTooLargeError",
+    "ServerDrainingError",
     "TooManyConnectionsError",
     "WebSocketError",
 ]
@@ -176,6 +178,23 @@ class TooManyConnectionsError(WebSocketError):
 
     def __str__(self) -> str:
         return f"user {self.user_id!r} already holds {self.limit} connections"
+
+
+class ServerDrainingError(WebSocketError):
+    """Raised by ``ConnectionManager.connect()`` while the process drains (it is
+    shutting down): the socket was closed with 1001 (``server shutting down``) and
+    never registered. The FastAPI and Channels integrations end the route quietly.
+
+    Attributes:
+        user_id: The user.
+    """
+
+    def __init__(self, user_id: str) -> None:
+        super().__init__(user_id)
+        self.user_id = user_id
+
+    def __str__(self) -> str:
+        return f"refused a connection of {self.user_id!r}: the server is shutting down"
 
 
 class ChannelLayerError(WebSocketError):

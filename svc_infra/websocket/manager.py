@@ -32,7 +32,7 @@ from typing import Any, TypeVar, cast
 from . import layer_messages as lm
 from .close_codes import CloseCode
 from .config import WebSocketConfig, get_default_config
-from .exceptions import TooManyConnectionsError, WebSocketError
+from .exceptions import ServerDrainingError, TooManyConnectionsError, WebSocketError
 from .groups import check_utf8, normalize_prefix, room_group, user_group, user_key
 from .models import ConnectionInfo
 from .scaleout.backend import LayerBackend
@@ -43,6 +43,7 @@ from .scaleout.layers import (
 )
 from .scaleout.presence import RedisPresence
 from .server._connections import Connections, check_metadata
+from .server._drain import drain, drain_on_signals
 from .server._history import HistoryPolicy
 from .server._lifecycle import Lifecycle
 from .server._limits import ExpiryTimers, InboundLimits, expiry_of
@@ -73,6 +74,7 @@ Hook = Callable[[str, Any], Awaitable[None] | None]
 H = TypeVar("H", bound=Hook)
 
 _BEARER = "bearer"
+_SHUTDOWN_REASON = "server shutting down"
 logger = logging.getLogger("svc_infra.websocket.manager")
 
 
@@ -192,6 +194,8 @@ class ConnectionManager:
         self._expiry = ExpiryTimers(self._registry, self._credential_expired)
         self._claims: dict[str, int] = {}  # users with a connection being admitted here
         self._leeway: float | None = None  # AUTH_JWT__LEEWAY, read once when needed
+        self._draining = False
+        self._signals_restore: Callable[[], None] | None = None
         self._router = LayerRouter(
             origin=self.id,
             publisher=self._publisher,
@@ -285,7 +289,7 @@ class ConnectionManager:
         await self._lifecycle.start()
 
     async def shutdown(
-        self, code: int = CloseCode.GOING_AWAY, reason: str = "server shutting down"
+        self, code: int = CloseCode.GOING_AWAY, reason: str = _SHUTDOWN_REASON
     ) -> None:
         """Close every connection with ``code`` and stop receiving.
 
@@ -297,10 +301,58 @@ class ConnectionManager:
         """
         self._expiry.clear()
         await self._lifecycle.shutdown(code, reason)
+        self._draining = False
         await cancel_and_wait(self._recovery.tasks)
         store, self._recovery.store = self._recovery.store, None
         if store is not None:
             await store.close()
+
+    async def drain(self, code: int = CloseCode.GOING_AWAY, reason: str = _SHUTDOWN_REASON) -> None:
+        """Stop taking connections and close every socket with ``code`` in batches:
+        ``drain_batch`` sockets every ``drain_interval`` seconds, all within
+        ``drain_timeout`` (after ``drain_notice``, if set). Closes are normal ones:
+        presence and rooms are cleaned, ``on_disconnect`` runs. New connections are
+        closed with 1001 (:exc:`ServerDrainingError`) until :meth:`shutdown`.
+
+        Cancelling is not safe: sockets may stay open.
+        """
+        self._draining = True
+        cfg = self.config
+        closed = await drain(
+            self._connections,
+            self._registry,
+            code=code,
+            reason=reason,
+            batch=cfg.drain_batch,
+            interval=cfg.drain_interval,
+            within=cfg.drain_timeout,
+            notice=cfg.drain_notice,
+        )
+        logger.info("drained %d connections", closed)
+
+    def drain_on_signals(self) -> Callable[[], None]:
+        """Make SIGINT and SIGTERM :meth:`drain` and :meth:`shutdown` this manager
+        before the server's own handler runs; a second signal reaches it at once.
+        Once per manager, from the main thread (elsewhere it does nothing).
+        ``add_websocket_manager`` and the Django consumers call it.
+
+        Returns:
+            A function that puts the server's handlers back.
+        """
+        if self._signals_restore is None:
+            restore = drain_on_signals(self._drain_and_stop)
+
+            def undo() -> None:
+                self._signals_restore = None
+                if restore is not None:
+                    restore()
+
+            self._signals_restore = undo
+        return self._signals_restore
+
+    async def _drain_and_stop(self) -> None:
+        await self.drain()
+        await self.shutdown()
 
     async def refresh_groups(self) -> None:
         """Join again every group this manager's channel belongs to.
@@ -353,6 +405,11 @@ class ConnectionManager:
         await self.start()
         if self.presence is not None:
             check_utf8("user_id", uid)
+        if self._draining:
+            if not transport.accepted:
+                await transport.accept(None)
+            await transport.close(CloseCode.GOING_AWAY, _SHUTDOWN_REASON)
+            raise ServerDrainingError(uid)
         connection_id = uuid.uuid4().hex
         self._claims[uid] = self._claims.get(uid, 0) + 1
         try:

@@ -39,6 +39,10 @@ EXTRA_DEFAULTS = {
     "WS_INBOUND_RATE": ("inbound_rate", 0.0),
     "WS_INBOUND_BURST": ("inbound_burst", 0),
     "WS_MAX_CONNECTIONS_PER_USER": ("max_connections_per_user", 0),
+    "WS_DRAIN_BATCH": ("drain_batch", 500),
+    "WS_DRAIN_INTERVAL": ("drain_interval", 0.5),
+    "WS_DRAIN_TIMEOUT": ("drain_timeout", 10.0),
+    "WS_DRAIN_NOTICE": ("drain_notice", None),
 }
 
 

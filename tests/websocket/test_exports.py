@@ -8,7 +8,7 @@ import sys
 import svc_infra.websocket as ws
 
 # The spec's module exports, plus ConfigurationError, ManagerStats,
-# CLOSE_SLOW_CONSUMER and TooManyConnectionsError.
+# CLOSE_SLOW_CONSUMER, TooManyConnectionsError and ServerDrainingError.
 EXPECTED = {
     "WebSocketClient",
     "websocket_connect",
@@ -32,6 +32,7 @@ EXPECTED = {
     "ConfigurationError",
     "ChannelLayerError",
     "TooManyConnectionsError",
+    "ServerDrainingError",
 }
 
 

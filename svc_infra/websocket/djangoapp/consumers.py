@@ -25,7 +25,7 @@ from typing import Any
 from channels.generic.websocket import AsyncJsonWebsocketConsumer, AsyncWebsocketConsumer
 
 from ..auth.core import WSAuthError, WSPrincipal
-from ..exceptions import TooManyConnectionsError
+from ..exceptions import ServerDrainingError, TooManyConnectionsError
 from ..layer_messages import Frame
 from ..manager import ConnectionManager
 from ..server.transport import register_transport
@@ -159,10 +159,13 @@ class ManagedWebsocketConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             error = WSAuthError("missing")
             await self.close(code=error.code, reason=error.reason)
             return
+        manager = self.manager
         try:
-            self.connection_id = await self.manager.connect(user_id, self, self.get_metadata())
-        except TooManyConnectionsError:  # closed with 4008 already: end quietly
+            self.connection_id = await manager.connect(user_id, self, self.get_metadata())
+        except (TooManyConnectionsError, ServerDrainingError):  # closed already: end quietly
             return
+        # Daphne, runserver and uvicorn then drain this process's sockets on SIGTERM.
+        manager.drain_on_signals()
         self.user_id = user_id
         await self.connected()
 

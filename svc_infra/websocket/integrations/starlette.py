@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
-import signal
-import threading
 from collections.abc import AsyncIterator, Callable, Mapping
-from types import FrameType
 from typing import Any
 
 from starlette.requests import HTTPConnection
@@ -16,7 +12,7 @@ from starlette.types import ASGIApp, Message
 from starlette.websockets import WebSocket, WebSocketState
 
 from ..close_codes import CloseCode
-from ..exceptions import TooManyConnectionsError, WebSocketError
+from ..exceptions import ServerDrainingError, TooManyConnectionsError, WebSocketError
 from ..layer_messages import Frame
 from ..manager import ConnectionManager, process_manager
 from ..server.transport import register_transport
@@ -149,13 +145,14 @@ def add_websocket_manager(
     before the app's own startup and stops after its shutdown.
 
     uvicorn closes WebSockets with 1012 before running the lifespan shutdown.
-    With ``close_on_signals`` (the default, main thread only), SIGINT/SIGTERM
-    first close every socket with 1001, then reach the server's own handler.
+    With ``close_on_signals`` (the default, main thread only), SIGINT/SIGTERM first
+    drain the manager (:meth:`ConnectionManager.drain`: every socket closed with
+    1001, in batches), then reach the server's own handler.
 
     Args:
         app: A ``Starlette`` or ``FastAPI`` application.
         manager: The manager to attach; a new ``ConnectionManager()`` by default.
-        close_on_signals: Close sockets with 1001 when a shutdown signal arrives.
+        close_on_signals: Drain when a shutdown signal arrives.
 
     Returns:
         The manager, also available as ``app.state.ws_manager`` and through
@@ -171,7 +168,7 @@ def add_websocket_manager(
     @contextlib.asynccontextmanager
     async def lifespan(app_: ASGIApp) -> AsyncIterator[Mapping[str, Any] | None]:
         await manager.start()
-        restore = _close_on_signals(manager) if close_on_signals else None
+        restore = manager.drain_on_signals() if close_on_signals else None
         try:
             async with inner(app_) as state:
                 yield state
@@ -181,63 +178,12 @@ def add_websocket_manager(
             await manager.shutdown(CloseCode.GOING_AWAY, _SHUTDOWN_REASON)
 
     router.lifespan_context = lifespan
-    # A connection over the per-user cap was closed with 4008 by connect(): end the
-    # route there, without a traceback in the server's log.
+    # A connection over the per-user cap (closed with 4008 by connect()), or one
+    # that came while draining (1001): end the route there, without a traceback.
     app.add_exception_handler(TooManyConnectionsError, _refused)
+    app.add_exception_handler(ServerDrainingError, _refused)
     return manager
 
 
 async def _refused(websocket: Any, exc: Exception) -> None:
     logger.info("%s", exc)
-
-
-_Handler = Callable[[int, FrameType | None], Any] | int | signal.Handlers | None
-
-
-def _close_on_signals(manager: ConnectionManager) -> Callable[[], None] | None:
-    """Make SIGINT/SIGTERM close every socket with 1001 before the server's handler runs."""
-    if threading.current_thread() is not threading.main_thread():
-        return None
-    loop = asyncio.get_running_loop()
-    previous: dict[int, _Handler] = {}
-    closing = False
-    tasks: set[asyncio.Task[None]] = set()
-
-    def chain(signum: int, frame: FrameType | None) -> None:
-        handler = previous.get(signum)
-        if callable(handler):
-            handler(signum, frame)
-        elif handler == signal.SIG_DFL:
-            signal.signal(signum, signal.SIG_DFL)
-            signal.raise_signal(signum)
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        nonlocal closing
-        if closing:  # a second signal: do not wait any longer
-            chain(signum, frame)
-            return
-        closing = True
-
-        def start_closing() -> None:
-            task = loop.create_task(manager.shutdown(CloseCode.GOING_AWAY, _SHUTDOWN_REASON))
-            tasks.add(task)  # keep a reference until it is done
-
-            def closed(task: asyncio.Task[None]) -> None:
-                tasks.discard(task)
-                chain(signum, frame)
-
-            task.add_done_callback(closed)
-
-        # A signal handler may not touch the loop directly; this is thread-safe.
-        loop.call_soon_threadsafe(start_closing)
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        previous[sig] = signal.getsignal(sig)
-        signal.signal(sig, on_signal)
-
-    def restore() -> None:
-        for sig, handler in previous.items():
-            if signal.getsignal(sig) is on_signal:
-                signal.signal(sig, handler)
-
-    return restore
