@@ -129,3 +129,31 @@ async def test_concurrent_connections_of_one_user_respect_the_cap() -> None:
     assert sum(isinstance(r, TooManyConnectionsError) for r in results) == 7
     assert len(m.get_user_connections("u")) == 3
     await m.shutdown()
+
+
+async def test_drain_closes_in_batches_and_refuses_new_connections() -> None:
+    """Batch 3 every 0.05 s: 10 sockets close in four groups with 1001, after the
+    notice; a connection during the drain is closed with 1001 and raises."""
+    from svc_infra.websocket import ServerDrainingError
+
+    m = manager(drain_batch=3, drain_interval=0.05, drain_notice='{"bye":1}')
+    closed_at: dict[int, float] = {}
+    socks = [sock() for _ in range(10)]
+    for i, s in enumerate(socks):
+        await m.connect(f"u{i}", s)
+    m.on_disconnect(lambda user, ws: closed_at.setdefault(id(ws), time.monotonic()))
+    draining = asyncio.create_task(m.drain())
+    await asyncio.sleep(0.01)
+    late = sock()
+    with pytest.raises(ServerDrainingError):
+        await m.connect("late", late)
+    assert late.close_code == 1001
+    await asyncio.wait_for(draining, timeout(5))
+    assert [s.close_code for s in socks] == [1001] * 10
+    assert all(s.sent[-1] == '{"bye":1}' for s in socks)
+    times = sorted(closed_at.values())
+    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    assert sum(g >= 0.03 for g in gaps) == 3  # four batches: three waits between them
+    await m.shutdown()
+    await m.connect("again", sock())  # after shutdown the manager takes sockets again
+    await m.shutdown()
