@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 
 import pytest
@@ -152,7 +153,7 @@ async def test_drain_closes_in_batches_and_refuses_new_connections() -> None:
     assert [s.close_code for s in socks] == [1001] * 10
     assert all(s.sent[-1] == '{"bye":1}' for s in socks)
     times = sorted(closed_at.values())
-    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     assert sum(g >= 0.03 for g in gaps) == 3  # four batches: three waits between them
     await m.shutdown()
     await m.connect("again", sock())  # after shutdown the manager takes sockets again
