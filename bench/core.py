@@ -78,14 +78,26 @@ def new_manager(history: int, limits: bool = False) -> Any:
 
 
 async def ours(
-    sockets: list[NullSocket], payload: dict[str, str], history: int = 0, limits: bool = False
+    sockets: list[NullSocket],
+    payload: dict[str, str],
+    history: int = 0,
+    limits: bool = False,
+    metrics: bool = False,
 ) -> float:
     manager = new_manager(history, limits)
+    if metrics:  # the publish-time histogram, and a sync as a scrape would run it
+        from prometheus_client import CollectorRegistry
+
+        from svc_infra.websocket.metrics import ManagerMetrics
+
+        exporter = ManagerMetrics(manager, CollectorRegistry())
     for i, sock in enumerate(sockets):
         await manager.connect(f"u{i}", sock)
     start = time.perf_counter()
     for _ in range(MESSAGES):
         await manager.broadcast(payload)
+    if metrics:
+        exporter.sync()
     elapsed = time.perf_counter() - start
     await manager.shutdown()
     return elapsed
@@ -101,6 +113,8 @@ async def one(kind: str) -> float:
         elapsed = await bare(sockets, payload)
     elif kind == "limits":
         elapsed = await ours(sockets, payload, limits=True)
+    elif kind == "metrics":
+        elapsed = await ours(sockets, payload, metrics=True)
     else:
         elapsed = await ours(sockets, payload, history=0 if kind == "ours" else 1000)
     extra = 1 if v1 else 0  # the recovery control frame
@@ -143,6 +157,7 @@ async def main() -> None:
         "bare": [],
         "ours": [],
         "limits": [],
+        "metrics": [],
         "history": [],
         "history, v1": [],
     }
@@ -157,6 +172,10 @@ async def main() -> None:
         print(f"{kind:<14}{statistics.median(per):>14.0f}{min(per):>8.0f}{max(per):>8.0f}")
     median = {kind: statistics.median(values) for kind, values in times.items()}
     print(f"ours / bare loop: {median['ours'] / median['bare']:.2f}x the time")
+    print(
+        f"metrics on / off: {median['ours'] / median['metrics']:.2f}x the throughput;"
+        " target >= 0.95"
+    )
     print(
         f"limits on / off (expiry timers, rate buckets, cap): "
         f"{median['ours'] / median['limits']:.2f}x the throughput; target >= 0.95"

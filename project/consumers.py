@@ -10,10 +10,13 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from svc_infra.websocket import ChannelLayerError
+from svc_infra.websocket.auth.channels import RequireWSIdentityMixin
 from svc_infra.websocket.integrations.channels import (
     ManagedJsonWebsocketConsumer,
     ManagedWebsocketConsumer,
 )
+
+from .dashboard import DASHBOARD_ROOM, dashboard_stats
 
 
 class EchoConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
@@ -72,12 +75,14 @@ class NotificationsConsumer(ManagedWebsocketConsumer):
         pass  # heartbeats
 
 
-DASHBOARD_ROOM = "dashboard"
 _dashboard: set[asyncio.Task[None]] = set()
 
 
-class DashboardConsumer(ManagedWebsocketConsumer):
-    """The spec's live dashboard; updates go to the dashboard's viewers only."""
+class DashboardConsumer(RequireWSIdentityMixin, ManagedWebsocketConsumer):
+    """The spec's live dashboard, for tokens with scope ``ws:admin``; updates go to
+    the dashboard's viewers only (the page at ``/dashboard/``)."""
+
+    required_scopes = ("ws:admin",)
 
     async def connected(self) -> None:
         assert self.user_id is not None
@@ -91,18 +96,10 @@ class DashboardConsumer(ManagedWebsocketConsumer):
         pass  # keep alive
 
 
-async def get_dashboard_stats(manager: Any) -> dict[str, int]:
-    return {
-        "connections": manager.connection_count,
-        "users": len(manager.active_users),
-        "rooms": manager.room_count,
-    }
-
-
 async def push_dashboard_updates(manager: Any) -> None:
     """Broadcast stats every WS_DASHBOARD_INTERVAL seconds while someone watches."""
     while manager.get_room_users(DASHBOARD_ROOM):
-        stats = await get_dashboard_stats(manager)
+        stats = dashboard_stats(manager)
         with contextlib.suppress(ChannelLayerError):  # counted; the next tick retries
             await manager.broadcast_to_room(
                 DASHBOARD_ROOM, {"type": "dashboard_update", "data": stats}

@@ -19,6 +19,9 @@ from fastapi.staticfiles import StaticFiles
 from svc_infra.api.fastapi.dual import DualAPIRouter, ws_public_router, ws_user_router
 from svc_infra.api.fastapi.dx import RequireWSScopes, WSIdentity, WSPrincipal
 from svc_infra.websocket import ChannelLayerError, add_websocket_manager, get_ws_manager
+from svc_infra.websocket.integrations.starlette import add_metrics_route
+
+from .dashboard import DASHBOARD_ROOM, dashboard_stats
 
 # The library has no default secret; the demo has a development one.
 os.environ.setdefault(
@@ -33,11 +36,12 @@ os.environ.setdefault("WS_HISTORY_SIZE", "1000")
 os.environ.setdefault("WS_ALLOWED_ORIGINS", "http://127.0.0.1:*,http://localhost:*")
 
 PAGE = Path(__file__).parent / "templates" / "project" / "index.html"
-DASHBOARD_ROOM = "dashboard"
+DASHBOARD_PAGE = Path(__file__).parent / "templates" / "project" / "dashboard.html"
 INTERVAL = float(os.environ.get("WS_DASHBOARD_INTERVAL", "5"))
 
 app = FastAPI(title="svc_infra.websocket demo (FastAPI twin)")
 manager = add_websocket_manager(app)
+add_metrics_route(app, manager)  # Prometheus, at /metrics
 # The browser client, from the package (as Django's staticfiles serves it).
 app.mount("/static", StaticFiles(packages=[("svc_infra.websocket", "static")]), name="static")
 public = ws_public_router()
@@ -111,11 +115,7 @@ async def notifications(websocket: WebSocket, user: WSIdentity) -> None:
 
 async def push_dashboard_updates() -> None:
     while manager.get_room_users(DASHBOARD_ROOM):
-        stats = {
-            "connections": manager.connection_count,
-            "users": len(manager.active_users),
-            "rooms": manager.room_count,
-        }
+        stats = dashboard_stats(manager)
         with contextlib.suppress(ChannelLayerError):  # counted; the next tick retries
             await manager.broadcast_to_room(
                 DASHBOARD_ROOM, {"type": "dashboard_update", "data": stats}
@@ -123,7 +123,7 @@ async def push_dashboard_updates() -> None:
         await asyncio.sleep(INTERVAL)
 
 
-@users.websocket("/ws/dashboard/")
+@users.websocket("/ws/dashboard/", dependencies=[RequireWSScopes("ws:admin")])
 async def dashboard(websocket: WebSocket, user: WSIdentity) -> None:
     await manager.connect(user.id, websocket)
     await manager.join_room(user.id, DASHBOARD_ROOM)
@@ -137,6 +137,11 @@ async def dashboard(websocket: WebSocket, user: WSIdentity) -> None:
 @app.get("/", response_class=HTMLResponse)
 async def index() -> str:
     return PAGE.read_text()
+
+
+@app.get("/dashboard/", response_class=HTMLResponse)
+async def dashboard_page() -> str:
+    return DASHBOARD_PAGE.read_text()
 
 
 @http.get("/health/websocket")

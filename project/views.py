@@ -19,6 +19,11 @@ def index(request: HttpRequest) -> HttpResponse:
     return render(request, "project/index.html")
 
 
+def dashboard(request: HttpRequest) -> HttpResponse:
+    """The live admin dashboard (its socket wants a token with scope ws:admin)."""
+    return render(request, "project/dashboard.html")
+
+
 @require_GET
 async def health(request: HttpRequest) -> JsonResponse:
     manager = get_process_manager()

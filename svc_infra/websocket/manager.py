@@ -25,6 +25,7 @@ The module imports neither Django nor Starlette: framework sockets are adapted b
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar, cast
@@ -65,7 +66,7 @@ from .server._session import Session
 from .server.aio import cancel_and_wait
 from .server.connection import LocalConnection
 from .server.protocols import Presence
-from .server.stats import ManagerStats
+from .server.stats import ManagerStats, PublishTimer
 from .server.transport import adapt
 
 __all__ = ["ConnectionManager", "ManagerStats"]
@@ -148,6 +149,9 @@ class ConnectionManager:
         )
         self.id = uuid.uuid4().hex[:16]
         self.stats = ManagerStats()
+        #: Where publish times go, per target: set by ``svc_infra.websocket.metrics``;
+        #: None (the default) measures nothing.
+        self.timings: PublishTimer | None = None
         # The parts (see the module docstring); each gets only what it uses.
         self._registry = Registry()
         self._publisher = Publisher(
@@ -520,10 +524,17 @@ class ConnectionManager:
         """
         uid = user_key(user_id)
         frame = lm.encode_payload(message)
-        offset, epoch = await self._record(user_stream(uid), frame, None)
-        self._publisher.deliver(frame, user=uid, offset=offset, epoch=epoch)
-        layer_message = lm.send_message(frame, user=uid, offset=offset, epoch=epoch)
-        await self._publisher.publish(user_group(uid, self.prefix), layer_message, "send_to_user")
+        start = time.perf_counter() if self.timings is not None else 0.0
+        try:
+            offset, epoch = await self._record(user_stream(uid), frame, None)
+            self._publisher.deliver(frame, user=uid, offset=offset, epoch=epoch)
+            layer_message = lm.send_message(frame, user=uid, offset=offset, epoch=epoch)
+            group = user_group(uid, self.prefix)
+            await self._publisher.publish(group, layer_message, "send_to_user")
+        finally:
+            self.stats.published_user += 1
+            if self.timings is not None:
+                self.timings.observe("user", time.perf_counter() - start)
 
     async def broadcast(self, message: Any, exclude_user: str | None = None) -> None:
         """Send ``message`` to every connection, except those of ``exclude_user``.
@@ -536,12 +547,19 @@ class ConnectionManager:
         """
         exclude = None if exclude_user is None else user_key(exclude_user)
         frame = lm.encode_payload(message)
-        offset, epoch = await self._record(BROADCAST_STREAM, frame, exclude)
-        self._publisher.deliver(frame, exclude=exclude, offset=offset, epoch=epoch)
-        layer_message = lm.send_message(
-            frame, all=True, exclude=exclude, offset=offset, epoch=epoch
-        )
-        await self._publisher.publish(self._membership.broadcast_group, layer_message, "broadcast")
+        start = time.perf_counter() if self.timings is not None else 0.0
+        try:
+            offset, epoch = await self._record(BROADCAST_STREAM, frame, exclude)
+            self._publisher.deliver(frame, exclude=exclude, offset=offset, epoch=epoch)
+            layer_message = lm.send_message(
+                frame, all=True, exclude=exclude, offset=offset, epoch=epoch
+            )
+            group = self._membership.broadcast_group
+            await self._publisher.publish(group, layer_message, "broadcast")
+        finally:
+            self.stats.published_broadcast += 1
+            if self.timings is not None:
+                self.timings.observe("broadcast", time.perf_counter() - start)
 
     async def broadcast_to_room(
         self, room: str, message: Any, exclude_user: str | None = None
@@ -556,14 +574,19 @@ class ConnectionManager:
         """
         exclude = None if exclude_user is None else user_key(exclude_user)
         frame = lm.encode_payload(message)
-        offset, epoch = await self._record(room_stream(room), frame, exclude)
-        self._publisher.deliver(frame, room=room, exclude=exclude, offset=offset, epoch=epoch)
-        layer_message = lm.send_message(
-            frame, room=room, exclude=exclude, offset=offset, epoch=epoch
-        )
-        await self._publisher.publish(
-            room_group(room, self.prefix), layer_message, "broadcast_to_room"
-        )
+        start = time.perf_counter() if self.timings is not None else 0.0
+        try:
+            offset, epoch = await self._record(room_stream(room), frame, exclude)
+            self._publisher.deliver(frame, room=room, exclude=exclude, offset=offset, epoch=epoch)
+            layer_message = lm.send_message(
+                frame, room=room, exclude=exclude, offset=offset, epoch=epoch
+            )
+            group = room_group(room, self.prefix)
+            await self._publisher.publish(group, layer_message, "broadcast_to_room")
+        finally:
+            self.stats.published_room += 1
+            if self.timings is not None:
+                self.timings.observe("room", time.perf_counter() - start)
 
     async def _record(
         self, stream: str, frame: lm.Frame, exclude: str | None
@@ -643,6 +666,11 @@ class ConnectionManager:
             ChannelLayerError: As :meth:`join_room`.
         """
         await self._rooms.change(user_key(user_id), room, lm.LEAVE)
+
+    def room_sizes(self) -> dict[str, int]:
+        """Members per room (in the cluster, with Redis presence), largest first."""
+        sizes = {room: len(members) for room, members in self._registry.rooms.items()}
+        return dict(sorted(sizes.items(), key=lambda item: -item[1]))
 
     def get_room_users(self, room: str) -> list[str]:
         """Ids of the members of ``room`` (in the cluster, with Redis presence)."""

@@ -120,8 +120,11 @@ async def test_notifications_from_the_http_api(demo: Server) -> None:
 
 
 async def test_live_dashboard(demo: Server) -> None:
-    """ws/dashboard/ receives periodic updates that count the viewer."""
-    async with ws(demo, "/ws/dashboard/", token("ops")) as ops:
+    """ws/dashboard/ wants scope ws:admin, and sends periodic updates that count the viewer."""
+    with pytest.raises(AuthenticationError):
+        async with ws(demo, "/ws/dashboard/", token("ops")):
+            pass
+    async with ws(demo, "/ws/dashboard/", token("ops", scope="ws:admin")) as ops:
         for _ in range(20):
             update = await ops.recv_json()
             assert update["type"] == "dashboard_update"

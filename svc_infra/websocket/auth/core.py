@@ -51,6 +51,9 @@ logger = logging.getLogger("svc_infra.websocket.auth")
 
 # RFC 6455 §7.4.1: "policy violation"; before accept, servers answer HTTP 403.
 CLOSE_POLICY_VIOLATION = CloseCode.POLICY_VIOLATION
+
+#: Handshakes refused in this process, per reason key (``svc_infra_ws_auth_refusals_total``).
+REFUSALS: dict[str, int] = {}
 # A JWT larger than this is refused unparsed: real tokens are well under 2 KiB.
 MAX_TOKEN_LENGTH = 8192
 
@@ -87,6 +90,7 @@ class WSAuthError(AuthenticationError):
         super().__init__(REASONS[key], status)
         self.key = key
         self.code = CLOSE_POLICY_VIOLATION
+        REFUSALS[key] = REFUSALS.get(key, 0) + 1
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.key, self.status))

@@ -17,7 +17,7 @@ from ..layer_messages import Frame
 from ..manager import ConnectionManager, process_manager
 from ..server.transport import register_transport
 
-__all__ = ["StarletteTransport", "add_websocket_manager", "get_ws_manager"]
+__all__ = ["StarletteTransport", "add_metrics_route", "add_websocket_manager", "get_ws_manager"]
 
 logger = logging.getLogger("svc_infra.websocket.manager")
 
@@ -187,3 +187,42 @@ def add_websocket_manager(
 
 async def _refused(websocket: Any, exc: Exception) -> None:
     logger.info("%s", exc)
+
+
+def add_metrics_route(
+    app: Any, manager: ConnectionManager | None = None, *, path: str = "/metrics"
+) -> None:
+    """Serve the manager's Prometheus metrics at ``path`` (the ``metrics`` extra).
+
+    The manager defaults to the one :func:`add_websocket_manager` attached. The
+    metrics are synced on each scrape and once a second while the app runs (for
+    ``PROMETHEUS_MULTIPROC_DIR`` with ``uvicorn --workers N``).
+
+    Raises:
+        ImportError: Without ``prometheus_client``.
+    """
+    from starlette.requests import Request
+    from starlette.responses import Response
+
+    from ..metrics import instrument
+
+    metrics = instrument(manager if manager is not None else get_ws_manager(app))
+
+    async def endpoint(request: Request) -> Response:
+        body, content_type = metrics.render()
+        return Response(body, media_type=content_type)
+
+    app.add_route(path, endpoint, methods=["GET"], include_in_schema=False)
+    router = app.router
+    inner = router.lifespan_context
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app_: ASGIApp) -> AsyncIterator[Mapping[str, Any] | None]:
+        metrics.start()
+        try:
+            async with inner(app_) as state:
+                yield state
+        finally:
+            await metrics.stop()
+
+    router.lifespan_context = lifespan

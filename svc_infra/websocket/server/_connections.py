@@ -88,6 +88,8 @@ class Connections:
         self.disconnect_hooks: list[Hook] = []
         #: Closes started by failed writes and evictions, still running.
         self.tasks: set[asyncio.Task[Any]] = set()
+        #: Connections closed, per close code.
+        self.closed_codes: dict[int, int] = {}
 
     def open(
         self,
@@ -105,6 +107,7 @@ class Connections:
             info, socket, transport, limit=self.outbox_limit, failed=self._failed, session=session
         )
         first = self.registry.add(conn)
+        self.stats.connections_opened += 1
         presence = self.presence()
         if presence is not None:
             presence.opened(info)
@@ -136,6 +139,7 @@ class Connections:
             await conn.flush(self.close_timeout)
         self.stats.frames_dropped += conn.queued_frames()
         conn.stop()
+        self.closed_codes[int(code)] = self.closed_codes.get(int(code), 0) + 1
         try:
             await asyncio.wait_for(conn.transport.close(code, reason), self.close_timeout)
         except asyncio.CancelledError:

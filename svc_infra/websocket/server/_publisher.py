@@ -101,6 +101,7 @@ class Publisher:
                     if stream in session.last:
                         session.offer(conn, stream, offset, epoch, None)
         self.stats.frames_queued += queued
+        self.stats.bytes_queued += queued * len(frame)
 
     async def publish(self, group: str, message: dict[str, Any], operation: str) -> None:
         """Send ``message`` to ``group`` for the other processes.

@@ -124,6 +124,8 @@ class Recovery:
         self.store = store
         #: Gap repairs in progress.
         self.tasks: set[asyncio.Task[None]] = set()
+        #: Reconnects that claimed positions: {"recovered": n, "unrecovered": n}.
+        self.results: dict[str, int] = {"recovered": 0, "unrecovered": 0}
 
     async def record(
         self, stream: str, frame: Frame, exclude: str | None
@@ -158,6 +160,8 @@ class Recovery:
                 replays[stream] = replay
         claimed = [s for s, r in replays.items() if r.recovered is not None]
         unrecovered = [s for s in claimed if replays[s].recovered is False]
+        if claimed:
+            self.results["unrecovered" if unrecovered else "recovered"] += 1
         summary = {
             "t": "recovery",
             "recovered": None if not claimed else not unrecovered,
