@@ -3,6 +3,7 @@ PYTHON ?= python3
 PY312 ?= $(shell scripts/find-python 3.12)
 VENV ?= .venv
 VENV312 ?= .venv312
+VENVDOCS ?= .venvdocs
 HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
@@ -10,7 +11,7 @@ PYTEST_ARGS ?=
 REQS := requirements/base.txt requirements/dev.txt pyproject.toml
 
 PHONY_EXTRA := run-uvicorn run-fastapi
-.PHONY: help install run $(PHONY_EXTRA) test test-fast test-py312 lint format bench clean
+.PHONY: help install run $(PHONY_EXTRA) test test-fast test-py312 lint format bench docs clean
 
 help:
 	@echo "make run        run the demo project (Daphne) on http://$(HOST):$(PORT)/"
@@ -21,6 +22,7 @@ help:
 	@echo "make test-py312 run the suite on Python 3.12 with the newest Django"
 	@echo "make lint       ruff (lint + format check), mypy --strict, lint-imports"
 	@echo "make bench      run the benchmarks in bench/"
+	@echo "make docs       build the documentation site (mkdocs --strict) into build/site"
 
 $(VENV)/.installed: $(REQS)
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +37,12 @@ $(VENV312)/.installed: $(REQS)
 	$(VENV312)/bin/python -m pip install --quiet --upgrade pip
 	$(VENV312)/bin/python -m pip install --quiet --upgrade -r requirements/dev.txt
 	$(VENV312)/bin/python -m pip install --quiet --no-deps -e .
+	touch $@
+
+$(VENVDOCS)/.installed: requirements/docs.txt
+	$(PYTHON) -m venv $(VENVDOCS)
+	$(VENVDOCS)/bin/python -m pip install --quiet --upgrade pip
+	$(VENVDOCS)/bin/python -m pip install --quiet -r requirements/docs.txt
 	touch $@
 
 install: $(VENV)/.installed
@@ -73,5 +81,8 @@ format: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(VENV)/bin/python -m bench
 
+docs: $(VENVDOCS)/.installed
+	NO_MKDOCS_2_WARNING=1 $(VENVDOCS)/bin/mkdocs build --strict
+
 clean:
-	rm -rf $(VENV) $(VENV312) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) $(VENV312) $(VENVDOCS) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
