@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Coroutine, Iterable
 from typing import Any
 
-__all__ = ["cancel_and_wait", "start_eagerly"]
+__all__ = ["cancel_and_wait", "resume", "start_eagerly"]
 
 
 async def cancel_and_wait(tasks: Iterable[asyncio.Task[Any]]) -> None:
@@ -42,11 +42,12 @@ def start_eagerly(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None] | None:
         awaited = coro.send(None)
     except StopIteration:
         return None
-    return asyncio.get_running_loop().create_task(_finish(coro, awaited))
+    return asyncio.get_running_loop().create_task(resume(coro, awaited))
 
 
-async def _finish(coro: Coroutine[Any, Any, None], awaited: Any) -> None:
-    """Drive ``coro`` from where :func:`start_eagerly` left it, as a Task would."""
+async def resume(coro: Coroutine[Any, Any, None], awaited: Any) -> None:
+    """Drive ``coro`` from where it first waited (it yielded ``awaited``), as a Task
+    would; what it raises is raised here."""
     while True:
         try:
             if isinstance(awaited, asyncio.Future):

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from ..close_codes import CloseCode
 from ..layer_messages import Frame
 from ..models import ConnectionInfo
-from .aio import start_eagerly
+from .aio import resume, start_eagerly
 from .transport import Transport
 
 if TYPE_CHECKING:
@@ -91,7 +91,24 @@ class LocalConnection:
             return False
         size = len(frame)
         if self._queue is None:
-            self._queue = deque()
+            # Idle: write now, with no outbox and no drain coroutine. Most writes
+            # complete without waiting (the kernel takes the bytes), and this is the
+            # fan-out's hot path: one coroutine per delivery, the write itself.
+            write = self.transport.send(frame)
+            try:
+                awaited = write.send(None)
+            except StopIteration:
+                return True
+            except Exception as exc:
+                self._failed(self, exc)
+                return True  # taken, then lost with the connection (as a queued frame)
+            # It must wait (a full socket buffer): the frame stays first in the
+            # outbox until written; a task finishes it, then drains what follows.
+            self._queue = deque((frame,))
+            self._queued = size
+            loop = asyncio.get_running_loop()
+            self._drain_task = loop.create_task(self._resume(write, awaited, size))
+            return True
         elif self._queued + size > self._limit:
             self._failed(self, None)
             return False
@@ -109,6 +126,22 @@ class LocalConnection:
     def queued_frames(self) -> int:
         """How many frames wait in the outbox (lost if the connection goes away now)."""
         return len(self._queue) if self._queue else 0
+
+    async def _resume(self, write: Coroutine[Any, Any, None], awaited: Any, size: int) -> None:
+        """Finish a write :meth:`push` started, then send what queued behind it."""
+        try:
+            await resume(write, awaited)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self._drain_task = None
+            self._failed(self, exc)
+            return
+        queue = self._queue
+        if queue:
+            queue.popleft()
+            self._queued -= size
+        await self._drain()
 
     async def _drain(self) -> None:
         queue = self._queue
