@@ -524,17 +524,8 @@ class ConnectionManager:
         """
         uid = user_key(user_id)
         frame = lm.encode_payload(message)
-        start = time.perf_counter() if self.timings is not None else 0.0
-        try:
-            offset, epoch = await self._record(user_stream(uid), frame, None)
-            self._publisher.deliver(frame, user=uid, offset=offset, epoch=epoch)
-            layer_message = lm.send_message(frame, user=uid, offset=offset, epoch=epoch)
-            group = user_group(uid, self.prefix)
-            await self._publisher.publish(group, layer_message, "send_to_user")
-        finally:
-            self.stats.published_user += 1
-            if self.timings is not None:
-                self.timings.observe("user", time.perf_counter() - start)
+        group = user_group(uid, self.prefix)
+        await self._send(frame, "user", user_stream(uid), group, "send_to_user", user=uid)
 
     async def broadcast(self, message: Any, exclude_user: str | None = None) -> None:
         """Send ``message`` to every connection, except those of ``exclude_user``.
@@ -547,19 +538,8 @@ class ConnectionManager:
         """
         exclude = None if exclude_user is None else user_key(exclude_user)
         frame = lm.encode_payload(message)
-        start = time.perf_counter() if self.timings is not None else 0.0
-        try:
-            offset, epoch = await self._record(BROADCAST_STREAM, frame, exclude)
-            self._publisher.deliver(frame, exclude=exclude, offset=offset, epoch=epoch)
-            layer_message = lm.send_message(
-                frame, all=True, exclude=exclude, offset=offset, epoch=epoch
-            )
-            group = self._membership.broadcast_group
-            await self._publisher.publish(group, layer_message, "broadcast")
-        finally:
-            self.stats.published_broadcast += 1
-            if self.timings is not None:
-                self.timings.observe("broadcast", time.perf_counter() - start)
+        group = self._membership.broadcast_group
+        await self._send(frame, "broadcast", BROADCAST_STREAM, group, "broadcast", exclude=exclude)
 
     async def broadcast_to_room(
         self, room: str, message: Any, exclude_user: str | None = None
@@ -574,19 +554,49 @@ class ConnectionManager:
         """
         exclude = None if exclude_user is None else user_key(exclude_user)
         frame = lm.encode_payload(message)
+        group = room_group(room, self.prefix)
+        await self._send(
+            frame, "room", room_stream(room), group, "broadcast_to_room", room=room, exclude=exclude
+        )
+
+    async def _send(
+        self,
+        frame: lm.Frame,
+        target: str,
+        stream: str,
+        group: str,
+        operation: str,
+        *,
+        user: str | None = None,
+        room: str | None = None,
+        exclude: str | None = None,
+    ) -> None:
+        """Record ``frame`` on ``stream`` (with history on), write it to this
+        process's sockets of ``user``, ``room`` or (neither) everyone, then publish
+        it once to ``group`` for the other processes; count and time it as ``target``."""
         start = time.perf_counter() if self.timings is not None else 0.0
         try:
-            offset, epoch = await self._record(room_stream(room), frame, exclude)
-            self._publisher.deliver(frame, room=room, exclude=exclude, offset=offset, epoch=epoch)
-            layer_message = lm.send_message(
-                frame, room=room, exclude=exclude, offset=offset, epoch=epoch
+            offset, epoch = await self._record(stream, frame, exclude)
+            publisher = self._publisher
+            publisher.deliver(
+                frame, user=user, room=room, exclude=exclude, offset=offset, epoch=epoch
             )
-            group = room_group(room, self.prefix)
-            await self._publisher.publish(group, layer_message, "broadcast_to_room")
+            everyone = True if user is None and room is None else None
+            layer_message = lm.send_message(
+                frame,
+                user=user,
+                room=room,
+                all=everyone,
+                exclude=exclude,
+                offset=offset,
+                epoch=epoch,
+            )
+            await publisher.publish(group, layer_message, operation)
         finally:
-            self.stats.published_room += 1
+            counter = f"published_{target}"  # published_user, _room, _broadcast
+            setattr(self.stats, counter, getattr(self.stats, counter) + 1)
             if self.timings is not None:
-                self.timings.observe("room", time.perf_counter() - start)
+                self.timings.observe(target, time.perf_counter() - start)
 
     async def _record(
         self, stream: str, frame: lm.Frame, exclude: str | None
