@@ -29,7 +29,7 @@ import enum
 
 from websockets.frames import CloseCode as _Std
 
-__all__ = ["DAPHNE_CODES", "OK_CLOSE_CODES", "CloseCode"]
+__all__ = ["DAPHNE_CODES", "OK_CLOSE_CODES", "CloseCode", "daphne_code"]
 
 
 class CloseCode(enum.IntEnum):
@@ -49,9 +49,17 @@ class CloseCode(enum.IntEnum):
     RATE_LIMITED = 4429
 
 
-#: What Daphne sends instead of a standard code it cannot send (autobahn only
-#: sends 1000 and 3000-4999 from a server): 4000 + the code's last three digits.
-DAPHNE_CODES = {4000 + c % 1000: c for c in (1001, 1009, 1011, 1013)}
+def daphne_code(code: int) -> int:
+    """The code Daphne can send for ``code``: autobahn only sends 1000 and 3000-4999
+    from a server, so any other becomes 4000 + its last three digits (1009 -> 4009)."""
+    code = int(code)
+    return code if code == 1000 or 3000 <= code <= 4999 else 4000 + code % 1000
+
+
+#: The standard codes the manager sends, as Daphne sends them: Daphne's -> standard.
+DAPHNE_CODES = {daphne_code(c): c for c in (1001, 1009, 1011, 1013)}
 
 #: Codes that end a connection normally: no error, no reconnect needed.
-OK_CLOSE_CODES = frozenset({CloseCode.NORMAL_CLOSURE, CloseCode.GOING_AWAY, 4001})
+OK_CLOSE_CODES = frozenset(
+    {CloseCode.NORMAL_CLOSURE, CloseCode.GOING_AWAY, daphne_code(CloseCode.GOING_AWAY)}
+)

@@ -27,7 +27,7 @@ from websockets.exceptions import (
 from websockets.protocol import State
 from websockets.typing import Subprotocol
 
-from ..close_codes import CloseCode
+from ..close_codes import DAPHNE_CODES, CloseCode
 from ..config import WebSocketConfig, get_default_config
 from ..exceptions import (
     AuthenticationError,
@@ -445,8 +445,9 @@ class WebSocketClient:
             return error
         closed = _closed_from(exc)
         closed.__cause__ = exc
-        too_big = (CloseCode.MESSAGE_TOO_BIG, 4000 + CloseCode.MESSAGE_TOO_BIG % 1000)  # Daphne's
-        if exc.rcvd is not None and exc.rcvd.code in too_big:
+        # Daphne sends 1009 as 4009 (close_codes.DAPHNE_CODES).
+        rcvd = None if exc.rcvd is None else DAPHNE_CODES.get(exc.rcvd.code, exc.rcvd.code)
+        if rcvd == CloseCode.MESSAGE_TOO_BIG:
             # The peer refused something we sent as too big: its limit is unknown.
             error = MessageTooLargeError(None, None)
             error.__cause__ = closed

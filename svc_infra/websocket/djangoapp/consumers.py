@@ -25,6 +25,7 @@ from typing import Any
 from channels.generic.websocket import AsyncJsonWebsocketConsumer, AsyncWebsocketConsumer
 
 from ..auth.core import WSAuthError, WSPrincipal
+from ..close_codes import daphne_code
 from ..exceptions import ServerDrainingError, TooManyConnectionsError
 from ..layer_messages import Frame
 from ..manager import ConnectionManager
@@ -94,11 +95,10 @@ class ChannelsTransport:
             return
         setattr(self.consumer, _CLOSED, True)
         code = int(code)  # a plain int: Daphne's autobahn refuses an IntEnum
-        if code != 1000 and not 3000 <= code <= 4999 and _served_by_daphne(self.consumer):
-            # autobahn sends only 1000 and 3000-4999 from a server, and drops the
-            # connection without a close frame (1006) for any other code: send
-            # 4000 + the last three digits (docs/close-codes.md).
-            code = 4000 + code % 1000
+        if _served_by_daphne(self.consumer):
+            # autobahn drops the connection without a close frame (1006) for the
+            # codes it cannot send (docs/close-codes.md).
+            code = daphne_code(code)
         with contextlib.suppress(Exception):
             await self.consumer.close(code, reason or None)
 
