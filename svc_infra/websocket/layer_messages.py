@@ -39,6 +39,7 @@ __all__ = [
     "encode_payload",
     "frame_of",
     "send_message",
+    "utf8_size",
 ]
 
 SEND = "ws.send"
@@ -128,3 +129,14 @@ def frame_of(message: dict[str, Any]) -> Frame | None:
     if isinstance(data, bytes):
         return data
     return None
+
+
+def utf8_size(text: str, limit: int) -> int:
+    """Size of ``text`` in UTF-8 where it could exceed ``limit``.
+
+    A code point takes 1 to 4 bytes, so a short string is decided by its length
+    alone and is not encoded (the socket encodes it again to send).
+    """
+    if len(text) * 4 <= limit:
+        return len(text)  # a lower bound, and it cannot exceed the limit
+    return len(text.encode())

@@ -36,6 +36,7 @@ from ..exceptions import (
     MessageTooLargeError,
     WebSocketError,
 )
+from ..layer_messages import utf8_size
 from ..models import ConnectionState
 from ._recovery import SUBPROTOCOL, RecoverySession
 
@@ -310,7 +311,7 @@ class WebSocketClient:
         cannot be used further. Concurrent calls are allowed.
         """
         if isinstance(data, str):
-            size = _utf8_size(data, self._config.max_message_size)
+            size = utf8_size(data, self._config.max_message_size)
         elif isinstance(data, bytes | bytearray | memoryview):
             size = memoryview(data).nbytes
         else:
@@ -474,17 +475,6 @@ def _closed_from(exc: ConnectionClosed) -> ConnectionClosedError:
     if frame is None:
         return ConnectionClosedError(CloseCode.ABNORMAL_CLOSURE, "connection lost")
     return ConnectionClosedError(frame.code, frame.reason)
-
-
-def _utf8_size(text: str, limit: int) -> int:
-    """Size of ``text`` in UTF-8 where it could exceed ``limit``.
-
-    A code point takes 1 to 4 bytes, so a short string is decided by its length
-    alone and is not encoded twice (``websockets`` encodes it again to send).
-    """
-    if len(text) * 4 <= limit:
-        return len(text)  # a lower bound, and it cannot exceed the limit
-    return len(text.encode())
 
 
 def easy_websocket_client(

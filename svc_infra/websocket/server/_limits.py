@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..close_codes import CloseCode
+from ..layer_messages import utf8_size
 from ._registry import Registry
 from .connection import LocalConnection
 from .stats import ManagerStats
@@ -156,8 +157,7 @@ class InboundLimits:
             if data is not None:
                 size = len(data)
             elif text is not None:
-                # A code point is 1 to 4 bytes: encode only when it could matter.
-                size = len(text) if len(text) * 4 <= max_size else len(text.encode())
+                size = utf8_size(text, max_size)
             else:
                 size = 0
             if size > max_size:
