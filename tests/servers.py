@@ -12,9 +12,12 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tests.support import ROOT, python_cmd, timeout, wait_for_port
+
+if TYPE_CHECKING:
+    from websockets.asyncio.client import ClientConnection
 
 
 class Server:
@@ -51,6 +54,34 @@ class Server:
         except urllib.error.HTTPError as exc:
             return exc.code, json.loads(exc.read() or b"null")
 
+    def notify(self, user: str, body: Any) -> None:
+        """POST ``body`` to the demo's ``/api/notify/<user>/`` with a notify:send token."""
+        from tests.tokens import token
+
+        request = urllib.request.Request(
+            f"http://{self.host}/api/notify/{user}/",
+            data=json.dumps(body).encode(),
+            headers={"Authorization": f"Bearer {token('ops', scope='notify:send')}"},
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=timeout(10)) as response:
+            assert response.status == 200
+
+    async def open_ws(self, path: str, user: str, **options: Any) -> ClientConnection:
+        """A socket to the demo as a page opens it: same Origin, ``user``'s token as
+        the ``bearer`` subprotocol."""
+        from websockets.asyncio.client import connect
+
+        from tests.tokens import token
+
+        return await connect(
+            self.ws(path),
+            subprotocols=["bearer", token(user)],  # type: ignore[list-item]
+            origin=f"http://{self.host}",  # type: ignore[arg-type]
+            open_timeout=timeout(10),
+            **options,
+        )
+
     def stats(self, **query: str) -> Any:
         """GET ``/ctl/stats`` of a cluster test app."""
         return self.get("/ctl/stats?" + urllib.parse.urlencode(query))
@@ -77,6 +108,21 @@ def wait_ready(server: Server) -> None:
             pass
     except urllib.error.HTTPError:
         pass  # a 404 is an answer
+
+
+@contextlib.contextmanager
+def demo(kind: str, env: dict[str, str] | None = None) -> Iterator[Server]:
+    """The demo: the Django project under ``daphne`` (``manage.py runserver``) or
+    ``uvicorn``, or its ``fastapi-twin`` under uvicorn."""
+    if kind == "daphne":
+        with runserver(env=env) as server:
+            yield server
+    elif kind == "uvicorn":
+        with uvicorn("project.asgi:application", env=env) as server:
+            yield server
+    else:
+        with uvicorn("project.fastapi_app:app", env=env) as server:
+            yield server
 
 
 @contextlib.contextmanager

@@ -15,9 +15,9 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-from websockets.asyncio.client import connect
 
-from tests.servers import Server, runserver, uvicorn
+from tests.servers import Server
+from tests.servers import demo as demo_server
 from tests.support import timeout
 from tests.tokens import SECRET, token
 
@@ -29,12 +29,8 @@ SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "img" / "dashboard.p
 
 @pytest.fixture(scope="module", params=["django", "fastapi"])
 def demo(request: pytest.FixtureRequest) -> Iterator[tuple[str, Server]]:
-    if request.param == "django":
-        with runserver(env=ENV) as srv:
-            yield request.param, srv
-    else:
-        with uvicorn("project.fastapi_app:app", env=ENV) as srv:
-            yield request.param, srv
+    with demo_server("daphne" if request.param == "django" else "fastapi-twin", ENV) as srv:
+        yield request.param, srv
 
 
 async def metric(page: Any, name: str) -> str:
@@ -51,15 +47,7 @@ async def test_the_dashboard_counts_new_connections(browser: Any, demo: tuple[st
         "/^[0-9]+$/.test(document.querySelector('[data-metric=\"connections\"]').textContent)"
     )
     before = int(await metric(page, "connections"))
-    clients = [
-        await connect(
-            server.ws("/ws/notifications/"),
-            subprotocols=["bearer", token(f"viewer{i}")],  # type: ignore[list-item]
-            origin=f"http://{server.host}",  # type: ignore[arg-type]
-            open_timeout=timeout(10),
-        )
-        for i in range(3)
-    ]
+    clients = [await server.open_ws("/ws/notifications/", f"viewer{i}") for i in range(3)]
     try:
         await page.wait_for_function(
             "(n) => document.querySelector('[data-metric=\"connections\"]').textContent == n",

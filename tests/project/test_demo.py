@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from svc_infra.websocket import AuthenticationError, WebSocketClient, WebSocketConfig
-from tests.servers import Server, runserver, uvicorn
+from tests.servers import Server
+from tests.servers import demo as demo_server
 from tests.support import timeout, wait_until
 from tests.tokens import SECRET, token
 
@@ -23,15 +24,8 @@ CONFIG = WebSocketConfig(open_timeout=timeout(10), close_timeout=timeout(2))
 @pytest.fixture(scope="module", params=["daphne", "uvicorn", "fastapi-twin"])
 def demo(request: pytest.FixtureRequest) -> Iterator[Server]:
     """The Django project under Daphne and uvicorn, and its FastAPI twin under uvicorn."""
-    if request.param == "daphne":
-        with runserver(env=ENV) as srv:
-            yield srv
-    elif request.param == "uvicorn":
-        with uvicorn("project.asgi:application", env=ENV) as srv:
-            yield srv
-    else:
-        with uvicorn("project.fastapi_app:app", env=ENV) as srv:
-            yield srv
+    with demo_server(request.param, ENV) as srv:
+        yield srv
 
 
 def ws(demo: Server, path: str, tok: str | None = None, **headers: str) -> WebSocketClient:

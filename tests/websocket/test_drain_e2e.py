@@ -16,12 +16,12 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 import pytest
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
 from tests.servers import Server, daphne, runserver, uvicorn
 from tests.support import timeout, wait_until
-from tests.tokens import SECRET, token
+from tests.tokens import SECRET
 
 pytestmark = [pytest.mark.e2e]
 
@@ -65,15 +65,7 @@ async def test_sigterm_drains_every_socket_in_batches(server: tuple[str, Server]
     kind, srv = server
     sockets = []
     for i in range(SOCKETS):
-        sockets.append(
-            await connect(
-                srv.ws("/ws/notifications/"),
-                subprotocols=["bearer", token(f"d{i}")],  # type: ignore[list-item]
-                origin=f"http://{srv.host}",  # type: ignore[arg-type]
-                open_timeout=timeout(10),
-                ping_interval=None,
-            )
-        )
+        sockets.append(await srv.open_ws("/ws/notifications/", f"d{i}", ping_interval=None))
     await wait_until(lambda: len(srv.get("/ws/stats")["users"]) == SOCKETS, limit=20)
     watchers = [asyncio.create_task(watch(ws)) for ws in sockets]
     started = time.monotonic()

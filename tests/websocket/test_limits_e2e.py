@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import json
 import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 
@@ -16,7 +15,8 @@ from websockets.exceptions import ConnectionClosed
 
 from svc_infra.websocket import WebSocketConfig, websocket_connect
 from svc_infra.websocket.exceptions import ConnectionClosedError
-from tests.servers import Server, daphne, runserver, uvicorn
+from tests.servers import Server, daphne, uvicorn
+from tests.servers import demo as demo_server
 from tests.support import flush_db, timeout
 from tests.tokens import SECRET, token
 
@@ -30,15 +30,8 @@ CLUSTER_DJANGO = "tests.apps.cluster_django:application"
 @pytest.fixture(scope="module", params=["daphne", "uvicorn", "fastapi-twin"])
 def demo(request: pytest.FixtureRequest) -> Iterator[Server]:
     """The Django project under Daphne and uvicorn, and its FastAPI twin."""
-    if request.param == "daphne":
-        with runserver(env=ENV) as srv:
-            yield srv
-    elif request.param == "uvicorn":
-        with uvicorn("project.asgi:application", env=ENV) as srv:
-            yield srv
-    else:
-        with uvicorn("project.fastapi_app:app", env=ENV) as srv:
-            yield srv
+    with demo_server(request.param, ENV) as srv:
+        yield srv
 
 
 async def test_an_expired_token_closes_the_socket_with_4401(demo: Server) -> None:
@@ -59,17 +52,6 @@ async def test_an_expired_token_closes_the_socket_with_4401(demo: Server) -> Non
     assert ws.close_code == 4401
     assert ws.close_reason in ("token expired", "")  # Daphne sends no reasons
     assert closed_at <= exp + 1 + timeout(0.5)
-
-
-def notify(demo: Server, user: str, body: object) -> None:
-    request = urllib.request.Request(
-        f"http://{demo.host}/api/notify/{user}/",
-        data=json.dumps(body).encode(),
-        headers={"Authorization": f"Bearer {token('ops', scope='notify:send')}"},
-        method="POST",
-    )
-    with urllib.request.urlopen(request, timeout=timeout(10)) as response:
-        assert response.status == 200
 
 
 async def test_a_client_with_a_token_function_lives_through_three_expiries(demo: Server) -> None:
@@ -94,7 +76,7 @@ async def test_a_client_with_a_token_function_lives_through_three_expiries(demo:
             token=fresh,
         ):
             connections += 1
-            await asyncio.to_thread(notify, demo, user, {"n": connections})
+            await asyncio.to_thread(demo.notify, user, {"n": connections})
             got.append(await ws.recv_json())
             with pytest.raises(ConnectionClosedError) as closed:
                 await ws.recv()  # until the expiry closes it

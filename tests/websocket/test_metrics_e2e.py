@@ -10,11 +10,12 @@ from collections.abc import Iterator
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import ClientConnection
 
-from tests.servers import Server, runserver, uvicorn
+from tests.servers import Server
+from tests.servers import demo as demo_server
 from tests.support import timeout, wait_until
-from tests.tokens import SECRET, token
+from tests.tokens import SECRET
 
 pytestmark = [pytest.mark.e2e]
 
@@ -23,12 +24,8 @@ ENV = {"AUTH_JWT__SECRET": SECRET}
 
 @pytest.fixture(scope="module", params=["django", "fastapi"])
 def demo(request: pytest.FixtureRequest) -> Iterator[Server]:
-    if request.param == "django":
-        with runserver(env=ENV) as srv:
-            yield srv
-    else:
-        with uvicorn("project.fastapi_app:app", env=ENV) as srv:
-            yield srv
+    with demo_server("daphne" if request.param == "django" else "fastapi-twin", ENV) as srv:
+        yield srv
 
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -50,29 +47,10 @@ def value(
     return samples.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
-def notify(server: Server, user: str) -> None:
-    request = urllib.request.Request(
-        f"http://{server.host}/api/notify/{user}/",
-        data=json.dumps({"hi": 1}).encode(),
-        headers={"Authorization": f"Bearer {token('ops', scope='notify:send')}"},
-        method="POST",
-    )
-    with urllib.request.urlopen(request, timeout=timeout(10)):
-        pass
-
-
 async def test_metrics_move_as_connections_open_messages_flow_and_close(demo: Server) -> None:
     before = scrape(demo)
     users = [f"m{uuid.uuid4().hex[:6]}" for _ in range(3)]
-    sockets: list[ClientConnection] = [
-        await connect(
-            demo.ws("/ws/notifications/"),
-            subprotocols=["bearer", token(u)],  # type: ignore[list-item]
-            origin=f"http://{demo.host}",  # type: ignore[arg-type]
-            open_timeout=timeout(10),
-        )
-        for u in users
-    ]
+    sockets: list[ClientConnection] = [await demo.open_ws("/ws/notifications/", u) for u in users]
     await wait_until(
         lambda: (
             value(scrape(demo), "svc_infra_ws_connections")
@@ -80,7 +58,7 @@ async def test_metrics_move_as_connections_open_messages_flow_and_close(demo: Se
         ),
         limit=10,
     )
-    await asyncio.to_thread(notify, demo, users[0])
+    await asyncio.to_thread(demo.notify, users[0], {"hi": 1})
     assert json.loads(await asyncio.wait_for(sockets[0].recv(), timeout(5)))["data"] == {"hi": 1}
     during = scrape(demo)
     assert value(during, "svc_infra_ws_users") >= 3
@@ -127,15 +105,7 @@ async def test_uvicorn_workers_share_their_metrics(tmp_path: object) -> None:
     env = {**ENV, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
     args = ["-m", "uvicorn", "project.fastapi_app:app", "--workers", "2", "--log-level", "warning"]
     with _server_on_fd(lambda fd: [*args, "--fd", fd], env) as server:
-        sockets = [
-            await connect(
-                server.ws("/ws/notifications/"),
-                subprotocols=["bearer", token(f"w{i}")],  # type: ignore[list-item]
-                origin=f"http://{server.host}",  # type: ignore[arg-type]
-                open_timeout=timeout(10),
-            )
-            for i in range(10)
-        ]
+        sockets = [await server.open_ws("/ws/notifications/", f"w{i}") for i in range(10)]
         # Each worker syncs once a second; several scrapes reach both workers.
         await wait_until(
             lambda: all(value(scrape(server), "svc_infra_ws_connections") == 10 for _ in range(4)),
