@@ -68,8 +68,20 @@ def ok(server: Server, op: str, **body: Any) -> None:
 
 
 async def everywhere(servers: list[Server], check: Any, limit: float = 10, **query: str) -> None:
-    """Wait until ``check(stats)`` holds on every server."""
-    await wait_until(lambda: all(check(s.stats(**query)) for s in servers), limit, 0.05)
+    """Wait until ``check(stats)`` holds on every server; on timeout, say what each saw."""
+    views: list[Any] = []
+
+    def holds() -> bool:
+        views[:] = [s.stats(**query) for s in servers]
+        return all(check(v) for v in views)
+
+    try:
+        await wait_until(holds, limit, 0.05)
+    except TimeoutError:
+        seen = {
+            v["name"]: {k: v[k] for k in ("connection_count", "local", "healthy")} for v in views
+        }
+        raise AssertionError(f"not everywhere within {limit} s: {seen}") from None
 
 
 def agree(servers: list[Server], **query: str) -> bool:
