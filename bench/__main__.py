@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from bench import broadcast, client_overhead, cluster, core, flood
+from bench import broadcast, client_overhead, cluster, core, fanout, flood
 
 BENCHMARKS = {
     "client": client_overhead.main,
     "broadcast": broadcast.main,
     "cluster": cluster.main,
     "core": core.main,
+    "fanout": fanout.main,
     "flood": flood.main,
 }
 

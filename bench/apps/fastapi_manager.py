@@ -1,4 +1,5 @@
-"""Ours: FastAPI on uvicorn with the ConnectionManager (in-memory layer).
+"""Ours: FastAPI on uvicorn with the ConnectionManager (in-memory layer, or Redis
+when ``WS_REDIS_URL`` is set).
 
 ``BENCH_NO_MANAGER=1`` gives the same app without the manager, the baseline of
 the memory benchmark.
@@ -28,9 +29,12 @@ if os.environ.get("BENCH_NO_MANAGER") == "1":
 else:
     from channels.layers import InMemoryChannelLayer
 
-    from svc_infra.websocket import ConnectionManager, add_websocket_manager
+    from svc_infra.websocket import ConnectionManager, add_websocket_manager, easy_websocket_manager
 
-    manager = add_websocket_manager(app, ConnectionManager(InMemoryChannelLayer()))
+    if os.environ.get("WS_REDIS_URL"):  # on Redis, configured by WS_* as users do
+        manager = easy_websocket_manager(app)
+    else:
+        manager = add_websocket_manager(app, ConnectionManager(InMemoryChannelLayer()))
     counter = iter(range(10**9))
 
     @app.websocket("/ws")

@@ -25,6 +25,7 @@ The module imports neither Django nor Starlette: framework sockets are adapted b
 from __future__ import annotations
 
 import logging
+import os
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -160,6 +161,8 @@ class ConnectionManager:
             registry=self._registry,
             stats=self.stats,
             call_timeout=self._backend.call_timeout(self.layer_timeout),
+            local_groups=self._backend.caps.local_groups,
+            channel=lambda: self._membership.channel,
         )
         self._membership = GroupMembership(
             self.layer,
@@ -167,6 +170,7 @@ class ConnectionManager:
             registry=self._registry,
             publisher=self._publisher,
             networked=self._backend.caps.networked,
+            change=self._backend.group_change(),
         )
         self._history = HistoryPolicy(self.config.history_size, self.config.history_ttl)
         # The store is made when the manager starts (configure_history may come first).
@@ -414,7 +418,7 @@ class ConnectionManager:
                 await transport.accept(None)
             await transport.close(CloseCode.GOING_AWAY, _SHUTDOWN_REASON)
             raise ServerDrainingError(uid)
-        connection_id = uuid.uuid4().hex
+        connection_id = os.urandom(16).hex()  # a uuid4().hex without the UUID object
         self._claims[uid] = self._claims.get(uid, 0) + 1
         try:
             admitted = await self._admit(uid, connection_id)

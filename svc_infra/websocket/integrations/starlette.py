@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from typing import Any
 
 from starlette.requests import HTTPConnection
@@ -52,19 +52,8 @@ class StarletteTransport:
         """Run ``check`` on every message the client sends, before the route sees it;
         when it answers (code, reason), close with it and give the route a disconnect."""
         websocket = self.websocket
-        inner = websocket._receive  # what Starlette's WebSocket.receive() awaits
-
-        async def receive() -> Message:
-            message = await inner()
-            if message.get("type") == "websocket.receive":
-                verdict = check(message)
-                if verdict is not None:
-                    code, reason = verdict
-                    await self.close(code, reason)
-                    return {"type": "websocket.disconnect", "code": code, "reason": reason}
-            return message
-
-        websocket._receive = receive
+        # What Starlette's WebSocket.receive() awaits.
+        websocket._receive = _GuardedReceive(websocket._receive, check, self)
 
     @property
     def query_string(self) -> bytes:
@@ -74,11 +63,20 @@ class StarletteTransport:
     async def accept(self, subprotocol: str | None = None) -> None:
         await self.websocket.accept(subprotocol=subprotocol)
 
-    async def send(self, frame: Frame) -> None:
-        if isinstance(frame, str):
-            await self.websocket.send({"type": "websocket.send", "text": frame})
-        else:
-            await self.websocket.send({"type": "websocket.send", "bytes": frame})
+    def send(self, frame: Frame) -> Coroutine[Any, Any, None]:
+        """Send a text or binary frame (a coroutine, as :class:`Transport` asks).
+
+        Raises:
+            Exception: Whatever the server's ASGI ``send`` raises for a socket that
+                is gone (the manager drops the connection).
+        """
+        ws = self.websocket
+        if ws.application_state is not WebSocketState.CONNECTED:
+            return ws.send(_message(frame))  # Starlette raises what it raises
+        # The fan-out's hot path: not a coroutine of its own but the ASGI send's,
+        # past Starlette's per-call checks (what they guard is checked above),
+        # with one message dict per frame for every connection it goes to.
+        return ws._send(_message(frame))  # type: ignore[return-value]
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         ws = self.websocket
@@ -92,6 +90,50 @@ class StarletteTransport:
 
 
 register_transport(WebSocket, StarletteTransport)
+
+
+class _GuardedReceive:
+    """A socket's ASGI ``receive`` with the inbound check in front (an object with
+    slots, not a closure: it is one per connection)."""
+
+    __slots__ = ("check", "inner", "transport")
+
+    def __init__(
+        self,
+        inner: Callable[[], Awaitable[Message]],
+        check: Callable[[Mapping[str, Any]], tuple[int, str] | None],
+        transport: StarletteTransport,
+    ) -> None:
+        self.inner, self.check, self.transport = inner, check, transport
+
+    async def __call__(self) -> Message:
+        message = await self.inner()
+        if message.get("type") == "websocket.receive":
+            verdict = self.check(message)
+            if verdict is not None:
+                code, reason = verdict
+                await self.transport.close(code, reason)
+                return {"type": "websocket.disconnect", "code": code, "reason": reason}
+        return message
+
+
+# The last frame sent and its ASGI message. A fan-out sends one frame object to
+# every connection in turn, so this builds its message once, not once per
+# connection. Sharing is safe: servers and Starlette only read the message.
+_last: tuple[Frame, Message] = ("", {"type": "websocket.send", "text": ""})
+
+
+def _message(frame: Frame) -> Message:
+    global _last
+    last_frame, message = _last
+    if frame is last_frame:
+        return message
+    if isinstance(frame, str):
+        message = {"type": "websocket.send", "text": frame}
+    else:
+        message = {"type": "websocket.send", "bytes": frame}
+    _last = (frame, message)
+    return message
 
 
 def _find_app(obj: Any) -> Any:

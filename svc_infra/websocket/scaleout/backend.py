@@ -8,11 +8,13 @@ elsewhere.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from ..server._history import MemoryHistory
 from ..server._router import Receive
 from ..server.protocols import HistoryStore, PresenceHost
+from .groups import GroupBatcher
 from .history import RedisHistory
 from .layers import LayerCapabilities, batch_receiver, manager_channel, presence_client
 from .presence import RedisPresence
@@ -58,6 +60,14 @@ class LayerBackend:
             Exception: Whatever the layer raises when it cannot be reached.
         """
         return await manager_channel(self.layer, self.caps, f"{self.prefix}mgr")
+
+    def group_change(self) -> Callable[[str, str, bool], Coroutine[Any, Any, None]] | None:
+        """How to add the channel to a group or remove it: batched on the
+        channels_redis core layer (:class:`~.groups.GroupBatcher`); None for the
+        layer's own calls."""
+        if self.caps.redis != "core":
+            return None
+        return GroupBatcher(self.layer).change
 
     def receiver_for(self, channel: str) -> Receive:
         """How to receive from ``channel``: in batches where possible."""

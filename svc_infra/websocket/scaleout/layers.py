@@ -12,7 +12,7 @@ import fnmatch
 import re
 import sys
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -134,6 +134,9 @@ class LayerCapabilities:
         redis_prefix: The channels_redis key prefix.
         batch_receive: A plain channel with batched receives is possible: the
             core layer on a single host (see :func:`batch_receiver`).
+        local_groups: For Channels' in-memory layer, its own table of groups
+            (group name to ``{channel: expiry}``): who listens is known without a
+            call, so a message no other channel would get is not sent at all.
     """
 
     networked: bool
@@ -141,6 +144,7 @@ class LayerCapabilities:
     redis_hosts: tuple[Any, ...] = ()
     redis_prefix: str = ""
     batch_receive: bool = False
+    local_groups: Mapping[str, Mapping[str, float]] | None = None
 
 
 def _instance_of(layer: Any, module: str, name: str) -> bool:
@@ -177,7 +181,11 @@ def capabilities(layer: Any) -> LayerCapabilities:
         )
     # Exactly Channels' own class: a subclass may well suspend in its group calls.
     memory = getattr(sys.modules.get("channels.layers"), "InMemoryChannelLayer", None)
-    return LayerCapabilities(networked=type(layer) is not memory)
+    if type(layer) is memory:
+        # Its ``groups`` attribute is the layer's live table (the layer has no public
+        # way to ask who is in a group); read here only.
+        return LayerCapabilities(networked=False, local_groups=vars(layer)["groups"])
+    return LayerCapabilities(networked=True)
 
 
 def reserve_capacity(layer: Any, pattern: str, capacity: int = MANAGER_CHANNEL_CAPACITY) -> None:

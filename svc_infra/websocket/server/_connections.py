@@ -14,6 +14,7 @@ import json
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from datetime import UTC, datetime
 from typing import Any
 
 from ..close_codes import CloseCode
@@ -90,6 +91,8 @@ class Connections:
         self.tasks: set[asyncio.Task[Any]] = set()
         #: Connections closed, per close code.
         self.closed_codes: dict[int, int] = {}
+        # One bound method for every connection, not one each.
+        self._fail = self._failed
 
     def open(
         self,
@@ -102,9 +105,10 @@ class Connections:
     ) -> tuple[LocalConnection, bool]:
         """Register a connection (no await). Returns it, and whether it is the
         user's first connection here."""
-        info = ConnectionInfo(user, connection_id or uuid.uuid4().hex, metadata=metadata)
+        now = datetime.now(UTC)  # one datetime for both fields: 48 bytes a connection
+        info = ConnectionInfo(user, connection_id or uuid.uuid4().hex, now, now, metadata)
         conn = LocalConnection(
-            info, socket, transport, limit=self.outbox_limit, failed=self._failed, session=session
+            info, socket, transport, limit=self.outbox_limit, failed=self._fail, session=session
         )
         first = self.registry.add(conn)
         self.stats.connections_opened += 1

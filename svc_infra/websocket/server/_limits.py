@@ -147,29 +147,39 @@ class InboundLimits:
     def check_for(self, conn: LocalConnection) -> InboundCheck:
         """The check to run on each message ``conn`` sends."""
         bucket = Bucket(self.rate, self.burst) if self.rate > 0 else None
-        stats, max_size, limited = self.stats, self.max_size, self.limited
-        info = conn.info
+        return _Check(self, conn, bucket)
 
-        def check(message: Mapping[str, Any]) -> Verdict:
-            stats.messages_received += 1
-            data = message.get("bytes")
-            text = message.get("text")
-            if data is not None:
-                size = len(data)
-            elif text is not None:
-                size = utf8_size(text, max_size)
-            else:
-                size = 0
-            if size > max_size:
-                stats.limited_size += 1
-                code, reason = CloseCode.MESSAGE_TOO_BIG, "message too big"
-            elif bucket is not None and not bucket.take():
-                stats.limited_rate += 1
-                code, reason = CloseCode.RATE_LIMITED, "rate limit"
-            else:
-                info.last_activity = datetime.now(UTC)
-                return None
-            limited(conn, code, reason)
-            return code, reason
 
-        return check
+class _Check:
+    """One connection's inbound check: an object with slots rather than a closure,
+    which costs a few hundred bytes more per connection (a function and its cells)."""
+
+    __slots__ = ("bucket", "conn", "limits")
+
+    def __init__(self, limits: InboundLimits, conn: LocalConnection, bucket: Bucket | None) -> None:
+        self.limits, self.conn, self.bucket = limits, conn, bucket
+
+    def __call__(self, message: Mapping[str, Any]) -> Verdict:
+        limits = self.limits
+        stats, max_size = limits.stats, limits.max_size
+        stats.messages_received += 1
+        data = message.get("bytes")
+        text = message.get("text")
+        if data is not None:
+            size = len(data)
+        elif text is not None:
+            size = utf8_size(text, max_size)
+        else:
+            size = 0
+        bucket = self.bucket
+        if size > max_size:
+            stats.limited_size += 1
+            code, reason = CloseCode.MESSAGE_TOO_BIG, "message too big"
+        elif bucket is not None and not bucket.take():
+            stats.limited_rate += 1
+            code, reason = CloseCode.RATE_LIMITED, "rate limit"
+        else:
+            self.conn.info.last_activity = datetime.now(UTC)
+            return None
+        limits.limited(self.conn, code, reason)
+        return code, reason

@@ -10,7 +10,7 @@ after a Redis outage all go through it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from ..groups import broadcast_group, room_group, user_group
@@ -18,6 +18,9 @@ from ._publisher import Publisher
 from ._registry import Registry
 
 __all__ = ["GroupMembership"]
+
+# Groups joined at once by a refresh (each call is bounded by the layer timeout).
+_REFRESH_CHUNK = 1000
 
 
 class _GroupLock:
@@ -37,6 +40,9 @@ class GroupMembership:
         registry: Who is connected here, and the rooms.
         publisher: Makes the layer calls (bounded, errors counted).
         networked: Whether layer calls can suspend (and so overtake each other).
+        change: ``change(group, channel, member)`` adds the channel to the group or
+            removes it; default: the layer's ``group_add`` and ``group_discard``
+            (the scale-out gives a batched one for channels_redis).
     """
 
     def __init__(
@@ -47,8 +53,10 @@ class GroupMembership:
         registry: Registry,
         publisher: Publisher,
         networked: bool,
+        change: Callable[[str, str, bool], Coroutine[Any, Any, None]] | None = None,
     ) -> None:
         self.layer = layer
+        self._group_change = change
         self.prefix = prefix
         self.registry = registry
         self.publisher = publisher
@@ -97,8 +105,11 @@ class GroupMembership:
         groups = [self.broadcast_group]
         groups += [user_group(uid, self.prefix) for uid in list(self.registry.users)]
         groups += [room_group(room, self.prefix) for room in list(self.room_groups)]
-        for group in groups:
-            await self._change(group, True)
+        # Concurrently, in chunks: a batched layer then joins them in a few round
+        # trips rather than one (or two) per group.
+        for start in range(0, len(groups), _REFRESH_CHUNK):
+            chunk = groups[start : start + _REFRESH_CHUNK]
+            await asyncio.gather(*(self._change(group, True) for group in chunk))
 
     async def _sync(self, group: str, wanted: Callable[[], bool]) -> None:
         """Add the channel to ``group`` or remove it, as ``wanted()`` says when the
@@ -129,6 +140,9 @@ class GroupMembership:
     async def _change(self, group: str, member: bool) -> None:
         channel = self.channel
         if channel is not None:
+            if self._group_change is not None:
+                await self.publisher.call(self._group_change(group, channel, member))
+                return
             layer = self.layer
             change = layer.group_add if member else layer.group_discard
             await self.publisher.call(change(group, channel))

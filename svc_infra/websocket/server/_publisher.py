@@ -7,13 +7,17 @@ its own messages when they come back from the layer.
 
 Only a layer behind a network can hang: for those, every call is bounded by
 ``layer_timeout``; for the in-memory layer a timer per call would be pure cost.
+On the in-memory layer a message is published only when a channel other than
+this manager's is in the group: otherwise the layer would copy it to our own
+channel, for us to drop, and walk every group to expire old members (O(users)
+per broadcast).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -37,9 +41,11 @@ class Publisher:
         registry: Whose connections :meth:`deliver` writes to.
         stats: Where failures and queued frames are counted.
         call_timeout: Bound of each layer call in seconds; None for no bound.
+        local_groups: The in-memory layer's table of groups, or None.
+        channel: This manager's channel on the layer, once started.
     """
 
-    __slots__ = ("call_timeout", "layer", "origin", "registry", "stats")
+    __slots__ = ("call_timeout", "channel", "layer", "local_groups", "origin", "registry", "stats")
 
     def __init__(
         self,
@@ -49,8 +55,12 @@ class Publisher:
         registry: Registry,
         stats: ManagerStats,
         call_timeout: float | None,
+        local_groups: Mapping[str, Mapping[str, float]] | None = None,
+        channel: Callable[[], str | None] = lambda: None,
     ) -> None:
         self.layer = layer
+        self.local_groups = local_groups
+        self.channel = channel
         self.origin = origin
         self.registry = registry
         self.stats = stats
@@ -112,6 +122,11 @@ class Publisher:
 
         Cancelling is safe: the message may or may not have reached the layer.
         """
+        groups = self.local_groups
+        if groups is not None:
+            members = groups.get(group)
+            if not members or (len(members) == 1 and self.channel() in members):
+                return  # no one else listens
         message["origin"] = self.origin
         try:
             async with asyncio.timeout(self.call_timeout):
