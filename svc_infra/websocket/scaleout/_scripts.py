@@ -13,6 +13,10 @@ processes never see half of a change. Keys under the prefix ``K``:
 - ``K t:<user>``      tombstone: version at which the user's rooms were emptied
 - ``K cap:<user>``    hash: connection id -> process id, the user's claimed slots
   under ``WS_MAX_CONNECTIONS_PER_USER``
+- ``K ver``           hash: process id -> version of its connections (bumped by every
+  write of that process; its announcements carry it)
+- ``K rchg``          sorted set: user -> version of the user's last room change
+  (trimmed after an hour): who changed since a given time, without a full read
 
 The scripts never decode JSON: Redis' decoder refuses what Python's encoder
 writes for some strings (lone surrogates), and one such value must not break
@@ -27,7 +31,10 @@ is not supported by channels_redis either.
 
 from __future__ import annotations
 
-__all__ = ["BEAT", "CLAIM", "LEAVE", "LIVE", "LOAD", "RELEASE", "RESET", "RESTORE", "ROOMS", "SYNC"]
+__all__ = [
+    *("BEAT", "CLAIM", "DIGEST", "LEAVE", "LIVE", "LOAD", "LOAD_ONE", "RELEASE", "RESET"),
+    *("RESTORE", "ROOMS", "SYNC"),
+]
 
 _COMMON = """
 local K = ARGV[1]
@@ -42,9 +49,13 @@ local function present(uid)
 end
 -- Versions pass through as '%.0f' strings: Lua's own number format would cut digits.
 local function str(v) return string.format('%.0f', v) end
-local function bump(uid)
+-- Redis time in microseconds.
+local function now()
   local t = redis.call('TIME')
-  local v = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  return tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+local function bump(uid)
+  local v = now()
   local old = tonumber(redis.call('HGET', K .. 'rv', uid) or '0')
   local tomb = tonumber(redis.call('GET', K .. 't:' .. uid) or '0')
   if old < tomb then old = tomb end
@@ -60,6 +71,7 @@ local function store_rooms(uid)
   else
     redis.call('HSET', K .. 'rv', uid, str(v))
   end
+  redis.call('ZADD', K .. 'rchg', v, uid)
   return v
 end
 -- The user left everywhere: empty their rooms. Appends {uid, version} to gone.
@@ -75,6 +87,7 @@ local function drop_instance(inst, gone)
   for _, uid in ipairs(redis.call('HVALS', K .. 'c:' .. inst)) do users[uid] = true end
   redis.call('DEL', K .. 'c:' .. inst, K .. 'm:' .. inst, K .. 'i:' .. inst)
   redis.call('SREM', K .. 'instances', inst)
+  redis.call('HDEL', K .. 'ver', inst)
   for uid, _ in pairs(users) do
     redis.call('HDEL', K .. 'u:' .. uid, inst)
     user_gone(uid, gone)
@@ -104,7 +117,7 @@ return {1, live, gone}
 
 #: ARGV: K, id, ttl_ms, then (op, conn id, user, json) quads; op is
 #: '+' (opened), '-' (closed) or '?' (the user's last connection here closed).
-#: Returns {1, gone} or {0} when our key was missing (resync needed).
+#: Returns {1, gone, version} or {0} when our key was missing (resync needed).
 SYNC = (
     _COMMON
     + """
@@ -129,12 +142,12 @@ for i = 4, #ARGV, 4 do
     user_gone(uid, gone)
   end
 end
-return {1, gone}
+return {1, gone, redis.call('HINCRBY', K .. 'ver', id, 1)}
 """
 )
 
 #: ARGV: K, id, ttl_ms, then (conn id, user, json) triples: replace what Redis
-#: holds for this process with its live connections.
+#: holds for this process with its live connections. Returns the new version.
 RESET = (
     _COMMON
     + """
@@ -150,7 +163,7 @@ for i = 4, #ARGV, 3 do
   redis.call('HSET', K .. 'm:' .. id, ARGV[i], ARGV[i + 2])
   redis.call('HINCRBY', K .. 'u:' .. ARGV[i + 1], id, 1)
 end
-return 1
+return redis.call('HINCRBY', K .. 'ver', id, 1)
 """
 )
 
@@ -199,8 +212,9 @@ return 1
 """
 )
 
-#: ARGV: K, id. Returns {1, {{id, {json...}}...}, {{user, version, {rooms}}...}},
-#: or {0} when our own liveness key is missing.
+#: ARGV: K, id. Returns {1, {{id, version, {json...}}...}, {{user, version, {rooms}}...},
+#: now}, or {0} when our own liveness key is missing. The full read: at start and
+#: after a resync; :data:`DIGEST` and :data:`LOAD_ONE` keep the mirrors right after.
 LOAD = (
     _COMMON
     + """
@@ -210,14 +224,58 @@ if not alive(ARGV[2]) then return {0} end
 local insts, rooms = {}, {}
 for _, inst in ipairs(redis.call('SMEMBERS', K .. 'instances')) do
   if alive(inst) then
-    table.insert(insts, {inst, redis.call('HVALS', K .. 'm:' .. inst)})
+    local ver = redis.call('HGET', K .. 'ver', inst) or '0'
+    table.insert(insts, {inst, ver, redis.call('HVALS', K .. 'm:' .. inst)})
   end
 end
 local rv = redis.call('HGETALL', K .. 'rv')
 for i = 1, #rv, 2 do
   table.insert(rooms, {rv[i], rv[i + 1], redis.call('SMEMBERS', K .. 'r:' .. rv[i])})
 end
-return {1, insts, rooms}
+return {1, insts, rooms, str(now())}
+"""
+)
+
+#: ARGV: K, id, since (Redis time in microseconds), horizon (microseconds). What
+#: changed since ``since``: {1, now, {{id, version}...}, {{user, version, {rooms}}...},
+#: n} (live processes with their versions; users whose rooms changed, with their
+#: room sets; how many users have rooms); {2, now} when ``since`` is older than the horizon (load in full); {0}
+#: when our own key is missing. Reads grow with processes and changes, never
+#: with connections.
+DIGEST = (
+    _COMMON
+    + """
+if not alive(ARGV[2]) then return {0} end
+local t = now()
+local since, horizon = tonumber(ARGV[3]), t - tonumber(ARGV[4])
+redis.call('ZREMRANGEBYSCORE', K .. 'rchg', '-inf', '(' .. str(horizon))
+if since < horizon then return {2, str(t)} end
+local insts, rooms = {}, {}
+for _, inst in ipairs(redis.call('SMEMBERS', K .. 'instances')) do
+  if alive(inst) then
+    table.insert(insts, {inst, redis.call('HGET', K .. 'ver', inst) or '0'})
+  end
+end
+-- Inclusive: a change in the same microsecond as the last digest is read again
+-- (applying a room set is idempotent).
+for _, uid in ipairs(redis.call('ZRANGEBYSCORE', K .. 'rchg', str(since), '+inf')) do
+  local v = redis.call('HGET', K .. 'rv', uid) or redis.call('GET', K .. 't:' .. uid) or '0'
+  table.insert(rooms, {uid, v, redis.call('SMEMBERS', K .. 'r:' .. uid)})
+end
+return {1, str(t), insts, rooms, redis.call('HLEN', K .. 'rv')}
+"""
+)
+
+#: ARGV: K, id, other id. One process's connections: {1, version, {json...}}, {1}
+#: when that process is gone, {0} when our own key is missing.
+LOAD_ONE = (
+    _COMMON
+    + """
+if not alive(ARGV[2]) then return {0} end
+local inst = ARGV[3]
+if not alive(inst) then return {1} end
+local ver = redis.call('HGET', K .. 'ver', inst) or '0'
+return {1, ver, redis.call('HVALS', K .. 'm:' .. inst)}
 """
 )
 

@@ -14,8 +14,14 @@ How it works (the consistency model is in ``docs/scaling.md``):
   process that stopped beating (kill -9, frozen) is dropped from the mirrors,
   and the first process to notice removes its keys and the rooms of users who
   had no connection anywhere else. Every ``RECONCILE_BEATS`` heartbeats the
-  mirrors are compared with Redis and corrected, so a lost layer message costs
+  mirrors are checked against Redis and corrected, so a lost layer message costs
   at most ``presence_ttl`` of staleness, not a permanent divergence.
+- That check reads no connection unless something was lost. Each process's
+  connections have a version in Redis, bumped by each of its writes and carried
+  by its announcements; a mirror that applied every announcement holds the same
+  version, and only a process whose version differs is read again. Room changes
+  are indexed by time, so the check reads only users whose rooms changed since
+  the last one. Its cost grows with processes and changes, not with connections.
 - Room sets live in Redis with a version (Redis time in microseconds); the
   manager applies a user's room set only if its version is newer, so updates
   that cross in the layer still converge.
@@ -45,6 +51,9 @@ logger = logging.getLogger("svc_infra.websocket.presence")
 
 # Connections per ws.presence snapshot message: keeps layer messages small.
 _CHUNK = 500
+# How far back the room-change index reaches (as the tombstones): a process whose
+# last check is older loads everything.
+_ROOMS_HORIZON_US = 3600 * 1_000_000
 #: Heartbeats between two full comparisons of the mirrors with Redis.
 RECONCILE_BEATS = 4
 
@@ -86,6 +95,16 @@ class RedisPresence:
         # Remote processes: id -> connection id -> info; and user -> conn id -> info.
         self._remote: dict[str, dict[str, ConnectionInfo]] = {}
         self._remote_users: dict[str, dict[str, ConnectionInfo]] = {}
+        # Per remote process: the version its mirror is at (None: unknown, read it
+        # again), and the version of a snapshot being received in chunks.
+        self._versions: dict[str, int | None] = {}
+        self._snapshots: dict[str, int] = {}
+        self._rooms_since: int | None = None  # Redis time of the last room check
+        self._rooms_differed = False  # the last check counted other room sets
+        #: Mirrors of one process read again (after a lost announcement), and full
+        #: reads of everything (start, resync): for tests and diagnostics.
+        self.reloads = 0
+        self.full_loads = 0
         self._pending: list[tuple[str, str, str, str]] = []
         self._wake = asyncio.Event()  # the writer has work
         self._retry = asyncio.Event()  # the heartbeat should retry now
@@ -99,7 +118,7 @@ class RedisPresence:
             name: client.register_script(getattr(lua, name))
             for name in (
                 *("LIVE", "BEAT", "SYNC", "RESET", "LEAVE", "ROOMS", "RESTORE", "LOAD"),
-                *("CLAIM", "RELEASE"),
+                *("CLAIM", "RELEASE", "DIGEST", "LOAD_ONE"),
             )
         }
 
@@ -218,13 +237,42 @@ class RedisPresence:
         """Apply a ``ws.presence`` message from process ``origin``.
 
         ``add`` holds connections as JSON text (``ConnectionInfo.to_dict()``):
-        text survives msgpack whatever the metadata holds.
+        text survives msgpack whatever the metadata holds. ``v`` is the version of
+        the sender's connections after the change; a message that does not follow
+        the version this mirror is at is applied, and the mirror marked for a
+        reread at the next check (a message was lost, or came from a version of
+        this library that sends none).
         """
         if message.get("drop"):
             self._drop(origin)
             return
+        version = message.get("v")
+        known = self._versions.get(origin)
         if message.get("reset"):
             self._drop(origin)
+            known = None
+            if isinstance(version, int):
+                self._snapshots[origin] = version
+        elif isinstance(version, int) and origin in self._snapshots:
+            pass  # a later chunk of a snapshot (checked below)
+        elif isinstance(version, int) and known is not None and version <= known:
+            return  # already in the mirror (read from Redis after it was written)
+        self._apply(origin, message)
+        if not isinstance(version, int):
+            self._versions[origin] = None
+        elif origin in self._snapshots:
+            if self._snapshots[origin] != version:  # a chunk of another snapshot
+                del self._snapshots[origin]
+                self._versions[origin] = None
+            elif message.get("last", True):
+                del self._snapshots[origin]
+                self._versions[origin] = version
+            else:
+                self._versions[origin] = None  # until the last chunk
+        else:
+            self._versions[origin] = version if known == version - 1 else None
+
+    def _apply(self, origin: str, message: dict[str, Any]) -> None:
         conns = self._remote.setdefault(origin, {})
         for data in message.get("add", ()):
             try:
@@ -240,6 +288,8 @@ class RedisPresence:
                 self._forget_user_conn(old)
 
     def _drop(self, origin: str) -> None:
+        self._versions.pop(origin, None)
+        self._snapshots.pop(origin, None)
         for info in self._remote.pop(origin, {}).values():
             self._forget_user_conn(info)
 
@@ -278,7 +328,8 @@ class RedisPresence:
                 return
             add = [data for op, _, _, data in ops if op == "+"]
             remove = [conn for op, conn, _, _ in ops if op == "-"]
-            await self._announce({"type": PRESENCE, "add": add, "remove": remove})
+            message = {"type": PRESENCE, "add": add, "remove": remove, "v": int(result[2])}
+            await self._announce(message)
         await self._apply_gone(result[1])
 
     def _keep_checks(self, ops: list[tuple[str, str, str, str]]) -> None:
@@ -349,7 +400,7 @@ class RedisPresence:
                 for info in local
                 for part in (info.connection_id, info.user_id, json.dumps(info.to_dict()))
             ]
-            await self._run("RESET", self.ttl_ms, *args)
+            version = int(await self._run("RESET", self.ttl_ms, *args))
             known = self.owner.known_rooms()
             if known:
                 flat = [x for user, v, rooms in known for x in (user, v, len(rooms), *rooms)]
@@ -361,13 +412,55 @@ class RedisPresence:
             adds = [json.dumps(info.to_dict()) for info in local]
             for start in range(0, max(len(adds), 1), _CHUNK):
                 chunk = adds[start : start + _CHUNK]
-                await self._announce({"type": PRESENCE, "reset": start == 0, "add": chunk})
+                last = start + _CHUNK >= len(adds)
+                message = {"type": PRESENCE, "reset": start == 0, "add": chunk}
+                await self._announce({**message, "v": version, "last": last})
         self._wake.set()  # connections that opened meanwhile, and kept checks
 
     async def _reconcile(self) -> None:
-        """Compare the mirrors with Redis and correct them (lost layer messages)."""
+        """Check the mirrors against Redis and correct them (lost layer messages),
+        reading only what changed (see the module docstring)."""
         async with self._lock:
-            await self._load(self.owner.known_rooms())
+            if self._rooms_since is None:
+                await self._load(self.owner.known_rooms())
+                return
+            horizon = _ROOMS_HORIZON_US
+            result = await self._run("DIGEST", self._rooms_since, horizon)
+            if not result[0]:
+                raise RuntimeError("this process is missing from Redis")
+            if result[0] == 2:  # the last check is too old for the change index
+                await self._load(self.owner.known_rooms())
+                return
+            self._rooms_since = int(result[1])
+            live = {}
+            for origin, version in result[2]:
+                if (origin := _text(origin)) != self.owner.id:
+                    live[origin] = int(version)
+            for origin in [o for o in self._remote if o not in live]:
+                self._drop(origin)
+            for origin, version in live.items():
+                if self._versions.get(origin) != version or origin not in self._remote:
+                    await self._load_one(origin)
+            for user, version, members in result[3]:
+                await self.owner.apply_rooms(_text(user), [_text(r) for r in members], int(version))
+            # A room set here that Redis never had (or no longer has, its change
+            # out of the index) shows only in the counts. Under churn they can
+            # differ for a moment: a full read only when they differ twice in a row.
+            differs = len(self.owner.known_rooms()) != int(result[4])
+            if differs and self._rooms_differed:
+                await self._load(self.owner.known_rooms())
+            self._rooms_differed = differs and not self._rooms_differed
+
+    async def _load_one(self, origin: str) -> None:
+        """Read one process's connections again (one atomic read)."""
+        result = await self._run("LOAD_ONE", origin)
+        if not result[0]:
+            raise RuntimeError("this process is missing from Redis")
+        self.reloads += 1
+        self._drop(origin)
+        if len(result) > 1:  # still alive
+            self._apply(origin, {"add": [_text(v) for v in result[2]]})
+            self._versions[origin] = int(result[1])
 
     async def _load(self, known: list[tuple[str, int, list[str]]]) -> None:
         """Replace the mirrors with what Redis holds (one atomic read).
@@ -379,13 +472,17 @@ class RedisPresence:
         result = await self._run("LOAD")
         if not result[0]:
             raise RuntimeError("this process is missing from Redis")
+        self.full_loads += 1
         instances, rooms = result[1], result[2]
         self._remote.clear()
         self._remote_users.clear()
-        for origin, values in instances:
+        self._versions.clear()
+        self._snapshots.clear()
+        for origin, version, values in instances:
             origin = _text(origin)
             if origin != self.owner.id:
-                self.handle(origin, {"add": [_text(v) for v in values]})
+                self._apply(origin, {"add": [_text(v) for v in values]})
+                self._versions[origin] = int(version)
         loaded = set()
         for user, version, members in rooms:
             loaded.add(user := _text(user))
@@ -393,6 +490,7 @@ class RedisPresence:
         for user, version, _ in known:
             if user not in loaded:  # emptied in Redis, at a version newer than ours
                 await self.owner.apply_rooms(user, [], version + 1)
+        self._rooms_since = int(result[3])
 
     # --- helpers -------------------------------------------------------------------------
 
