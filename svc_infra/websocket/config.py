@@ -58,6 +58,11 @@ class WebSocketConfig:
             builds: ``"core"`` (lists, the default) or ``"pubsub"``.
         presence_ttl: Server side, with Redis: seconds after which a process that
             stopped heartbeating (killed, frozen) no longer counts in presence.
+        presence_redis_url: Server side, with a channels_redis layer: the Redis
+            that holds presence, history and connection slots (a ``redis://`` URL);
+            ``None`` keeps them on the layer's first host. Give it when the layer
+            shards over several hosts, so that they do not load (and depend on)
+            one shard. Every process of a cluster must use the same.
         history_size: Server side: messages kept per stream for recovery after a
             reconnect (``docs/recovery.md``); 0 (the default) keeps none.
         history_ttl: Server side: seconds a stream's messages are kept at most.
@@ -98,6 +103,7 @@ class WebSocketConfig:
     redis_url: str | None = None
     redis_layer: str = "core"
     presence_ttl: float = 30.0
+    presence_redis_url: str | None = None
     history_size: int = 0
     history_ttl: float = 300.0
     close_on_token_expiry: bool = True
@@ -186,6 +192,7 @@ def get_default_config(**overrides: Any) -> WebSocketConfig:
     ``WS_REDIS_URL``                (unset)    ``redis://`` URL for channels_redis
     ``WS_REDIS_LAYER``              core       channels_redis layer: core or pubsub
     ``WS_PRESENCE_TTL``             30.0       seconds before a silent process leaves
+    ``WS_PRESENCE_REDIS_URL``       (unset)    Redis of presence and history
     ==============================  =========  ====================================
 
     Raises:
@@ -231,6 +238,13 @@ def _parse_choice(raw: str, name: str) -> str:
 
 def _parse_optional_str(raw: str, name: str) -> str | None:
     return raw.strip() or None
+
+
+def _parse_redis_url(raw: str, name: str) -> str | None:
+    url = raw.strip() or None
+    if url is not None and not url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigurationError(name, raw, "a redis://, rediss:// or unix:// URL")
+    return url
 
 
 def _parse_bool(raw: str, name: str) -> bool:
@@ -312,6 +326,7 @@ _SPECS: dict[str, _Spec] = {
     "outbox_limit": _Spec(_parse_int, "int", minimum=0, exclusive_minimum=True),
     "channel_prefix": _Spec(_parse_str, "str"),
     "redis_url": _Spec(_parse_optional_str, "str", optional=True),
+    "presence_redis_url": _Spec(_parse_redis_url, "str", optional=True),
     "redis_layer": _Spec(_parse_choice, "str", choices=("core", "pubsub")),
     # Heartbeats run every ttl/4: below half a second they would flood Redis.
     "presence_ttl": _Spec(_parse_float, "float", minimum=0.5),

@@ -147,6 +147,7 @@ class ConnectionManager:
             prefix=self.prefix,
             presence_ttl=self.config.presence_ttl,
             presence=presence,
+            presence_url=self.config.presence_redis_url,
         )
         self.id = uuid.uuid4().hex[:16]
         self.stats = ManagerStats()

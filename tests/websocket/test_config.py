@@ -33,6 +33,7 @@ EXTRA_DEFAULTS = {
     "WS_REDIS_URL": ("redis_url", None),
     "WS_REDIS_LAYER": ("redis_layer", "core"),
     "WS_PRESENCE_TTL": ("presence_ttl", 30.0),
+    "WS_PRESENCE_REDIS_URL": ("presence_redis_url", None),
     "WS_HISTORY_SIZE": ("history_size", 0),
     "WS_HISTORY_TTL": ("history_ttl", 300.0),
     "WS_CLOSE_ON_TOKEN_EXPIRY": ("close_on_token_expiry", True),
@@ -223,3 +224,13 @@ def test_config_is_frozen_and_replace_validates() -> None:
 def test_integers_are_accepted_for_float_fields() -> None:
     """open_timeout=30 (an int) is as good as 30.0."""
     assert WebSocketConfig(open_timeout=30).open_timeout == 30
+
+
+def test_a_presence_redis_url_that_is_not_one_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("WS_PRESENCE_REDIS_URL", "localhost:6379")
+    with pytest.raises(ConfigurationError, match="WS_PRESENCE_REDIS_URL"):
+        get_default_config()
+    monkeypatch.setenv("WS_PRESENCE_REDIS_URL", "redis://127.0.0.1:6390/2")
+    assert get_default_config().presence_redis_url == "redis://127.0.0.1:6390/2"

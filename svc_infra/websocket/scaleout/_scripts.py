@@ -239,9 +239,9 @@ return {1, insts, rooms, str(now())}
 #: ARGV: K, id, since (Redis time in microseconds), horizon (microseconds). What
 #: changed since ``since``: {1, now, {{id, version}...}, {{user, version, {rooms}}...},
 #: n} (live processes with their versions; users whose rooms changed, with their
-#: room sets; how many users have rooms); {2, now} when ``since`` is older than the horizon (load in full); {0}
-#: when our own key is missing. Reads grow with processes and changes, never
-#: with connections.
+#: room sets; how many users have rooms); {2, now} when ``since`` is older than
+#: the horizon (load in full); {0} when our own key is missing. Reads grow with
+#: processes and changes, never with connections.
 DIGEST = (
     _COMMON
     + """

@@ -31,6 +31,8 @@ class LayerBackend:
         prefix: The manager's group prefix.
         presence_ttl: ``WebSocketConfig.presence_ttl``.
         presence: False keeps presence per process even on Redis.
+        presence_url: ``presence_redis_url``: where presence and history live
+            (None: the layer's first Redis host).
     """
 
     def __init__(
@@ -41,7 +43,9 @@ class LayerBackend:
         prefix: str,
         presence_ttl: float,
         presence: bool | None,
+        presence_url: str | None = None,
     ) -> None:
+        self.presence_url = presence_url
         self.layer = layer
         self.caps = caps
         self.prefix = prefix
@@ -80,14 +84,14 @@ class LayerBackend:
         """Cluster-wide presence on the layer's Redis, or None (per-process presence)."""
         if self.want_presence is False:
             return None
-        client, key_prefix = presence_client(self.caps, self.prefix)
+        client, key_prefix = presence_client(self.caps, self.prefix, self.presence_url)
         if client is None:
             return None
         return RedisPresence(client, host, key_prefix=key_prefix, ttl=self.presence_ttl)
 
     def make_history(self) -> HistoryStore:
         """History on the layer's Redis (shared by the cluster), else in memory."""
-        client, key_prefix = presence_client(self.caps, self.prefix)
+        client, key_prefix = presence_client(self.caps, self.prefix, self.presence_url)
         if client is None:  # one process: history in memory
             return MemoryHistory()
         return RedisHistory(client, key_prefix=key_prefix)

@@ -133,7 +133,7 @@ class LayerCapabilities:
         redis_hosts: The channels_redis host entries (where presence lives).
         redis_prefix: The channels_redis key prefix.
         batch_receive: A plain channel with batched receives is possible: the
-            core layer on a single host (see :func:`batch_receiver`).
+            channels_redis' core layer, on any number of hosts (see :func:`batch_receiver`).
         local_groups: For Channels' in-memory layer, its own table of groups
             (group name to ``{channel: expiry}``): who listens is known without a
             call, so a message no other channel would get is not sent at all.
@@ -162,7 +162,7 @@ def capabilities(layer: Any) -> LayerCapabilities:
             redis="core",
             redis_hosts=tuple(layer.hosts),
             redis_prefix=str(layer.prefix),
-            batch_receive=int(layer.ring_size) == 1,
+            batch_receive=True,
         )
     if _instance_of(layer, "channels_redis.pubsub", "RedisPubSubChannelLayer"):
         from channels_redis.utils import decode_hosts
@@ -205,21 +205,31 @@ def reserve_capacity(layer: Any, pattern: str, capacity: int = MANAGER_CHANNEL_C
         table.insert(0, (regex, capacity))
 
 
-def presence_client(caps: LayerCapabilities, manager_prefix: str) -> tuple[Any, str]:
-    """A Redis client for cluster-wide presence on the layer's Redis, and the key prefix.
+def presence_client(
+    caps: LayerCapabilities, manager_prefix: str, url: str | None = None
+) -> tuple[Any, str]:
+    """A Redis client for cluster-wide presence, and the key prefix.
 
-    ``(None, "")`` when the layer is not a ``channels_redis`` layer. With several
-    hosts (sharding), presence lives on the first. Sentinel host entries work:
-    the pool comes from channels_redis' own ``create_pool``.
+    On ``url`` (``presence_redis_url``) when given, else on the layer's Redis: with
+    several hosts (sharding), the first. ``(None, "")`` when the layer is not a
+    ``channels_redis`` layer (presence announcements travel through the layer).
+    Sentinel host entries work: the pool comes from channels_redis' own
+    ``create_pool``.
+
+    Raises:
+        ConfigurationError: If ``url`` is not a Redis URL.
     """
     if caps.redis is None:
         return None, ""
     import redis.asyncio
     from channels_redis.utils import create_pool
 
+    if url is not None and not url.startswith(_REDIS_SCHEMES):
+        raise ConfigurationError("presence_redis_url", url, "a redis://, rediss:// or unix:// URL")
+    entry = {"address": url} if url is not None else caps.redis_hosts[0]
     # Presence commands are short: unlike the layer's blocking reads, they may
     # carry a read timeout, so a Redis that hangs makes them fail, not wait.
-    host = {**with_redis_defaults(caps.redis_hosts[0]), "socket_timeout": 5.0}
+    host = {**with_redis_defaults(entry), "socket_timeout": 5.0}
     client = redis.asyncio.Redis(connection_pool=create_pool(host))
     return client, f"{caps.redis_prefix}:{manager_prefix}p:"
 
@@ -231,7 +241,7 @@ RECEIVE_BATCH = 100
 async def manager_channel(layer: Any, caps: LayerCapabilities, prefix: str) -> str:
     """A channel name for a manager on ``layer``.
 
-    On channels_redis' core layer with one host, a plain channel (no ``!``): its
+    On channels_redis' core layer, a plain channel (no ``!``): its
     messages sit in a key of their own, which only the manager reads, so
     :func:`batch_receiver` may take many per round trip. Elsewhere the layer's
     ``new_channel()``.
@@ -262,9 +272,12 @@ def batch_receiver(
     if not caps.batch_receive or "!" in channel:
         return None
     key = f"{layer.prefix}{channel}"
+    # The shard group_send() writes a plain channel's messages to
+    # (channels_redis.core._map_channel_keys_to_connection: consistent_hash of the name).
+    index = layer.consistent_hash(channel)
 
     async def receive(_: str) -> list[Any]:
-        connection = layer.connection(0)
+        connection = layer.connection(index)
         first = await connection.bzpopmin(key, timeout=layer.brpop_timeout)
         if first is None:
             return []
