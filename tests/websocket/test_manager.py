@@ -18,7 +18,7 @@ from svc_infra.websocket import (
 )
 from svc_infra.websocket.groups import room_group, user_group
 from svc_infra.websocket.testing import MemoryTransport
-from tests.support import timeout
+from tests.support import timeout, wait_until
 
 CONFIG = WebSocketConfig(close_timeout=timeout(2))
 
@@ -418,7 +418,8 @@ async def test_slow_consumer_is_evicted_and_others_keep_up() -> None:
         assert [await fast.next() for _ in range(100)] == [f"{i:0100d}" for i in range(100)]
         assert await slow.wait_closed() == CLOSE_SLOW_CONSUMER
         assert mgr.active_users == ["fast"]
-        assert gone == ["slow"]
+        # The hooks run after the close, in the eviction's task.
+        await wait_until(lambda: gone == ["slow"])
         assert mgr.stats.slow_consumers == 1
         # Ten 100-character frames filled the outbox; the eleventh overflowed it.
         assert mgr.stats.frames_dropped == 11
@@ -454,7 +455,9 @@ async def test_failed_send_removes_the_socket_once(manager: ConnectionManager) -
     await manager.disconnect("alice", bad)  # the route's finally: no second hook
     await manager.broadcast("two")
     assert await good.next() == "two"
-    assert gone == ["alice"]
+    # The hooks run after the close, in its task; the route's disconnect above was
+    # awaited, so a second hook would be there by now.
+    await wait_until(lambda: gone == ["alice"])
     assert manager.stats.send_failures == 1
 
 
