@@ -28,8 +28,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import os
+import re
 import resource
 import sys
 import tempfile
@@ -55,6 +57,8 @@ SIZE = 100
 CHURN_PER_SERVER = 250  # per client process and server: 2,000 in all
 CHURN = CHURN_PER_SERVER * SERVERS * CLIENT_PROCS
 CONVERGE_TIMEOUT = 120.0
+USER = re.compile(r"c\d+s\d+(?:w|g\d+)-\d+")  # the users of scale_manager: <tag>-<n>
+COUNTERS = ("resyncs", "reloads", "full_loads", "presence_errors", "layer_errors")
 
 
 def raise_nofile() -> None:
@@ -88,6 +92,25 @@ def redis_cpu() -> float:
     return float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
 
 
+def key_kinds() -> list[tuple[str, int, float]]:
+    """Our database's keys by kind (user ids replaced by ``<user>``, process ids by
+    ``<id>``): count and bytes (MEMORY USAGE, sampled up to 200 keys a kind)."""
+    client = _redis()
+    try:
+        kinds: dict[str, list[bytes]] = {}
+        for key in client.scan_iter(count=5000):
+            kind = re.sub(r"[0-9a-f]{16}", "<id>", USER.sub("<user>", key.decode()))
+            kinds.setdefault(kind, []).append(key)
+        out = []
+        for kind, keys in kinds.items():
+            sample = keys[:200]
+            used = sum(client.memory_usage(k, samples=0) or 0 for k in sample)
+            out.append((kind, len(keys), used * len(keys) / len(sample)))
+        return sorted(out, key=lambda k: -k[2])
+    finally:
+        client.close()
+
+
 def redis_memory() -> tuple[int, int]:
     """used_memory (bytes) and DBSIZE of our database."""
     client = _redis()
@@ -112,7 +135,8 @@ async def get_stats(base: str) -> dict[str, Any]:
     head, _, body = data.partition(b"\r\n\r\n")
     if b" 200 " not in head.split(b"\r\n", 1)[0]:
         raise ConnectionError(head.split(b"\r\n", 1)[0].decode())
-    return json.loads(body)
+    stats: dict[str, Any] = json.loads(body)
+    return stats
 
 
 def agreed(stats: list[dict[str, Any]], local: int, opened: list[int] | None) -> bool:
@@ -120,7 +144,9 @@ def agreed(stats: list[dict[str, Any]], local: int, opened: list[int] | None) ->
     registered ``opened`` connections in all, and sees the same users."""
     total = local * len(stats)
     return (
-        all(s["connections"] == total and s["users"] == total and s["local"] == local for s in stats)
+        all(
+            s["connections"] == total and s["users"] == total and s["local"] == local for s in stats
+        )
         and len({s["digest"] for s in stats}) == 1
         and (opened is None or [s["opened"] for s in stats] == opened)
     )
@@ -176,9 +202,9 @@ class ClientProcess:
         assert self.proc.stdin is not None
         self.proc.stdin.write(line.encode() + b"\n")
 
-    async def reply(self, timeout: float) -> list[str]:
+    async def reply(self, limit: float) -> list[str]:
         assert self.proc.stdout is not None
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(limit):
             while True:
                 line = await self.proc.stdout.readline()
                 if not line:
@@ -189,9 +215,9 @@ class ClientProcess:
                         raise RuntimeError("client process: " + " ".join(parts[1:]))
                     return parts
 
-    async def ask(self, line: str, timeout: float) -> list[str]:
+    async def ask(self, line: str, limit: float) -> list[str]:
         self.send(line)
-        return await self.reply(timeout)
+        return await self.reply(limit)
 
     async def stop(self) -> None:
         if self.proc.returncode is None:
@@ -273,23 +299,43 @@ async def client(index: int, bases: list[str]) -> None:
         close_first(10**9)
 
 
+def _created(line: str) -> float:
+    try:
+        return float(line.split(" ", 1)[0])
+    except ValueError:
+        return 0.0
+
+
 # --- the benchmark -----------------------------------------------------------------------
 
 
 async def main() -> None:
     raise_nofile()  # servers inherit it (and raise it themselves)
-    log = tempfile.NamedTemporaryFile(prefix="bench-scale-", suffix=".log", delete=False)
-    log.close()
-    env = {"WS_REDIS_URL": REDIS, "WS_PRESENCE_TTL": PRESENCE_TTL, "BENCH_SCALE_LOG": log.name}
+    fd, log = tempfile.mkstemp(prefix="bench-scale-", suffix=".log")
+    os.close(fd)
+    env = {"WS_REDIS_URL": REDIS, "WS_PRESENCE_TTL": PRESENCE_TTL, "BENCH_SCALE_LOG": log}
     problems: list[str] = []
+
+    phases: list[tuple[str, float, dict[str, int]]] = []  # name, wall start, counters then
+
+    async def phase(name: str) -> None:
+        """A phase starts: note the time and the servers' counters."""
+        try:
+            stats = await asyncio.gather(*(get_stats(b) for b in bases))
+            counters = {k: sum(s[k] or 0 for s in stats) for k in COUNTERS}
+        except (OSError, TimeoutError, ValueError) as exc:
+            problems.append(f"stats at the start of {name} failed: {exc!r}")
+            counters = {}
+        phases.append((name, time.time(), counters))
 
     def row(label: str, value: str) -> None:
         print(f"  {label:<44}{value}", flush=True)
 
+    bases: list[str] = []
     flush()
     try:
         async with contextlib.AsyncExitStack() as stack:
-            bases: list[str] = []
+            bases.clear()
             pids: list[int] = []
             for _ in range(SERVERS):
                 base, proc = await stack.enter_async_context(
@@ -304,6 +350,7 @@ async def main() -> None:
             print(f"\nScale: {TOTAL:,} connections on {SERVERS} servers, Redis {REDIS}", flush=True)
 
             # Warm-up, then the baselines with no connections.
+            await phase("warm-up")
             await clients[0].ask(f"open w {WARM}", 120)
             await clients[0].ask(f"close {WARM}", 30)
             when, stats = await converge(bases, 0)
@@ -318,10 +365,9 @@ async def main() -> None:
             idle = (redis_cpu() - cpu) / STEADY
 
             # Connect storm.
+            await phase("storm")
             cpu, start = redis_cpu(), time.monotonic()
-            answers = await asyncio.gather(
-                *(c.ask(f"open g0 {PER_SERVER}", 330) for c in clients)
-            )
+            answers = await asyncio.gather(*(c.ask(f"open g0 {PER_SERVER}", 330) for c in clients))
             connected = time.monotonic()
             when, stats = await converge(bases, TOTAL // SERVERS)
             storm_cpu = redis_cpu() - cpu
@@ -330,29 +376,36 @@ async def main() -> None:
                 f"{connected - start:.2f} s  ({TOTAL / (connected - start):,.0f}/s)",
             )
             if when is None:
-                problems.append(f"presence did not converge within {CONVERGE_TIMEOUT:.0f} s "
-                                f"of the connect storm: {describe(stats)}")
+                problems.append(
+                    f"presence did not converge within {CONVERGE_TIMEOUT:.0f} s "
+                    f"of the connect storm: {describe(stats)}"
+                )
                 row("presence converged", f"NO (after {CONVERGE_TIMEOUT:.0f} s)")
                 storm_end = time.monotonic()
             else:
                 row("presence converged after last connect", f"{when - connected:.2f} s")
                 storm_end = when
+            span = storm_end - start
             row(
                 "Redis CPU, storm (start to converged)",
-                f"{storm_cpu:.2f} s in {storm_end - start:.1f} s = {storm_cpu / (storm_end - start):.2f}"
-                f" s/s; {storm_cpu / TOTAL * 1e6:.0f} us/conn",
+                f"{storm_cpu:.2f} s in {span:.1f} s = {storm_cpu / span:.2f} s/s;"
+                f" {storm_cpu / TOTAL * 1e6:.0f} us/conn",
             )
 
             # Steady state.
+            await phase("steady")
             with contextlib.suppress(TimeoutError):
                 await asyncio.gather(*(settle(pid) for pid in pids))
             rss1 = [rss_kib(pid) for pid in pids]
             mem1, keys1 = redis_memory()
+            per_conn = (mem1 - mem0) / TOTAL
             row(
                 "Redis used_memory before -> after",
-                f"{mem0 / 2**20:.1f} -> {mem1 / 2**20:.1f} MiB = {(mem1 - mem0) / TOTAL:,.0f} B/conn",
+                f"{mem0 / 2**20:.1f} -> {mem1 / 2**20:.1f} MiB = {per_conn:,.0f} B/conn",
             )
             row("Redis keys (DBSIZE) before -> after", f"{keys0:,} -> {keys1:,}")
+            for kind, count, used in key_kinds()[:4]:
+                row(f"  {kind[:42]}", f"{count:,} keys, {used / TOTAL:,.0f} B/conn")
             per = [(b - a) * 1024 / (TOTAL // SERVERS) for a, b in zip(rss0, rss1, strict=True)]
             row(
                 "server RSS per connection (4 servers)",
@@ -361,7 +414,9 @@ async def main() -> None:
             cpu, scpu = redis_cpu(), [cpu_ns(pid) for pid in pids]
             await asyncio.sleep(STEADY)
             steady = (redis_cpu() - cpu) / STEADY
-            servers_steady = sum(cpu_ns(p) - c for p, c in zip(pids, scpu, strict=True)) / 1e9 / STEADY
+            servers_steady = (
+                sum(cpu_ns(p) - c for p, c in zip(pids, scpu, strict=True)) / 1e9 / STEADY
+            )
             row(
                 f"Redis CPU, {STEADY:.0f} s steady (heartbeats)",
                 f"{steady * 1000:.2f} ms/s (0 conns: {idle * 1000:.2f}); "
@@ -370,6 +425,7 @@ async def main() -> None:
             row("servers' CPU, steady (sum of 4)", f"{servers_steady * 1000:.1f} ms/s")
 
             # One broadcast to all.
+            await phase("bcast")
             armed = await asyncio.gather(*(c.ask(f"arm {MESSAGES}", 30) for c in clients))
             assert sum(int(a[1]) for a in armed) == TOTAL, armed
             start = time.monotonic()
@@ -382,6 +438,7 @@ async def main() -> None:
             )
 
             # Churn.
+            await phase("churn")
             before = await asyncio.gather(*(get_stats(b) for b in bases))
             opened = [s["opened"] + CHURN // SERVERS for s in before]
             cpu, start = redis_cpu(), time.monotonic()
@@ -397,8 +454,10 @@ async def main() -> None:
                 f"{reopened - start:.2f} s (clients: {'/'.join(a[1][:5] for a in answers)} s)",
             )
             if when is None:
-                problems.append(f"presence did not converge within {CONVERGE_TIMEOUT:.0f} s "
-                                f"after churn: {describe(stats)}")
+                problems.append(
+                    f"presence did not converge within {CONVERGE_TIMEOUT:.0f} s "
+                    f"after churn: {describe(stats)}"
+                )
                 row("presence converged after churn", "NO")
             else:
                 row("presence converged after churn", f"{when - reopened:.2f} s after last open")
@@ -409,22 +468,23 @@ async def main() -> None:
             )
             mem2, keys2 = redis_memory()
             row("after churn: Redis used_memory, DBSIZE", f"{mem2 / 2**20:.1f} MiB, {keys2:,}")
+            await phase("end")
             final = await asyncio.gather(*(get_stats(b) for b in bases))
-            counters = {
-                k: sum(s[k] or 0 for s in final)
-                for k in ("presence_errors", "resyncs", "reloads", "full_loads", "layer_errors",
-                          "messages_lost", "frames_dropped")
-            }
-            row("presence/manager counters (sum of 4)", " ".join(f"{k}={v}" for k, v in counters.items()))
             if not all(s["healthy"] for s in final):
                 problems.append(f"unhealthy presence: {[s['healthy'] for s in final]}")
     finally:
         flush()
-        with open(log.name) as f:
+        with open(log) as f:  # noqa: ASYNC230 - a small local file, once
             lines = [line.rstrip() for line in f if line.strip()]
-        os.unlink(log.name)
+        os.unlink(log)
+        if len(phases) > 1:
+            print("  per phase: " + ", ".join(COUNTERS) + ", server log lines")
+            for (name, t0, c0), (_, t1, c1) in itertools.pairwise(phases):
+                logged = sum(t0 <= _created(line) < t1 for line in lines)
+                deltas = "/".join(str(c1.get(k, 0) - c0.get(k, 0)) for k in COUNTERS)
+                print(f"    {name:<10}{deltas:>20}{logged:>8}")
         if lines:
-            kinds = Counter(line.split("] ", 1)[-1][:160] for line in lines)
+            kinds = Counter(line.split("] ", 1)[-1][:150] for line in lines)
             problems.append(f"{len(lines)} warning/error log lines from the servers:")
             problems += [f"  {n} x {text}" for text, n in kinds.most_common(8)]
         print("  problems: " + ("none" if not problems else ""))

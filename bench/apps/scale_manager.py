@@ -30,7 +30,9 @@ resource.setrlimit(resource.RLIMIT_NOFILE, (_hard, _hard))
 if os.environ.get("BENCH_SCALE_LOG"):
     _handler = logging.FileHandler(os.environ["BENCH_SCALE_LOG"])
     _handler.setLevel(logging.WARNING)
-    _handler.setFormatter(logging.Formatter(f"[{os.getpid()}] %(levelname)s %(name)s: %(message)s"))
+    _handler.setFormatter(
+        logging.Formatter(f"%(created).3f [{os.getpid()}] %(levelname)s %(name)s: %(message)s")
+    )
     _stderr = logging.StreamHandler()
     _stderr.setLevel(logging.WARNING)
     _root = logging.getLogger()

@@ -171,7 +171,7 @@ class ConnectionManager:
             registry=self._registry,
             publisher=self._publisher,
             networked=self._backend.caps.networked,
-            change=self._backend.group_change(),
+            change=self._backend.group_change(lambda: self._publisher.call_timeout),
         )
         self._history = HistoryPolicy(self.config.history_size, self.config.history_ttl)
         # The store is made when the manager starts (configure_history may come first).

@@ -65,13 +65,15 @@ class LayerBackend:
         """
         return await manager_channel(self.layer, self.caps, f"{self.prefix}mgr")
 
-    def group_change(self) -> Callable[[str, str, bool], Coroutine[Any, Any, None]] | None:
+    def group_change(
+        self, timeout: Callable[[], float | None]
+    ) -> Callable[[str, str, bool], Coroutine[Any, Any, None]] | None:
         """How to add the channel to a group or remove it: batched on the
-        channels_redis core layer (:class:`~.groups.GroupBatcher`); None for the
-        layer's own calls."""
+        channels_redis core layer (:class:`~.groups.GroupBatcher`, each round trip
+        bounded by ``timeout()``); None for the layer's own calls."""
         if self.caps.redis != "core":
             return None
-        return GroupBatcher(self.layer).change
+        return GroupBatcher(self.layer, timeout).change
 
     def receiver_for(self, channel: str) -> Receive:
         """How to receive from ``channel``: in batches where possible."""

@@ -10,6 +10,11 @@ the storm.
 Order is kept where it matters: changes to one group are issued in the order
 requested (the membership part sends one at a time per group anyway), and a
 pipeline runs its commands in order on one connection.
+
+The layer timeout bounds each round trip, not a caller's wait: under a storm a
+change may wait behind a few pipelines, which is not a failure. When a round trip
+fails, every change still queued fails with it (Redis is away; the membership
+refresh joins again), so no caller waits for a queue of round trips to time out.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 __all__ = ["MAX_BATCH", "GroupBatcher"]
@@ -33,10 +39,14 @@ class GroupBatcher:
 
     Args:
         layer: A ``channels_redis.core.RedisChannelLayer``.
+        timeout: Returns the bound of each round trip in seconds (the manager's
+            layer call timeout, which may change after the batcher is built);
+            None for no bound.
     """
 
-    def __init__(self, layer: Any) -> None:
+    def __init__(self, layer: Any, timeout: Callable[[], float | None] = lambda: None) -> None:
         self.layer = layer
+        self.timeout = timeout
         self._pending: list[_Op] = []
         self._task: asyncio.Task[None] | None = None
         #: Round trips made (one pipeline on one shard each), for tests and stats.
@@ -46,7 +56,9 @@ class GroupBatcher:
         """Add ``channel`` to ``group`` (``member``) or remove it.
 
         Raises:
-            Exception: Whatever redis-py raised for the pipeline that carried it.
+            Exception: Whatever redis-py raised for the pipeline that carried it
+                (or for the one that failed while it waited), ``TimeoutError``
+                if that round trip took longer than the timeout.
 
         Cancelling is safe: the change may or may not have been made (as for the
         layer's own calls; the membership refresh adds the channel again).
@@ -69,7 +81,15 @@ class GroupBatcher:
                 shards: dict[int, list[_Op]] = defaultdict(list)
                 for op in ops:
                     shards[self.layer.consistent_hash(op[0])].append(op)
-                await asyncio.gather(*(self._flush(i, batch) for i, batch in shards.items()))
+                failed = await asyncio.gather(
+                    *(self._flush(i, batch) for i, batch in shards.items())
+                )
+                error = next((exc for exc in failed if exc is not None), None)
+                if error is not None:
+                    queued, self._pending = self._pending, []
+                    for *_, future in queued:
+                        if not future.done():
+                            future.set_exception(error)
         finally:
             self._task = None
             for *_, future in self._pending:  # cancelled with changes still queued
@@ -77,10 +97,14 @@ class GroupBatcher:
                     future.cancel()
             self._pending = []
 
-    async def _flush(self, index: int, ops: list[_Op]) -> None:
+    async def _flush(self, index: int, ops: list[_Op]) -> BaseException | None:
+        """One round trip for ``ops`` on shard ``index``; the error, if it failed."""
         layer = self.layer
         try:
-            async with layer.connection(index).pipeline(transaction=False) as pipe:
+            async with (
+                asyncio.timeout(self.timeout()),
+                layer.connection(index).pipeline(transaction=False) as pipe,
+            ):
                 now = time.time()
                 for group, channel, member, _ in ops:
                     # The layer's own key and commands (channels_redis.core.group_add).
@@ -96,7 +120,8 @@ class GroupBatcher:
             for *_, future in ops:
                 if not future.done():
                     future.set_exception(exc)
-            return
+            return exc
         for *_, future in ops:
             if not future.done():
                 future.set_result(None)
+        return None

@@ -141,7 +141,10 @@ class GroupMembership:
         channel = self.channel
         if channel is not None:
             if self._group_change is not None:
-                await self.publisher.call(self._group_change(group, channel, member))
+                # Bounded per round trip by the batcher itself: a wait in its queue
+                # is not a failure.
+                call = self._group_change(group, channel, member)
+                await self.publisher.call(call, bounded=False)
                 return
             layer = self.layer
             change = layer.group_add if member else layer.group_discard

@@ -139,11 +139,12 @@ class Publisher:
             logger.warning("%s could not reach other processes: %r", operation, exc)
             raise ChannelLayerError(operation, exc) from exc
 
-    async def call(self, call: Coroutine[Any, Any, Any]) -> None:
+    async def call(self, call: Coroutine[Any, Any, Any], *, bounded: bool = True) -> None:
         """Await a group change; errors are logged and counted, never raised (the
-        next resync or refresh joins again)."""
+        next resync or refresh joins again). ``bounded=False`` for a call that
+        bounds its own round trips."""
         try:
-            async with asyncio.timeout(self.call_timeout):
+            async with asyncio.timeout(self.call_timeout if bounded else None):
                 await call
         except asyncio.CancelledError:
             raise
