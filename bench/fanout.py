@@ -260,10 +260,10 @@ async def many() -> None:
     heads = ("broadcast s", "server CPU s", "connect s")
     print(f"{'server':<21}" + "".join(f"{h:>22}" for h in heads) + f"{'B/connection':>24}")
     for name in names:
-        wall = spread(seconds[name], "{:.3f}") if name in seconds else "-"
-        used = spread(cpu[name], "{:.3f}") if name in cpu else "-"
+        wall_text = spread(seconds[name], "{:.3f}") if name in seconds else "-"
+        cpu_text = spread(cpu[name], "{:.3f}") if name in cpu else "-"
         print(
-            f"{name:<21}{wall:>22}{used:>22}{spread(connect[name], '{:.2f}'):>22}"
+            f"{name:<21}{wall_text:>22}{cpu_text:>22}{spread(connect[name], '{:.2f}'):>22}"
             f"{spread(memory[name]):>24}"
         )
     print("ratios (per round, median (min-max))")
