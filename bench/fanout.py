@@ -269,7 +269,7 @@ async def many() -> None:
     print("ratios (per round, median (min-max))")
 
     def row(label: str, a: list[float], b: list[float], target: str = "") -> None:
-        print(f"  {label:<38}{ratios(a, b):<20}{target}")
+        print(f"  {label:<42}{ratios(a, b):<20}{target}")
 
     row("broadcast time ours / raw ASGI", seconds["ours"], seconds["raw ASGI"], "target <= 1.2")
     row("broadcast CPU ours / raw ASGI", cpu["ours"], cpu["raw ASGI"])
@@ -277,7 +277,7 @@ async def many() -> None:
     row("connect ours on Redis / ours", connect["ours on Redis"], connect["ours"], "target <= 1.25")
     row("connect ours / FastAPI, no manager", connect["ours"], connect["FastAPI, no manager"])
     extra = [a - b for a, b in zip(memory["ours"], memory["FastAPI, no manager"], strict=True)]
-    print(f"  {'memory ours - FastAPI, no manager':<38}{spread(extra)} B   target <= 2,048")
+    print(f"  {'memory ours - FastAPI, no manager':<42}{spread(extra)} B   target <= 2,048")
 
 
 async def main() -> None:
