@@ -39,7 +39,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from bench.rawclient import FrameCounter, open_counter
-from bench.servers import server_on_fd
+from bench.servers import private_redis, server_on_fd
 
 CLIENTS = int(os.environ.get("BENCH_CLIENTS", 500))
 MESSAGES = 100
@@ -49,7 +49,10 @@ MANY = int(os.environ.get("BENCH_MANY", 10_000))
 MANY_MESSAGES = 10
 MANY_ROUNDS = int(os.environ.get("BENCH_MANY_ROUNDS", 3))
 IN_FLIGHT = 200
-REDIS = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379").rstrip("/") + "/13"
+#: Where "ours on Redis" keeps its layer: a private redis-server pinned to the
+#: clients' core (started by main()), so that Redis' work does not land on the
+#: server's core; BENCH_REDIS_URL to use another (database 13, flushed).
+REDIS = os.environ.get("BENCH_REDIS_URL", "").rstrip("/") + "/13"
 
 SERVER_CORE, CLIENT_CORE = 0, 1
 UVICORN = [
@@ -62,7 +65,7 @@ SERVERS: dict[str, tuple[list[str], dict[str, str]]] = {
     "bare websockets": ([sys.executable, "-m", "bench.apps.bare"], {}),
     "raw ASGI": ([*UVICORN, "bench.apps.raw_asgi:app"], {}),
     "ours": ([*UVICORN, "bench.apps.fastapi_manager:app"], {}),
-    "ours on Redis": ([*UVICORN, "bench.apps.fastapi_manager:app"], {"WS_REDIS_URL": REDIS}),
+    "ours on Redis": ([*UVICORN, "bench.apps.fastapi_manager:app"], {"WS_REDIS_URL": ""}),
     "FastAPI, no manager": (
         [*UVICORN, "bench.apps.fastapi_manager:app"],
         {"BENCH_NO_MANAGER": "1"},
@@ -80,6 +83,8 @@ PINNED = len(os.sched_getaffinity(0)) >= 2
 async def server(name: str) -> AsyncIterator[tuple[str, int]]:
     """Start ``name`` on core 0; yield its URL and pid."""
     cmd, env = SERVERS[name]
+    if "WS_REDIS_URL" in env:
+        env = {**env, "WS_REDIS_URL": REDIS}
     pin = ["taskset", "-c", str(SERVER_CORE)] if PINNED else []
 
     def args(fd: str) -> list[str]:
@@ -285,9 +290,14 @@ async def main() -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # servers inherit it
     if PINNED:
         os.sched_setaffinity(0, {CLIENT_CORE})
+    global REDIS
     try:
-        await fan_out()
-        await many()
+        with contextlib.ExitStack() as stack:
+            if REDIS == "/13":
+                url = stack.enter_context(private_redis(CLIENT_CORE if PINNED else None))
+                REDIS = url + "/13"
+            await fan_out()
+            await many()
     finally:
         if PINNED:
             os.sched_setaffinity(0, range(os.cpu_count() or 1))

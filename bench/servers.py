@@ -7,7 +7,7 @@ import contextlib
 import os
 import socket
 import subprocess
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 from websockets.asyncio.client import connect
@@ -55,3 +55,47 @@ async def server_on_fd(
         except subprocess.TimeoutExpired:  # a server stuck in shutdown must not stop the run
             proc.kill()
             proc.wait()
+
+
+@contextlib.contextmanager
+def private_redis(core: int | None = None) -> Iterator[str]:
+    """A throwaway ``redis-server`` on a free port (pinned to ``core`` if given):
+    Redis' own work then stays off the core of the server being measured.
+
+    Yields its ``redis://127.0.0.1:port`` URL.
+
+    Raises:
+        FileNotFoundError: If ``redis-server`` is not installed.
+    """
+    import shutil
+    import tempfile
+    import time
+
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise FileNotFoundError("redis-server is not installed")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    pin = ["taskset", "-c", str(core)] if core is not None else []
+    workdir = tempfile.mkdtemp(prefix="bench-redis-")
+    args = [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", ""]
+    args += ["--appendonly", "no", "--dir", workdir]
+    proc = subprocess.Popen([*pin, *args], stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1) as conn:
+                    conn.sendall(b"PING\r\n")
+                    if conn.recv(16).startswith(b"+PONG"):
+                        break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)  # no event to await: the server is starting
+        yield f"redis://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        shutil.rmtree(workdir, ignore_errors=True)

@@ -143,9 +143,13 @@ class Publisher:
         """Await a group change; errors are logged and counted, never raised (the
         next resync or refresh joins again). ``bounded=False`` for a call that
         bounds its own round trips."""
+        bound = self.call_timeout if bounded else None
         try:
-            async with asyncio.timeout(self.call_timeout if bounded else None):
+            if bound is None:  # no timer at all: a connect storm makes thousands of calls
                 await call
+            else:
+                async with asyncio.timeout(bound):
+                    await call
         except asyncio.CancelledError:
             raise
         except Exception as exc:

@@ -54,6 +54,7 @@ class Transport(Protocol):
 _Key = tuple[str, str]  # (module, qualified name) of a socket class
 _adapters: dict[_Key, Callable[[Any], Transport]] = {}
 _loaders: dict[_Key, Callable[[], None]] = {}
+_by_class: dict[type, Callable[[Any], Transport]] = {}  # what adapt() found, per class
 
 
 def _key(cls: type) -> _Key:
@@ -63,6 +64,7 @@ def _key(cls: type) -> _Key:
 def register_transport(socket_class: type, adapter: Callable[[Any], Transport]) -> None:
     """Make :func:`adapt` wrap instances of ``socket_class`` (and subclasses) with ``adapter``."""
     _adapters[_key(socket_class)] = adapter
+    _by_class.clear()
 
 
 def register_transport_loader(module: str, qualname: str, loader: Callable[[], None]) -> None:
@@ -80,18 +82,31 @@ def adapt(websocket: Any) -> Transport:
     Raises:
         TypeError: If no adapter is registered for the socket's class or its bases.
     """
+    # Once per socket class: the lookup below (and the protocol check, which is
+    # slow) would otherwise cost every connection.
+    adapter = _by_class.get(type(websocket))
+    if adapter is None:
+        adapter = _by_class[type(websocket)] = _adapter_for(websocket)
+    return adapter(websocket)
+
+
+def _same(websocket: Any) -> Transport:
+    return websocket  # type: ignore[no-any-return]
+
+
+def _adapter_for(websocket: Any) -> Callable[[Any], Transport]:
     if isinstance(websocket, Transport):
-        return websocket
+        return _same
     mro = type(websocket).__mro__
     for cls in mro:
         adapter = _adapters.get(_key(cls))
         if adapter is not None:
-            return adapter(websocket)
+            return adapter
     for cls in mro:
         loader = _loaders.pop(_key(cls), None)
         if loader is not None:
             loader()
-            return adapt(websocket)
+            return _adapter_for(websocket)
     raise TypeError(
         f"unsupported websocket type {type(websocket).__module__}.{type(websocket).__name__}: "
         "expected a Starlette/FastAPI WebSocket, a Channels AsyncWebsocketConsumer, "

@@ -56,7 +56,7 @@ async def test_a_failed_round_trip_fails_what_waits_behind_it(
     def refuse(index: int) -> object:
         raise broken
 
-    layer.connection = refuse  # type: ignore[method-assign]
+    layer.connection = refuse
     results = await asyncio.gather(
         *(batcher.change(f"g{i}", "mgr.x", True) for i in range(1500)), return_exceptions=True
     )
@@ -67,21 +67,34 @@ async def test_a_failed_round_trip_fails_what_waits_behind_it(
 async def test_a_round_trip_is_bounded_but_not_the_wait_in_the_queue(
     layer: RedisChannelLayer,
 ) -> None:
-    batcher = GroupBatcher(layer, timeout=lambda: 0.2)
-    # 3000 changes are three round trips; each is well under the bound.
-    await asyncio.gather(*(batcher.change(f"g{i}", "mgr.x", True) for i in range(3000)))
-    real = layer.connection
+    real = layer.connection(0)
 
-    async def never() -> None:
-        await asyncio.Event().wait()
+    class Slow:
+        """The layer's client with 30 ms more latency per script call."""
 
-    pipe = real(0).pipeline(transaction=False)
-    pipe.execute = never  # type: ignore[method-assign]
+        def register_script(self, script: str) -> object:
+            return real.register_script(script)
 
-    class HungPipe:
-        def pipeline(self, transaction: bool) -> object:
-            return pipe
+        async def evalsha(self, *args: object) -> object:
+            await asyncio.sleep(0.03)  # latency, not a wait for an event
+            return await real.evalsha(*args)
 
-    layer.connection = lambda index: HungPipe()  # type: ignore[method-assign]
+    batcher = GroupBatcher(layer, timeout=lambda: 0.1)
+    layer.connection = lambda index: Slow()
+    # Five round trips of 30 ms: 150 ms in all for the last change, over the
+    # bound, and none of them fails.
+    await asyncio.gather(*(batcher.change(f"g{i}", "mgr.x", True) for i in range(5000)))
+    assert batcher.round_trips == 5
+
+    class Hung:
+        """The layer's client, whose script calls never return (a Redis that hangs)."""
+
+        def register_script(self, script: str) -> object:
+            return real.register_script(script)
+
+        async def evalsha(self, *args: object) -> None:
+            await asyncio.Event().wait()
+
+    layer.connection = lambda index: Hung()
     with pytest.raises(TimeoutError):
         await batcher.change("g1", "mgr.x", True)
