@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from bench import broadcast, client_overhead, cluster, core, fanout, flood, scale
+from bench import broadcast, client_overhead, cluster, core, fanout, flood, instructions, scale
 
 BENCHMARKS = {
     "client": client_overhead.main,
@@ -14,6 +14,7 @@ BENCHMARKS = {
     "core": core.main,
     "fanout": fanout.main,
     "flood": flood.main,
+    "instructions": instructions.main,
     "scale": scale.main,
 }
 

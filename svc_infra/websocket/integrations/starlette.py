@@ -70,13 +70,18 @@ class StarletteTransport:
             Exception: Whatever the server's ASGI ``send`` raises for a socket that
                 is gone (the manager drops the connection).
         """
+        global _last
         ws = self.websocket
-        if ws.application_state is not WebSocketState.CONNECTED:
+        if ws.application_state is not _CONNECTED:
             return ws.send(_message(frame))  # Starlette raises what it raises
         # The fan-out's hot path: not a coroutine of its own but the ASGI send's,
         # past Starlette's per-call checks (what they guard is checked above),
-        # with one message dict per frame for every connection it goes to.
-        return ws._send(_message(frame))  # type: ignore[return-value]
+        # with one message dict per frame for every connection it goes to (the
+        # cache lookup inlined: this runs once per delivery).
+        last_frame, message = _last
+        if frame is not last_frame:
+            message = _message(frame)
+        return ws._send(message)  # type: ignore[return-value]
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         ws = self.websocket
@@ -90,6 +95,7 @@ class StarletteTransport:
 
 
 register_transport(WebSocket, StarletteTransport)
+_CONNECTED = WebSocketState.CONNECTED
 
 
 class _GuardedReceive:

@@ -89,7 +89,6 @@ class LocalConnection:
         """
         if self.closed:
             return False
-        size = len(frame)
         if self._queue is None:
             # Idle: write now, with no outbox and no drain coroutine. Most writes
             # complete without waiting (the kernel takes the bytes), and this is the
@@ -104,12 +103,14 @@ class LocalConnection:
                 return True  # taken, then lost with the connection (as a queued frame)
             # It must wait (a full socket buffer): the frame stays first in the
             # outbox until written; a task finishes it, then drains what follows.
+            size = len(frame)
             self._queue = deque((frame,))
             self._queued = size
             loop = asyncio.get_running_loop()
             self._drain_task = loop.create_task(self._resume(write, awaited, size))
             return True
-        elif self._queued + size > self._limit:
+        size = len(frame)
+        if self._queued + size > self._limit:
             self._failed(self, None)
             return False
         self._queue.append(frame)
