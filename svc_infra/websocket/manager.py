@@ -5,6 +5,8 @@ of :mod:`svc_infra.websocket.server`, each with one job:
 
 - :class:`~.server._registry.Registry`: connections, users, rooms (pure state);
 - :class:`~.server._connections.Connections`: opening and ending connections, hooks;
+- :class:`~.server._admission.Admission`: the per-user cap, inbound checks, expiry;
+- :class:`~.server._outbound.Outbound`: record, deliver here, publish (every send);
 - :class:`~.server._publisher.Publisher`: local fan-out and every layer call;
 - :class:`~.server._membership.GroupMembership`: the layer groups of this process;
 - :class:`~.server._rooms.Rooms`: room changes, local or through Redis;
@@ -26,7 +28,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar, cast
@@ -44,12 +45,14 @@ from .scaleout.layers import (
     reserve_capacity,
 )
 from .scaleout.presence import RedisPresence
+from .server._admission import Admission
 from .server._connections import Connections, check_metadata
 from .server._drain import drain, drain_on_signals
 from .server._history import HistoryPolicy
 from .server._lifecycle import Lifecycle
-from .server._limits import ExpiryTimers, InboundLimits, expiry_of
+from .server._limits import InboundLimits
 from .server._membership import GroupMembership
+from .server._outbound import Outbound
 from .server._presence_host import PartsPresenceHost
 from .server._publisher import Publisher
 from .server._recovery import (
@@ -65,12 +68,16 @@ from .server._rooms import Rooms
 from .server._router import LayerRouter
 from .server._session import Session
 from .server.aio import cancel_and_wait
-from .server.connection import LocalConnection
 from .server.protocols import Presence
 from .server.stats import ManagerStats, PublishTimer
 from .server.transport import adapt
 
-__all__ = ["ConnectionManager", "ManagerStats"]
+__all__ = [
+    "ConnectionManager",
+    "ManagerStats",
+    "process_manager",
+    "set_process_manager_provider",
+]
 
 Hook = Callable[[str, Any], Awaitable[None] | None]
 H = TypeVar("H", bound=Hook)
@@ -200,9 +207,25 @@ class ConnectionManager:
             burst=self.config.inbound_burst,
             limited=self._connections.end,
         )
-        self._expiry = ExpiryTimers(self._registry, self._credential_expired)
-        self._claims: dict[str, int] = {}  # users with a connection being admitted here
-        self._leeway: float | None = None  # AUTH_JWT__LEEWAY, read once when needed
+        self._outbound = Outbound(
+            publisher=self._publisher,
+            recovery=self._recovery,
+            history=self._history,
+            stats=self.stats,
+            start=self.start,
+            timings=lambda: self.timings,
+        )
+        self._admission = Admission(
+            registry=self._registry,
+            presence=lambda: self.presence,
+            limits=self._limits,
+            stats=self.stats,
+            end=self._connections.end,
+            cap=self.config.max_connections_per_user,
+            close_on_expiry=self.config.close_on_token_expiry,
+            leeway=_leeway,
+        )
+        self._expiry = self._admission.expiry
         self._draining = False
         self._signals_restore: Callable[[], None] | None = None
         self._router = LayerRouter(
@@ -420,9 +443,8 @@ class ConnectionManager:
             await transport.close(CloseCode.GOING_AWAY, _SHUTDOWN_REASON)
             raise ServerDrainingError(uid)
         connection_id = os.urandom(16).hex()  # a uuid4().hex without the UUID object
-        self._claims[uid] = self._claims.get(uid, 0) + 1
-        try:
-            admitted = await self._admit(uid, connection_id)
+        with self._admission.claiming(uid):
+            admitted = await self._admission.admit(uid, connection_id)
             session = None
             if not transport.accepted:
                 offered = transport.subprotocols
@@ -441,50 +463,13 @@ class ConnectionManager:
             conn, first = self._connections.open(
                 uid, websocket, transport, data, session, connection_id
             )
-        finally:
-            self._claims[uid] -= 1
-            if not self._claims[uid]:
-                del self._claims[uid]
-        self._watch(conn, transport)
+        self._admission.watch(conn, transport)
         if first:
             await self._membership.sync_user(uid)
         if session is not None:
             await self._recovery.begin(conn)
         await self._connections.run_hooks(self._connections.connect_hooks, uid, websocket)
         return conn.id
-
-    async def _admit(self, user: str, connection_id: str) -> bool:
-        """Whether a new connection of ``user`` fits under ``max_connections_per_user``
-        (claimed in Redis, atomically for the cluster, with Redis presence)."""
-        cap = self.config.max_connections_per_user
-        if not cap:
-            return True
-        presence = self.presence
-        if presence is not None:
-            try:
-                return await presence.claim(user, connection_id, cap)
-            except Exception as exc:  # Redis away: this process's own count decides
-                logger.warning("connection cap of %r checked locally: %r", user, exc)
-        # Connections being admitted count too: their accept may be in flight.
-        return len(self._registry.users.get(user, {})) + self._claims.get(user, 1) - 1 < cap
-
-    def _watch(self, conn: LocalConnection, transport: Any) -> None:
-        """Install the inbound check and the credential's expiry on a new connection."""
-        guard = getattr(transport, "guard_inbound", None)
-        if guard is not None:
-            guard(self._limits.check_for(conn))
-        if self.config.close_on_token_expiry:
-            scope = getattr(transport, "scope", None)
-            principal = scope.get("principal") if isinstance(scope, dict) else None
-            expires = expiry_of(principal)
-            if expires is not None:
-                if self._leeway is None:
-                    self._leeway = _leeway()
-                self._expiry.add(conn, expires + self._leeway)
-
-    def _credential_expired(self, conn: LocalConnection) -> None:
-        self.stats.limited_expired += 1
-        self._connections.end(conn, CloseCode.TOKEN_EXPIRED, "token expired")
 
     async def disconnect(
         self, user_id: str, websocket: Any = None, *, code: int = 1000, reason: str = ""
@@ -530,7 +515,7 @@ class ConnectionManager:
         uid = user_key(user_id)
         frame = lm.encode_payload(message)
         group = user_group(uid, self.prefix)
-        await self._send(frame, "user", user_stream(uid), group, "send_to_user", user=uid)
+        await self._outbound.send(frame, "user", user_stream(uid), group, "send_to_user", user=uid)
 
     async def broadcast(self, message: Any, exclude_user: str | None = None) -> None:
         """Send ``message`` to every connection, except those of ``exclude_user``.
@@ -544,7 +529,9 @@ class ConnectionManager:
         exclude = None if exclude_user is None else user_key(exclude_user)
         frame = lm.encode_payload(message)
         group = self._membership.broadcast_group
-        await self._send(frame, "broadcast", BROADCAST_STREAM, group, "broadcast", exclude=exclude)
+        await self._outbound.send(
+            frame, "broadcast", BROADCAST_STREAM, group, "broadcast", exclude=exclude
+        )
 
     async def broadcast_to_room(
         self, room: str, message: Any, exclude_user: str | None = None
@@ -560,57 +547,9 @@ class ConnectionManager:
         exclude = None if exclude_user is None else user_key(exclude_user)
         frame = lm.encode_payload(message)
         group = room_group(room, self.prefix)
-        await self._send(
+        await self._outbound.send(
             frame, "room", room_stream(room), group, "broadcast_to_room", room=room, exclude=exclude
         )
-
-    async def _send(
-        self,
-        frame: lm.Frame,
-        target: str,
-        stream: str,
-        group: str,
-        operation: str,
-        *,
-        user: str | None = None,
-        room: str | None = None,
-        exclude: str | None = None,
-    ) -> None:
-        """Record ``frame`` on ``stream`` (with history on), write it to this
-        process's sockets of ``user``, ``room`` or (neither) everyone, then publish
-        it once to ``group`` for the other processes; count and time it as ``target``."""
-        start = time.perf_counter() if self.timings is not None else 0.0
-        try:
-            offset, epoch = await self._record(stream, frame, exclude)
-            publisher = self._publisher
-            publisher.deliver(
-                frame, user=user, room=room, exclude=exclude, offset=offset, epoch=epoch
-            )
-            everyone = True if user is None and room is None else None
-            layer_message = lm.send_message(
-                frame,
-                user=user,
-                room=room,
-                all=everyone,
-                exclude=exclude,
-                offset=offset,
-                epoch=epoch,
-            )
-            await publisher.publish(group, layer_message, operation)
-        finally:
-            counter = f"published_{target}"  # published_user, _room, _broadcast
-            setattr(self.stats, counter, getattr(self.stats, counter) + 1)
-            if self.timings is not None:
-                self.timings.observe(target, time.perf_counter() - start)
-
-    async def _record(
-        self, stream: str, frame: lm.Frame, exclude: str | None
-    ) -> tuple[int | None, str | None]:
-        if not self._history.enabled:
-            return None, None
-        await self.start()
-        recorded = await self._recovery.record(stream, frame, exclude)
-        return (None, None) if recorded is None else recorded
 
     # --- history ---------------------------------------------------------------------
 
