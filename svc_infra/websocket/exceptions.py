@@ -206,7 +206,9 @@ class ChannelLayerError(WebSocketError):
     in this process was done first (local sockets got the message; local room
     membership changed); other processes did not hear of it, and
     ``ManagerStats.messages_lost`` counts it. Local connections stay open, and
-    delivery resumes by itself when Redis is back.
+    delivery resumes by itself when Redis is back. With history on, a message
+    history cannot record (operation ``"history"``) is not sent at all, locally
+    either: a client that was away would otherwise miss it without knowing.
 
     Attributes:
         operation: What failed, such as ``"send_to_user"`` or ``"join_room"``.

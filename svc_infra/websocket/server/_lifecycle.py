@@ -117,6 +117,7 @@ class Lifecycle:
             if self.presence is not None:
                 await self.presence.stop()
                 self.presence = None
+            self.membership.stop()
             tasks = [t for t in (self.receiver, self.refresher) if t is not None]
             self.receiver = self.refresher = None
             await cancel_and_wait(tasks)

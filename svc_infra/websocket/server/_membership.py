@@ -5,6 +5,11 @@ connection here, and in the group of every room with such a member. This part is
 the only one that adds the channel to a group or removes it: joins, leaves, the
 periodic refresh (layers forget members after ``group_expiry``) and the rejoin
 after a Redis outage all go through it.
+
+A join that fails (Redis away or hung) is not left to the next refresh, hours
+away: it schedules a retry of every join, after 0.25 s and then backing off to
+5 s, until one pass succeeds. A user who connected during an outage is then
+reachable from other processes soon after Redis answers again.
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ __all__ = ["GroupMembership"]
 
 # Groups joined at once by a refresh (each call is bounded by the layer timeout).
 _REFRESH_CHUNK = 1000
+# Retries of failed joins: first delay, longest delay (seconds).
+_RETRY_FIRST, _RETRY_MAX = 0.25, 5.0
 
 
 class _GroupLock:
@@ -67,6 +74,7 @@ class GroupMembership:
         #: Rooms whose group the channel is in.
         self.room_groups: set[str] = set()
         self._locks: dict[str, _GroupLock] = {}
+        self._retry: asyncio.Task[None] | None = None
 
     async def join_broadcast(self) -> None:
         """Join the broadcast group (errors counted; the refresh joins again)."""
@@ -98,18 +106,41 @@ class GroupMembership:
         room_groups = self.room_groups
         await self._sync(group, lambda: room in room_groups)
 
-    async def refresh(self) -> None:
-        """Join again every group the channel belongs to (errors counted)."""
+    async def refresh(self) -> bool:
+        """Join again every group the channel belongs to (errors counted, and a
+        retry scheduled). False if a join failed."""
         if self.channel is None:
-            return
+            return True
         groups = [self.broadcast_group]
         groups += [user_group(uid, self.prefix) for uid in list(self.registry.users)]
         groups += [room_group(room, self.prefix) for room in list(self.room_groups)]
         # Concurrently, in chunks: a batched layer then joins them in a few round
         # trips rather than one (or two) per group.
+        ok = True
         for start in range(0, len(groups), _REFRESH_CHUNK):
             chunk = groups[start : start + _REFRESH_CHUNK]
-            await asyncio.gather(*(self._change(group, True) for group in chunk))
+            results = await asyncio.gather(*(self._change(group, True) for group in chunk))
+            ok = ok and all(results)
+        return ok
+
+    def stop(self) -> None:
+        """Cancel a scheduled retry (the manager is shutting down)."""
+        task, self._retry = self._retry, None
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+
+    def _schedule_retry(self) -> None:
+        if self._retry is None or self._retry.done():
+            loop = asyncio.get_running_loop()
+            self._retry = loop.create_task(self._retry_joins(), name="ws-group-retry")
+
+    async def _retry_joins(self) -> None:
+        delay = _RETRY_FIRST
+        while True:
+            await asyncio.sleep(delay)  # a timer: the outage has no event to await
+            if await self.refresh():
+                return
+            delay = min(delay * 2, _RETRY_MAX)
 
     async def _sync(self, group: str, wanted: Callable[[], bool]) -> None:
         """Add the channel to ``group`` or remove it, as ``wanted()`` says when the
@@ -137,15 +168,21 @@ class GroupMembership:
             if not entry.users:
                 del self._locks[group]
 
-    async def _change(self, group: str, member: bool) -> None:
+    async def _change(self, group: str, member: bool) -> bool:
+        """Add the channel to ``group`` or remove it; False if that failed (a
+        failed join schedules a retry of every join)."""
         channel = self.channel
-        if channel is not None:
-            if self._group_change is not None:
-                # Bounded per round trip by the batcher itself: a wait in its queue
-                # is not a failure.
-                call = self._group_change(group, channel, member)
-                await self.publisher.call(call, bounded=False)
-                return
+        if channel is None:
+            return True
+        if self._group_change is not None:
+            # Bounded per round trip by the batcher itself: a wait in its queue
+            # is not a failure.
+            call = self._group_change(group, channel, member)
+            ok = await self.publisher.call(call, bounded=False)
+        else:
             layer = self.layer
             change = layer.group_add if member else layer.group_discard
-            await self.publisher.call(change(group, channel))
+            ok = await self.publisher.call(change(group, channel))
+        if not ok and member:
+            self._schedule_retry()
+        return ok

@@ -4,14 +4,21 @@ One sequence for ``send_to_user``, ``broadcast`` and ``broadcast_to_room``: the
 message gets its offset in history first (with history on), then goes to this
 process's sockets (no await), then once to the layer for the other processes;
 it is counted, and timed when metrics asked for it.
+
+A message that history cannot record (its store away, or hung past the layer
+timeout) is not sent at all: delivered without an offset, it would be missing
+from the replay of a client that was away at the time, and that client would
+never know. The caller gets ``ChannelLayerError("history")``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
 from .. import layer_messages as lm
+from ..exceptions import ChannelLayerError
 from ._history import HistoryPolicy
 from ._publisher import Publisher
 from ._recovery import Recovery
@@ -67,7 +74,8 @@ class Outbound:
 
         Raises:
             ChannelLayerError: If other processes could not be reached (local
-                sockets have the message).
+                sockets have the message), or, with history on, if history could
+                not record it within the layer timeout (nothing was sent).
 
         Cancelling is safe: the message may or may not have reached the layer.
         """
@@ -102,5 +110,12 @@ class Outbound:
         if not self.history.enabled:
             return None, None
         await self.start()
-        recorded = await self.recovery.record(stream, frame, exclude)
+        try:
+            # A store that hangs (Redis paused, a partition) fails here within the
+            # layer timeout, not the client's socket timeout.
+            async with asyncio.timeout(self.publisher.call_timeout):
+                recorded = await self.recovery.record(stream, frame, exclude)
+        except TimeoutError as exc:
+            self.stats.layer_errors += 1
+            raise ChannelLayerError("history", exc) from exc
         return (None, None) if recorded is None else recorded

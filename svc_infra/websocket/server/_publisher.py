@@ -139,10 +139,13 @@ class Publisher:
             logger.warning("%s could not reach other processes: %r", operation, exc)
             raise ChannelLayerError(operation, exc) from exc
 
-    async def call(self, call: Coroutine[Any, Any, Any], *, bounded: bool = True) -> None:
-        """Await a group change; errors are logged and counted, never raised (the
-        next resync or refresh joins again). ``bounded=False`` for a call that
-        bounds its own round trips."""
+    async def call(self, call: Coroutine[Any, Any, Any], *, bounded: bool = True) -> bool:
+        """Await a group change; errors are logged and counted, never raised.
+        ``bounded=False`` for a call that bounds its own round trips.
+
+        Returns:
+            False if the call failed or timed out.
+        """
         bound = self.call_timeout if bounded else None
         try:
             if bound is None:  # no timer at all: a connect storm makes thousands of calls
@@ -155,3 +158,5 @@ class Publisher:
         except Exception as exc:
             self.stats.layer_errors += 1
             logger.warning("channel layer call failed: %r", exc)
+            return False
+        return True
