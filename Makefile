@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 REQS := requirements/base.txt requirements/dev.txt pyproject.toml
 
 PHONY_EXTRA := run-uvicorn run-fastapi
-.PHONY: help install run $(PHONY_EXTRA) test test-fast test-py312 lint format bench docs clean
+.PHONY: help install run $(PHONY_EXTRA) test test-fast test-py312 lint format bench soak docs clean
 
 help:
 	@echo "make run        run the demo project (Daphne) on http://$(HOST):$(PORT)/"
@@ -22,6 +22,7 @@ help:
 	@echo "make test-py312 run the suite on Python 3.12 with the newest Django"
 	@echo "make lint       ruff (lint + format check), mypy --strict, lint-imports"
 	@echo "make bench      run the benchmarks in bench/"
+	@echo "make soak       the soak and chaos run (MINUTES=10 by default)"
 	@echo "make docs       build the documentation site (mkdocs --strict) into build/site"
 
 $(VENV)/.installed: $(REQS)
@@ -78,8 +79,15 @@ format: $(VENV)/.installed
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-bench: $(VENV)/.installed
+$(VENV)/.bench-installed: $(VENV)/.installed requirements/bench.txt
+	$(VENV)/bin/python -m pip install --quiet -r requirements/bench.txt
+	touch $@
+
+bench: $(VENV)/.bench-installed
 	$(VENV)/bin/python -m bench
+
+soak: $(VENV)/.bench-installed
+	$(VENV)/bin/python -m bench.soak --minutes $(or $(MINUTES),10)
 
 docs: $(VENVDOCS)/.installed
 	NO_MKDOCS_2_WARNING=1 $(VENVDOCS)/bin/mkdocs build --strict

@@ -294,7 +294,7 @@ async def main() -> None:
     try:
         with contextlib.ExitStack() as stack:
             if REDIS == "/13":
-                url = stack.enter_context(private_redis(CLIENT_CORE if PINNED else None))
+                url, _ = stack.enter_context(private_redis(CLIENT_CORE if PINNED else None))
                 REDIS = url + "/13"
             await fan_out()
             await many()

@@ -58,11 +58,11 @@ async def server_on_fd(
 
 
 @contextlib.contextmanager
-def private_redis(core: int | None = None) -> Iterator[str]:
+def private_redis(core: int | None = None) -> Iterator[tuple[str, int]]:
     """A throwaway ``redis-server`` on a free port (pinned to ``core`` if given):
     Redis' own work then stays off the core of the server being measured.
 
-    Yields its ``redis://127.0.0.1:port`` URL.
+    Yields its ``redis://127.0.0.1:port`` URL and its pid (to pause it).
 
     Raises:
         FileNotFoundError: If ``redis-server`` is not installed.
@@ -94,7 +94,7 @@ def private_redis(core: int | None = None) -> Iterator[str]:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.05)  # no event to await: the server is starting
-        yield f"redis://127.0.0.1:{port}"
+        yield f"redis://127.0.0.1:{port}", proc.pid
     finally:
         proc.terminate()
         proc.wait(timeout=10)

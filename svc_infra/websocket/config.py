@@ -66,6 +66,11 @@ class WebSocketConfig:
         history_size: Server side: messages kept per stream for recovery after a
             reconnect (``docs/recovery.md``); 0 (the default) keeps none.
         history_ttl: Server side: seconds a stream's messages are kept at most.
+        room_grace: Server side: seconds a user keeps their rooms after their last
+            connection closed (0, the default: they leave at once). A user who
+            reconnects within it, to any process, is still in their rooms, and a
+            recovering client gets what the rooms had meanwhile: set it with
+            history for clients that reconnect after a cut.
         close_on_token_expiry: Server side: close a connection with 4401 when the
             ``exp`` of the JWT (or API key) it was opened with passes.
         inbound_rate: Server side: messages per second a connection may send
@@ -106,6 +111,7 @@ class WebSocketConfig:
     presence_redis_url: str | None = None
     history_size: int = 0
     history_ttl: float = 300.0
+    room_grace: float = 0.0
     close_on_token_expiry: bool = True
     inbound_rate: float = 0.0
     inbound_burst: int = 0
@@ -332,6 +338,7 @@ _SPECS: dict[str, _Spec] = {
     "presence_ttl": _Spec(_parse_float, "float", minimum=0.5),
     "history_size": _Spec(_parse_int, "int", minimum=0),
     "history_ttl": _Spec(_parse_float, "float", minimum=0, exclusive_minimum=True),
+    "room_grace": _Spec(_parse_float, "float", minimum=0),
     "close_on_token_expiry": _Spec(_parse_bool, "bool"),
     "inbound_rate": _Spec(_parse_float, "float", minimum=0),
     "inbound_burst": _Spec(_parse_int, "int", minimum=0),

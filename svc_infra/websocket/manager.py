@@ -190,6 +190,7 @@ class ConnectionManager:
             presence=self._presence,
             start=self.start,
             recovery=self._recovery,
+            grace=self.config.room_grace,
         )
         self._connections = Connections(
             registry=self._registry,

@@ -7,6 +7,7 @@ both frameworks call :func:`control`, so a test drives any process the same way.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 from typing import Any
 
@@ -96,4 +97,7 @@ def stats(manager: ConnectionManager, query: dict[str, Any]) -> dict[str, Any]:
         "healthy": presence.healthy if presence is not None else None,
         "resyncs": presence.resyncs if presence is not None else 0,
         "tasks": len(asyncio.all_tasks()),
+        "counters": {
+            k: v for k, v in dataclasses.asdict(manager.stats).items() if isinstance(v, int)
+        },
     }

@@ -642,3 +642,48 @@ async def test_last_activity_moves_when_a_message_is_delivered() -> None:
     assert alice.last_activity > old
     assert bob.last_activity == old  # not a target
     await manager.shutdown()
+
+
+# --- room grace: a reconnect within it keeps the rooms -----------------------------------
+
+
+async def test_a_user_back_within_the_room_grace_keeps_their_rooms() -> None:
+    mgr = ConnectionManager(InMemoryChannelLayer(), config=CONFIG.replace(room_grace=30))
+    try:
+        first = sock()
+        await mgr.connect("ann", first)
+        await mgr.join_room("ann", "lobby")
+        await mgr.disconnect("ann", first)
+        assert mgr.get_room_users("lobby") == ["ann"]  # within the grace
+        again = sock()
+        await mgr.connect("ann", again)
+        await mgr.broadcast_to_room("lobby", "still here")
+        assert await again.next() == "still here"
+    finally:
+        await mgr.shutdown()
+    assert mgr.get_room_users("lobby") == []  # shutdown ends every grace
+
+
+async def test_a_user_not_back_leaves_their_rooms_after_the_grace() -> None:
+    mgr = ConnectionManager(InMemoryChannelLayer(), config=CONFIG.replace(room_grace=0.2))
+    try:
+        ws = sock()
+        await mgr.connect("bob", ws)
+        await mgr.join_room("bob", "lobby")
+        await mgr.disconnect("bob", ws)
+        assert mgr.get_room_users("lobby") == ["bob"]
+        await wait_until(lambda: mgr.get_room_users("lobby") == [])
+    finally:
+        await mgr.shutdown()
+
+
+async def test_without_a_grace_the_last_disconnect_leaves_the_rooms_at_once() -> None:
+    mgr = ConnectionManager(InMemoryChannelLayer(), config=CONFIG)
+    try:
+        ws = sock()
+        await mgr.connect("cy", ws)
+        await mgr.join_room("cy", "lobby")
+        await mgr.disconnect("cy", ws)
+        assert mgr.get_room_users("lobby") == []
+    finally:
+        await mgr.shutdown()

@@ -114,6 +114,9 @@ class Lifecycle:
             if connections.tasks:  # connections dropped meanwhile (failed writes) finish first
                 _, late = await asyncio.wait(set(connections.tasks), timeout=self.close_timeout)
                 await cancel_and_wait(late)
+            # Users still within their room grace leave now: no timer outlives us,
+            # and presence must queue their "left everywhere?" check before it stops.
+            connections.rooms.flush_departures()
             if self.presence is not None:
                 await self.presence.stop()
                 self.presence = None

@@ -40,6 +40,8 @@ class Rooms:
         presence: Returns the manager's presence (None without Redis presence).
         start: Starts the manager (a change must know whether Redis is involved).
         recovery: Replays a room to the user's v1 connections when they join it.
+        grace: ``room_grace``: seconds before a user whose last connection here
+            closed leaves their rooms (0: at once).
     """
 
     def __init__(
@@ -51,8 +53,12 @@ class Rooms:
         presence: Callable[[], Presence | None],
         start: Callable[[], Awaitable[None]],
         recovery: Recovery,
+        grace: float = 0.0,
     ) -> None:
         self.recovery = recovery
+        self.grace = grace
+        # Users whose rooms wait out the grace: user -> the timer that ends it.
+        self._departures: dict[str, asyncio.TimerHandle] = {}
         self.registry = registry
         self.membership = membership
         self.publisher = publisher
@@ -120,19 +126,39 @@ class Rooms:
                 await self.recovery.replay_room(conns, room)
 
     async def user_left_here(self, user: str) -> None:
-        """The user's last connection here closed: leave the user's groups.
+        """The user's last connection here closed: leave the user's groups, and
+        after ``grace`` seconds, unless the user is back here, their rooms.
 
-        Without presence the user leaves their rooms (this process is all there
-        is). With presence, Redis decides whether this was the user's last
-        connection anywhere; if so, every process hears the emptied room set.
+        Without presence the user then leaves their rooms (this process is all
+        there is). With presence, Redis decides whether the user has a connection
+        anywhere; if not, every process hears the emptied room set.
         """
-        presence = self.presence()  # shutdown may clear it while we await
-        rooms = self.registry.rooms_of(user)
+        await self.membership.sync_user(user, self.registry.rooms_of(user))
+        if not self.grace:
+            self._depart(user)
+            return
+        old = self._departures.pop(user, None)
+        if old is not None:
+            old.cancel()
+        loop = asyncio.get_running_loop()
+        self._departures[user] = loop.call_later(self.grace, self._depart, user)
+
+    def flush_departures(self) -> None:
+        """End every grace now (the manager is shutting down: no timer outlives it)."""
+        departures, self._departures = self._departures, {}
+        for user, timer in departures.items():
+            timer.cancel()
+            self._depart(user)
+
+    def _depart(self, user: str) -> None:
+        self._departures.pop(user, None)
+        if user in self.registry.users:
+            return  # back here within the grace
+        presence = self.presence()
         if presence is None:
-            for room in rooms:
+            for room in self.registry.rooms_of(user):
                 self.registry.set_member(user, room, False)
-        await self.membership.sync_user(user, rooms)
-        if presence is not None:
+        else:
             presence.user_left_here(user)
 
     async def _change_in_redis(

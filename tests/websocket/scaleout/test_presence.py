@@ -249,3 +249,35 @@ async def test_a_clean_shutdown_empties_the_rooms_of_its_users(
     await wait_until(lambda: len(b.get_room_users("r")) == 20 and b.connection_count == 20)
     await a.shutdown()
     await wait_until(lambda: b.get_room_users("r") == [] and b.connection_count == 0)
+
+
+async def test_within_the_room_grace_a_user_moving_process_keeps_their_rooms(
+    redis_server: str, redis_prefix: str
+) -> None:
+    """Cut from one process and back on another within WS_ROOM_GRACE: still a member."""
+    config = CONFIG.replace(room_grace=30)
+    a, b = (
+        ConnectionManager(layer_of("core", redis_server, redis_prefix), config=config)
+        for _ in range(2)
+    )
+    for m in (a, b):
+        await m.start()
+    try:
+        first = sock()
+        await a.connect("dee", first)
+        await a.join_room("dee", "lobby")
+        await wait_until(lambda: b.get_room_users("lobby") == ["dee"])
+        await a.disconnect("dee", first)
+        await wait_until(lambda: not b.is_user_connected("dee"))
+        again = sock()
+        await b.connect("dee", again)
+        await a.broadcast_to_room("lobby", "kept")
+        assert await again.next() == "kept"
+        await a.shutdown()  # a's grace ends with it; dee is connected on b
+        assert b.presence is not None
+        await b.presence._reconcile()  # what Redis holds now: dee kept the room
+        assert b.get_room_users("lobby") == ["dee"]
+    finally:
+        for m in (a, b):
+            await m.shutdown()
+            await close_layer(m.layer)
