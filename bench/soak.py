@@ -430,6 +430,11 @@ class Soak:
             self.env = {
                 "WS_REDIS_URL": self.redis_url,
                 "WS_HISTORY_SIZE": str(HISTORY),
+                # Streams of users who left expire within a minute: Redis memory
+                # levels off after warm-up instead of growing for history_ttl.
+                "WS_HISTORY_TTL": "60",
+                # A cut user keeps their rooms while reconnecting (docs/recovery.md).
+                "WS_ROOM_GRACE": "30",
                 "WS_PRESENCE_TTL": "30",
             }
             async with contextlib.AsyncExitStack() as outer:
