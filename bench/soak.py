@@ -208,6 +208,9 @@ class Soak:
         self.redis_url = ""
         self.redis_pid = 0
         self.env: dict[str, str] = {}
+        self.t0 = time.monotonic()
+        self.chaos_log: list[tuple[float, str]] = []  # (when, what): pauses, kills, cuts
+        self.census: dict[str, tuple[int, int]] = {}
 
     # the clients
 
@@ -357,9 +360,11 @@ class Soak:
             if now >= next_cut:
                 next_cut = now + CUT_EVERY
                 self.events["cuts"] += sum(s.proxy.cut(CUTS // 3) for s in self.servers)
+                self.chaos_log.append((time.monotonic(), "cut"))
             if now >= next_chaos and now < deadline - 30:
                 next_chaos = now + CHAOS_EVERY
                 os.kill(self.redis_pid, signal.SIGSTOP)
+                self.chaos_log.append((time.monotonic(), "redis paused"))
                 try:
                     await asyncio.sleep(PAUSE)  # the outage itself: nothing to await
                 finally:
@@ -368,6 +373,7 @@ class Soak:
                 await asyncio.sleep(10)
                 victim = self.servers[self.events["restarts"] % len(self.servers)]
                 os.kill(victim.pid, signal.SIGKILL)
+                self.chaos_log.append((time.monotonic(), f"{victim.name} killed"))
                 await victim.stack.aclose()
                 victim.stack = contextlib.AsyncExitStack()
                 await start_server(victim, self.env)
@@ -406,8 +412,24 @@ class Soak:
                     writer.writerow(row)
                     f.flush()
                     await asyncio.sleep(SAMPLE_EVERY)
+                self.census = await self._census(client)
             finally:
                 await client.aclose()
+
+    async def _census(self, client: Any) -> dict[str, tuple[int, int]]:
+        """Redis keys by family (names with their ids replaced by *): count, bytes
+        (MEMORY USAGE of up to 50 keys per family, scaled to the count)."""
+        import re
+
+        families: dict[str, list[bytes]] = defaultdict(list)
+        async for key in client.scan_iter(count=1000):
+            families[re.sub(rb"[0-9a-f]{8,}|s\d+|r\d+|\d+", b"*", key).decode()].append(key)
+        census = {}
+        for family, keys in families.items():
+            sample = keys[:50]
+            used = [await client.memory_usage(k) or 0 for k in sample]
+            census[family] = (len(keys), int(sum(used) / max(len(sample), 1) * len(keys)))
+        return census
 
     def _proc(self, s: Running) -> dict[str, Any]:
         row: dict[str, Any] = {}
@@ -510,7 +532,7 @@ class Soak:
                 else:
                     silent += 1
                     if len(examples) < 10:
-                        examples.append(f"{user.name} missed #{msg.id} ({msg.stream})")
+                        examples.append(self._explain(user, msg))
         self._plot()
         print(f"\nSoak: {self.minutes:g} min, {USERS} users, churn {CHURN}/s")
         for k, v in sorted(self.events.items()):
@@ -526,8 +548,29 @@ class Soak:
             print("   ", line)
         for name, slope in self.slopes().items():
             print(f"  slope {name:<34}{slope:>+14,.1f} per hour")
+        print("  Redis keys at the end, by family (count, bytes):")
+        for family, (count, size) in sorted(self.census.items(), key=lambda kv: -kv[1][1])[:12]:
+            print(f"    {family:<40}{count:>10,}{size:>14,}")
         print(f"  CSV: {self.out / 'soak.csv'}  plot: {self.out / 'soak.png'}")
         return 1 if silent or dups else 0
+
+    def _explain(self, user: User, msg: Published) -> str:
+        """One line on a missed message: when, and what the user went through then."""
+        t0 = self.t0
+        near = [
+            f"away {gone - t0:.1f}-{back - t0:.1f}s{' unrecovered ' + ','.join(st) if st else ''}"
+            for gone, back, st in user.reconnects
+            if gone - 30 < msg.start < back + 30
+        ]
+        chaos = [
+            f"{what}@{at - t0:.1f}s" for at, what in self.chaos_log if abs(at - msg.start) < 30
+        ]
+        return (
+            f"{user.name} on {user.server.name} missed #{msg.id} ({msg.stream}) published "
+            f"{msg.start - t0:.1f}-{msg.end - t0:.1f}s; user {user.started - t0:.1f}-"
+            f"{(user.ended or msg.end) - t0:.1f}s; {'; '.join(near) or 'no reconnect near'}; "
+            f"chaos near: {', '.join(chaos) or 'none'}"
+        )
 
     def _reported(self, user: User, msg: Published) -> bool:
         return any(
