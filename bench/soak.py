@@ -606,37 +606,44 @@ class Soak:
         return result
 
     def _plot(self) -> None:
-        try:
-            import matplotlib
+        plot(self.samples, self.out / "soak.png", f"{self.minutes:g} min")
 
-            matplotlib.use("Agg")
-            import matplotlib.pyplot as plt
-        except ImportError:
-            print("  (matplotlib is not installed: no plot; make bench installs it)")
-            return
-        panels = [
-            ("RSS (MiB)", "rss_kib", 1 / 1024),
-            ("open fds", "fds", 1),
-            ("asyncio tasks", "tasks", 1),
-            ("Redis", "redis.", 1),
-        ]
-        fig, axes = plt.subplots(len(panels), 1, figsize=(9, 11), sharex=True)
-        t = [r["t"] / 60 for r in self.samples]
-        for ax, (title, key, scale) in zip(axes, panels, strict=True):
-            for name in sorted({k for r in self.samples for k in r}):
-                if (key == "redis." and name.startswith(key)) or name.endswith("." + key):
-                    ys = [r.get(name, float("nan")) for r in self.samples]
-                    if name == "redis.used_memory":
-                        ys = [y / 2**20 for y in ys]
-                        name += " (MiB)"
-                    ax.plot(t, [y * scale for y in ys], label=name)
-            ax.set_title(title)
-            ax.legend(fontsize=7, loc="upper left")
-            ax.grid(alpha=0.3)
-        axes[-1].set_xlabel("minutes")
-        fig.suptitle(f"soak: {self.minutes:g} min, {USERS} users, churn {CHURN}/s")
-        fig.tight_layout()
-        fig.savefig(self.out / "soak.png", dpi=90)
+
+def plot(samples: list[dict[str, Any]], path: Path, title: str) -> None:
+    """RSS, fds and tasks per server, Redis memory and keys, over time, to ``path``."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("  (matplotlib is not installed: no plot; make soak installs it)")
+        return
+    panels = [
+        ("RSS (MiB)", ".rss_kib", 1 / 1024),
+        ("open fds", ".fds", 1),
+        ("asyncio tasks", ".tasks", 1),
+        ("Redis used memory (MiB)", "redis.used_memory", 1 / 2**20),
+        ("Redis keys", "redis.keys", 1),
+    ]
+    fig, axes = plt.subplots(len(panels), 1, figsize=(9, 12), sharex=True)
+    t = [float(r["t"]) / 60 for r in samples]
+    names = sorted({k for r in samples for k in r})
+    for ax, (label, key, scale) in zip(axes, panels, strict=True):
+        for name in names:
+            if name == key or (key.startswith(".") and name.endswith(key)):
+                ys = [
+                    float(r[name]) * scale if r.get(name) not in (None, "") else float("nan")
+                    for r in samples
+                ]
+                ax.plot(t, ys, label=name.split(".")[0])
+        ax.set_title(label, fontsize=10)
+        ax.legend(fontsize=7, loc="upper left")
+        ax.grid(alpha=0.3)
+    axes[-1].set_xlabel("minutes (gaps: a server killed and started again)")
+    fig.suptitle(f"soak: {title}, {USERS} users, churn {CHURN}/s, cuts, Redis pauses, kills")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
 
 
 async def main(minutes: float = 10.0, out: Path | None = None) -> None:
@@ -651,5 +658,10 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--plot", type=Path, default=None, help="only plot this soak.csv again")
     ns = parser.parse_args()
-    asyncio.run(main(ns.minutes, ns.out))
+    if ns.plot is not None:
+        with ns.plot.open() as f:
+            plot(list(csv.DictReader(f)), ns.plot.with_suffix(".png"), ns.plot.stem)
+    else:
+        asyncio.run(main(ns.minutes, ns.out))
