@@ -573,6 +573,10 @@ class Soak:
         chaos = [
             f"{what}@{at - t0:.1f}s" for at, what in self.chaos_log if abs(at - msg.start) < 30
         ]
+        kind, _, target = msg.stream.partition(":")
+        if kind == "room":  # when the user joined (a join while away is the suspect)
+            spans = self.members.get(target, {}).get(user.name, [])
+            chaos.append("joined " + ", ".join(f"{j - t0:.1f}s" for j, _ in spans))
         return (
             f"{user.name} on {user.server.name} missed #{msg.id} ({msg.stream}) published "
             f"{msg.start - t0:.1f}-{msg.end - t0:.1f}s; user {user.started - t0:.1f}-"
