@@ -14,6 +14,7 @@ offset it delivered on a stream.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 from typing import Any
@@ -151,13 +152,20 @@ class Recovery:
         assert session is not None
         session.on_gap = lambda stream: self._on_gap(conn, stream)
         user = conn.user_id
-        streams = [user_stream(user), BROADCAST_STREAM]
-        streams += [room_stream(r) for r in self.registry.rooms_of(user)]
+        rooms = [room_stream(r) for r in self.registry.rooms_of(user)]
+        recovering = bool(session.claimed)  # a client back, not a new one
         replays: dict[str, Replay] = {}
-        for stream in streams:
-            replay = await self._replay(stream, session.claimed.pop(stream, None))
-            if replay is not None:
-                replays[stream] = replay
+        for stream in [user_stream(user), BROADCAST_STREAM, *rooms]:
+            position = session.claimed.pop(stream, None)
+            replay = await self._replay(stream, position)
+            if replay is None:
+                continue
+            if recovering and position is None and stream in rooms and replay.recovered is None:
+                # A room joined while the client was away (no connection got its
+                # position): what it had since the join cannot be told apart from
+                # what came before, so the client is told it was not recovered.
+                replay = dataclasses.replace(replay, recovered=False)
+            replays[stream] = replay
         claimed = [s for s, r in replays.items() if r.recovered is not None]
         unrecovered = [s for s in claimed if replays[s].recovered is False]
         if claimed:

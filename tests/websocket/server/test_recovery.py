@@ -351,3 +351,28 @@ async def test_an_excluded_offset_leaves_no_gap() -> None:
     session = m._registry.user_connections("a")[0].session
     assert session is not None and session.pending == {}
     await m.shutdown()
+
+
+async def test_a_room_joined_while_away_is_reported_unrecovered_at_the_reconnect() -> None:
+    """Within the room grace the user is added to a room while no connection is open:
+    no connection got the room's position, so the reconnect cannot tell what the room
+    had since the join. It says so rather than start the room silently at its top."""
+    m = manager(room_grace=30)
+    c = Client()
+    await m.connect("a", c.socket())
+    c.read()
+    await m.disconnect("a", c.ws)
+    await m.join_room("a", "chat")  # while away
+    await m.broadcast_to_room("chat", {"n": 1})
+    await m.connect("a", c.socket())
+    c.read()
+    assert c.session.recovered is False and c.session.unrecovered == ["room:chat"]
+    await m.broadcast_to_room("chat", {"n": 2})
+    assert c.read() == [{"n": 2}]  # live from there, without a gap
+    # A client that saw the room before gets it back, recovered.
+    await m.disconnect("a", c.ws)
+    await m.broadcast_to_room("chat", {"n": 3})
+    await m.connect("a", c.socket())
+    assert c.read() == [{"n": 3}]
+    assert c.session.recovered is True
+    await m.shutdown()
