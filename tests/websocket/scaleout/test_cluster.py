@@ -84,6 +84,21 @@ async def everywhere(servers: list[Server], check: Any, limit: float = 10, **que
         raise AssertionError(f"not everywhere within {limit} s: {seen}") from None
 
 
+async def settled_count(servers: list[Server], limit: float = 10) -> int:
+    """The cluster's connection count once every process agrees with the sum of the
+    local counts (a previous test's closes may still be travelling)."""
+    total = 0
+
+    def settled() -> bool:
+        nonlocal total
+        views = [s.stats() for s in servers]
+        total = sum(v["local"] for v in views)
+        return all(v["connection_count"] == total for v in views)
+
+    await wait_until(settled, limit, 0.05)
+    return total
+
+
 def agree(servers: list[Server], **query: str) -> bool:
     keys = ("active_users", "connection_count", "room_count", "room_users", "user_servers")
     views = [{k: s.stats(**query)[k] for k in keys} for s in servers]
@@ -186,7 +201,7 @@ async def test_a_storm_of_1000_connections_across_two_processes(cluster: list[Se
     """1,000 sockets opened at once on fa and fb: every handshake succeeds and every
     process counts them all."""
     fa, fb, dj = cluster
-    base = fa.stats()["connection_count"]
+    base = await settled_count(cluster)
     prefix = uid("storm")
     async with contextlib.AsyncExitStack() as stack:
         opens = [
