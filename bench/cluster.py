@@ -38,7 +38,7 @@ from collections.abc import AsyncIterator
 from websockets.asyncio.client import connect
 
 from bench.rawclient import FrameCounter, open_counter
-from bench.servers import server_on_fd
+from bench.servers import flush_db, server_on_fd
 
 REDIS = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379").rstrip("/") + "/14"
 PER_PROCESS = 250
@@ -59,13 +59,7 @@ STOCK = "bench.apps.channels_stock:app"
 
 
 def flush() -> None:
-    import redis
-
-    client = redis.Redis.from_url(REDIS)
-    try:
-        client.flushdb()
-    finally:
-        client.close()
+    flush_db(REDIS)
 
 
 @contextlib.asynccontextmanager

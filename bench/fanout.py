@@ -39,7 +39,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from bench.rawclient import FrameCounter, open_counter
-from bench.servers import private_redis, server_on_fd
+from bench.servers import flush_db, private_redis, server_on_fd
 
 CLIENTS = int(os.environ.get("BENCH_CLIENTS", 500))
 MESSAGES = 100
@@ -102,13 +102,7 @@ async def server(name: str) -> AsyncIterator[tuple[str, int]]:
 
 
 def flush() -> None:
-    import redis
-
-    client = redis.Redis.from_url(REDIS)
-    try:
-        client.flushdb()
-    finally:
-        client.close()
+    flush_db(REDIS)
 
 
 async def open_clients(url: str, n: int) -> list[FrameCounter]:

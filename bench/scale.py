@@ -41,7 +41,7 @@ from typing import Any
 
 from bench.fanout import UVICORN, cpu_ns, open_clients, rss_kib, settle
 from bench.rawclient import FrameCounter
-from bench.servers import ROOT, server_on_fd
+from bench.servers import ROOT, flush_db, server_on_fd
 
 REDIS = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379").rstrip("/") + "/12"
 APP = "bench.apps.scale_manager:app"
@@ -76,11 +76,7 @@ def _redis() -> Any:
 
 
 def flush() -> None:
-    client = _redis()
-    try:
-        client.flushdb()
-    finally:
-        client.close()
+    flush_db(REDIS)
 
 
 def redis_cpu() -> float:

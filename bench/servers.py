@@ -99,3 +99,14 @@ def private_redis(core: int | None = None) -> Iterator[tuple[str, int]]:
         proc.terminate()
         proc.wait(timeout=10)
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def flush_db(url: str) -> None:
+    """Empty the Redis database at ``url`` (a benchmark's own, before and after it)."""
+    import redis
+
+    client = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5)
+    try:
+        client.flushdb()
+    finally:
+        client.close()

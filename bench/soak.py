@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.servers import ROOT, private_redis, server_on_fd
+from tests.proxy import Proxy
 
 USERS = 2000
 CHURN = 100  # users ending (and starting) per second, in all
@@ -68,66 +69,6 @@ SERVERS = {
     "uvicorn-b": (UVICORN, "tests.apps.cluster_fastapi:app"),
     "daphne": (DAPHNE, "tests.apps.cluster_django:application"),
 }
-
-
-# --- a proxy per server, that can cut some of its connections ---------------------------
-
-
-class Proxy:
-    """Forwards 127.0.0.1:``port`` to the server's current port."""
-
-    def __init__(self) -> None:
-        self.target = 0
-        self.port = 0
-        self._links: list[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = []
-        self._server: asyncio.Server | None = None
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0, backlog=4096)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    def cut(self, n: int) -> int:
-        """Drop ``n`` random connections (both ends see the TCP connection end)."""
-        chosen = random.sample(self._links, min(n, len(self._links)))
-        for a, b in chosen:
-            for w in (a, b):
-                w.transport.abort()
-        return len(chosen)
-
-    async def stop(self) -> None:
-        for a, b in list(self._links):
-            a.transport.abort()
-            b.transport.abort()
-        if self._server is not None:
-            self._server.close()
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            up_r, up_w = await asyncio.open_connection("127.0.0.1", self.target)
-        except OSError:
-            writer.transport.abort()
-            return
-        link = (writer, up_w)
-        self._links.append(link)
-        try:
-            await asyncio.gather(self._pipe(reader, up_w), self._pipe(up_r, writer))
-        except asyncio.CancelledError:
-            pass  # the run is over
-        finally:
-            with contextlib.suppress(ValueError):
-                self._links.remove(link)
-            writer.transport.abort()
-            up_w.transport.abort()
-
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
-        except (ConnectionError, OSError):
-            pass
-        finally:
-            writer.transport.abort()
 
 
 # --- the servers ---------------------------------------------------------------------------
@@ -361,7 +302,7 @@ class Soak:
             now = loop.time()
             if now >= next_cut:
                 next_cut = now + CUT_EVERY
-                self.events["cuts"] += sum(s.proxy.cut(CUTS // 3) for s in self.servers)
+                self.events["cuts"] += sum(s.proxy.cut_some(CUTS // 3) for s in self.servers)
                 self.chaos_log.append((time.monotonic(), "cut"))
             if now >= next_chaos and now < deadline - 30:
                 next_chaos = now + CHAOS_EVERY
@@ -463,7 +404,7 @@ class Soak:
             }
             async with contextlib.AsyncExitStack() as outer:
                 for name in SERVERS:
-                    proxy = Proxy()
+                    proxy = Proxy(target=0)  # pointed at the server once it runs
                     await proxy.start()
                     outer.push_async_callback(proxy.stop)
                     run = Running(name, proxy, contextlib.AsyncExitStack())

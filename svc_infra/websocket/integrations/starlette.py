@@ -70,7 +70,6 @@ class StarletteTransport:
             Exception: Whatever the server's ASGI ``send`` raises for a socket that
                 is gone (the manager drops the connection).
         """
-        global _last
         ws = self.websocket
         if ws.application_state is not _CONNECTED:
             return ws.send(_message(frame))  # Starlette raises what it raises
