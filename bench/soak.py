@@ -398,6 +398,10 @@ class Soak:
                 # Streams of users who left expire within a minute: Redis memory
                 # levels off after warm-up instead of growing for history_ttl.
                 "WS_HISTORY_TTL": "60",
+                # Every user here is new and lives for ~20 s: a day of epoch hashes
+                # (the default) would grow all hour, by ~100 B per user, and level
+                # off only after a day. Ten minutes shows where they level off.
+                "WS_HISTORY_META_TTL": "600",
                 # A cut user keeps their rooms while reconnecting (docs/recovery.md).
                 "WS_ROOM_GRACE": "30",
                 "WS_PRESENCE_TTL": "30",
@@ -410,7 +414,9 @@ class Soak:
                     run = Running(name, proxy, contextlib.AsyncExitStack())
                     await start_server(run, self.env)
                     self.servers.append(run)
-                config = WebSocketConfig(history_size=HISTORY, redis_url=self.redis_url)
+                config = WebSocketConfig(
+                    history_size=HISTORY, history_meta_ttl=600, redis_url=self.redis_url
+                )
                 self.manager = ConnectionManager(config=config)
                 await self.manager.start()
                 try:

@@ -66,6 +66,11 @@ class WebSocketConfig:
         history_size: Server side: messages kept per stream for recovery after a
             reconnect (``docs/recovery.md``); 0 (the default) keeps none.
         history_ttl: Server side: seconds a stream's messages are kept at most.
+        history_meta_ttl: Server side: seconds a stream's epoch and top offset
+            outlive its last message (a day by default; never less than the
+            stream's ``ttl``): a client away for less that missed nothing is told
+            "recovered"; after it, the stream starts a new epoch. Each stream
+            costs about 100 B of Redis for this long.
         room_grace: Server side: seconds a user keeps their rooms after their last
             connection closed (0, the default: they leave at once). A user who
             reconnects within it, to any process, is still in their rooms, and a
@@ -111,6 +116,7 @@ class WebSocketConfig:
     presence_redis_url: str | None = None
     history_size: int = 0
     history_ttl: float = 300.0
+    history_meta_ttl: float = 86_400.0
     room_grace: float = 0.0
     close_on_token_expiry: bool = True
     inbound_rate: float = 0.0
@@ -338,6 +344,7 @@ _SPECS: dict[str, _Spec] = {
     "presence_ttl": _Spec(_parse_float, "float", minimum=0.5),
     "history_size": _Spec(_parse_int, "int", minimum=0),
     "history_ttl": _Spec(_parse_float, "float", minimum=0, exclusive_minimum=True),
+    "history_meta_ttl": _Spec(_parse_float, "float", minimum=0, exclusive_minimum=True),
     "room_grace": _Spec(_parse_float, "float", minimum=0),
     "close_on_token_expiry": _Spec(_parse_bool, "bool"),
     "inbound_rate": _Spec(_parse_float, "float", minimum=0),

@@ -318,7 +318,7 @@ class ConnectionManager:
             Exception: Whatever the layer raises when it cannot be reached.
         """
         if self._recovery.store is None and self._history.enabled:
-            self._recovery.store = self._backend.make_history()
+            self._recovery.store = self._backend.make_history(self.config.history_meta_ttl)
         await self._lifecycle.start()
 
     async def shutdown(
@@ -396,7 +396,13 @@ class ConnectionManager:
         await self._membership.refresh()
 
     def _make_presence(self) -> RedisPresence | None:
-        host = PartsPresenceHost(self.id, self._registry, self._rooms, self._publisher)
+        host = PartsPresenceHost(
+            self.id,
+            self._registry,
+            self._rooms,
+            self._publisher,
+            groups_in_redis=self._backend.caps.redis == "core",
+        )
         return self._backend.make_presence(host)
 
     async def _open_channel(self) -> str:

@@ -36,6 +36,7 @@ EXTRA_DEFAULTS = {
     "WS_PRESENCE_REDIS_URL": ("presence_redis_url", None),
     "WS_HISTORY_SIZE": ("history_size", 0),
     "WS_HISTORY_TTL": ("history_ttl", 300.0),
+    "WS_HISTORY_META_TTL": ("history_meta_ttl", 86_400.0),
     "WS_ROOM_GRACE": ("room_grace", 0.0),
     "WS_CLOSE_ON_TOKEN_EXPIRY": ("close_on_token_expiry", True),
     "WS_INBOUND_RATE": ("inbound_rate", 0.0),

@@ -11,12 +11,17 @@ processes never see half of a change. Keys under the prefix ``K``:
 - ``K r:<user>``      set: the user's rooms
 - ``K rv``            hash: user -> version of the user's room set
 - ``K t:<user>``      tombstone: version at which the user's rooms were emptied
+  (ten minutes, as long as the change index reaches)
+- ``K boot``          an id made when these keys were first written: a process that
+  finds the one it knew has nothing to restore (Redis kept its data)
 - ``K cap:<user>``    hash: connection id -> process id, the user's claimed slots
   under ``WS_MAX_CONNECTIONS_PER_USER``
 - ``K ver``           hash: process id -> version of its connections (bumped by every
   write of that process; its announcements carry it)
 - ``K rchg``          sorted set: user -> version of the user's last room change
-  (trimmed after an hour): who changed since a given time, without a full read
+  (trimmed after ten minutes): who changed since a given time, without a full read
+- ``K ch``            hash: process id -> its manager's channel, when the layer keeps
+  groups in Redis: whoever reaps a dead process removes that channel from its groups
 
 The scripts never decode JSON: Redis' decoder refuses what Python's encoder
 writes for some strings (lone surrogates), and one such value must not break
@@ -67,7 +72,7 @@ local function store_rooms(uid)
   local v = bump(uid)
   if redis.call('SCARD', K .. 'r:' .. uid) == 0 then
     redis.call('HDEL', K .. 'rv', uid)
-    redis.call('SET', K .. 't:' .. uid, str(v), 'EX', 3600)
+    redis.call('SET', K .. 't:' .. uid, str(v), 'EX', 600)
   else
     redis.call('HSET', K .. 'rv', uid, str(v))
   end
@@ -82,15 +87,30 @@ local function user_gone(uid, gone)
     table.insert(gone, store_rooms(uid))
   end
 end
-local function drop_instance(inst, gone)
+local function drop_instance(inst, gone, dead)
   local users = {}
   for _, uid in ipairs(redis.call('HVALS', K .. 'c:' .. inst)) do users[uid] = true end
+  local channel = redis.call('HGET', K .. 'ch', inst)
   redis.call('DEL', K .. 'c:' .. inst, K .. 'm:' .. inst, K .. 'i:' .. inst)
   redis.call('SREM', K .. 'instances', inst)
   redis.call('HDEL', K .. 'ver', inst)
+  redis.call('HDEL', K .. 'ch', inst)
+  -- A dead process's channel stays in its groups until the layer's group_expiry
+  -- (a day), and every message to them is still written to it: tell the reaper
+  -- which groups (its users', and their rooms') to remove it from.
+  local held, rooms = {}, {}
   for uid, _ in pairs(users) do
+    if channel and dead then
+      table.insert(held, uid)
+      for _, room in ipairs(redis.call('SMEMBERS', K .. 'r:' .. uid)) do rooms[room] = true end
+    end
     redis.call('HDEL', K .. 'u:' .. uid, inst)
     user_gone(uid, gone)
+  end
+  if channel and dead then
+    local list = {}
+    for room, _ in pairs(rooms) do table.insert(list, room) end
+    table.insert(dead, {channel, held, list})
   end
 end
 """
@@ -101,17 +121,19 @@ return redis.call('SET', ARGV[1] .. 'i:' .. ARGV[2], '1', 'PX', tonumber(ARGV[3]
 """
 
 #: ARGV: K, id, ttl_ms. Refresh our liveness key, reap dead processes.
-#: Returns {1, live ids, gone} or {0} when our key was missing (resync needed).
+#: Returns {1, live ids, gone, dead} or {0} when our key was missing (resync
+#: needed); dead: {channel, {users}, {rooms}} of each reaped process whose channel
+#: was recorded.
 BEAT = (
     _COMMON
     + """
 local id, ttl = ARGV[2], tonumber(ARGV[3])
 if not redis.call('SET', K .. 'i:' .. id, '1', 'PX', ttl, 'XX') then return {0} end
-local live, gone = {}, {}
+local live, gone, dead = {}, {}, {}
 for _, inst in ipairs(redis.call('SMEMBERS', K .. 'instances')) do
-  if alive(inst) then table.insert(live, inst) else drop_instance(inst, gone) end
+  if alive(inst) then table.insert(live, inst) else drop_instance(inst, gone, dead) end
 end
-return {1, live, gone}
+return {1, live, gone, dead}
 """
 )
 
@@ -146,8 +168,9 @@ return {1, gone, redis.call('HINCRBY', K .. 'ver', id, 1)}
 """
 )
 
-#: ARGV: K, id, ttl_ms, then (conn id, user, json) triples: replace what Redis
-#: holds for this process with its live connections. Returns the new version.
+#: ARGV: K, id, ttl_ms, channel ('' when the layer keeps no groups in Redis), then
+#: (conn id, user, json) triples: replace what Redis holds for this process with
+#: its live connections. Returns {new version, boot id}.
 RESET = (
     _COMMON
     + """
@@ -158,12 +181,15 @@ end
 redis.call('DEL', K .. 'c:' .. id, K .. 'm:' .. id)
 redis.call('SET', K .. 'i:' .. id, '1', 'PX', ttl)
 redis.call('SADD', K .. 'instances', id)
-for i = 4, #ARGV, 3 do
+if ARGV[4] ~= '' then redis.call('HSET', K .. 'ch', id, ARGV[4])
+else redis.call('HDEL', K .. 'ch', id) end
+for i = 5, #ARGV, 3 do
   redis.call('HSET', K .. 'c:' .. id, ARGV[i], ARGV[i + 1])
   redis.call('HSET', K .. 'm:' .. id, ARGV[i], ARGV[i + 2])
   redis.call('HINCRBY', K .. 'u:' .. ARGV[i + 1], id, 1)
 end
-return redis.call('HINCRBY', K .. 'ver', id, 1)
+redis.call('SET', K .. 'boot', str(now()), 'NX')
+return {redis.call('HINCRBY', K .. 'ver', id, 1), redis.call('GET', K .. 'boot')}
 """
 )
 
@@ -173,8 +199,10 @@ LEAVE = (
     _COMMON
     + """
 local gone = {}
-drop_instance(ARGV[2], gone)
+drop_instance(ARGV[2], gone, nil)
 for i = 3, #ARGV do user_gone(ARGV[i], gone) end
+-- The last process out leaves no key that lives for ever.
+if redis.call('SCARD', K .. 'instances') == 0 then redis.call('DEL', K .. 'boot') end
 return gone
 """
 )

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from ..server._history import MemoryHistory
+from ..server._history import META_TTL, MemoryHistory
 from ..server._router import Receive
 from ..server.protocols import HistoryStore, PresenceHost
 from .groups import GroupBatcher
@@ -91,9 +91,10 @@ class LayerBackend:
             return None
         return RedisPresence(client, host, key_prefix=key_prefix, ttl=self.presence_ttl)
 
-    def make_history(self) -> HistoryStore:
-        """History on the layer's Redis (shared by the cluster), else in memory."""
+    def make_history(self, meta_ttl: float = META_TTL) -> HistoryStore:
+        """History on the layer's Redis (shared by the cluster), else in memory;
+        ``meta_ttl`` is ``history_meta_ttl``."""
         client, key_prefix = presence_client(self.caps, self.prefix, self.presence_url)
         if client is None:  # one process: history in memory
-            return MemoryHistory()
-        return RedisHistory(client, key_prefix=key_prefix)
+            return MemoryHistory(meta_ttl)
+        return RedisHistory(client, key_prefix=key_prefix, meta_ttl=meta_ttl)

@@ -3,7 +3,7 @@
 Keys (``<prefix>`` is the layer's prefix and the manager's, as for presence):
 
 - ``<prefix>hm:<stream>``: a hash ``{e: epoch, o: top offset}``, kept
-  :data:`~svc_infra.websocket.server._history.META_TTL` after the last message;
+  ``history_meta_ttl`` (or the stream's ``ttl``, if longer) after the last message;
 - ``<prefix>h:<stream>``: a Redis Stream of the messages, entry id ``<offset>-1``,
   fields ``d`` (the frame), ``b`` ("1" for binary), ``x`` (the excluded user, or
   empty), ``t`` (Redis time in ms); trimmed to the stream's size (exact MAXLEN)
@@ -91,11 +91,13 @@ class RedisHistory:
     Args:
         client: A ``redis.asyncio.Redis`` (owned: closed by :meth:`close`).
         key_prefix: Prefix of every key.
+        meta_ttl: ``history_meta_ttl``.
     """
 
-    def __init__(self, client: Any, *, key_prefix: str) -> None:
+    def __init__(self, client: Any, *, key_prefix: str, meta_ttl: float = META_TTL) -> None:
         self.client = client
         self.key_prefix = key_prefix
+        self.meta_ttl = meta_ttl
         self._append = client.register_script(_APPEND)
         self._since = client.register_script(_SINCE)
 
@@ -111,7 +113,7 @@ class RedisHistory:
             Exception: Whatever redis-py raises when Redis cannot be reached.
         """
         binary = isinstance(frame, bytes)
-        args = [frame, "1" if binary else "0", exclude or "", size, _ms(ttl), _ms(META_TTL)]
+        args = [frame, "1" if binary else "0", exclude or "", size, _ms(ttl), self._meta_ms(ttl)]
         offset, epoch = await self._append(keys=self._keys(stream), args=args)
         return int(offset), _text(epoch)
 
@@ -125,7 +127,7 @@ class RedisHistory:
         """
         start = -1 if position is None else position[1]
         epoch, top, raw = await self._since(
-            keys=self._keys(stream), args=[start, _ms(ttl), _ms(META_TTL)]
+            keys=self._keys(stream), args=[start, _ms(ttl), self._meta_ms(ttl)]
         )
         entries = []
         for entry_id, fields in raw:
@@ -134,6 +136,9 @@ class RedisHistory:
             exclude = _text(data.get(b"x", b"")) or None
             entries.append(Entry(int(_text(entry_id).split("-")[0]), frame, exclude))
         return replay_of(_text(epoch), int(top), entries, position)
+
+    def _meta_ms(self, ttl: float) -> int:
+        return _ms(max(self.meta_ttl, ttl))
 
     async def close(self) -> None:
         """Close the client and its pool."""

@@ -53,7 +53,7 @@ logger = logging.getLogger("svc_infra.websocket.presence")
 _CHUNK = 500
 # How far back the room-change index reaches (as the tombstones): a process whose
 # last check is older loads everything.
-_ROOMS_HORIZON_US = 3600 * 1_000_000
+_ROOMS_HORIZON_US = 600 * 1_000_000
 #: Heartbeats between two full comparisons of the mirrors with Redis.
 RECONCILE_BEATS = 4
 
@@ -101,6 +101,9 @@ class RedisPresence:
         self._snapshots: dict[str, int] = {}
         self._rooms_since: int | None = None  # Redis time of the last room check
         self._rooms_differed = False  # the last check counted other room sets
+        self._boot: str | None = None  # Redis' boot id at our last resync
+        #: Channels of dead processes this one removed from their groups.
+        self.evicted = 0
         #: Mirrors of one process read again (after a lost announcement), and full
         #: reads of everything (start, resync): for tests and diagnostics.
         self.reloads = 0
@@ -375,6 +378,7 @@ class RedisPresence:
             for origin in [o for o in self._remote if o not in live]:
                 self._drop(origin)
             await self._apply_gone(result[2])
+            await self._evict(result[3])
             self._beats += 1
             unknown = live - self._remote.keys() - {self.owner.id}
             if unknown or self._beats % RECONCILE_BEATS == 0:
@@ -400,13 +404,22 @@ class RedisPresence:
                 for info in local
                 for part in (info.connection_id, info.user_id, json.dumps(info.to_dict()))
             ]
-            version = int(await self._run("RESET", self.ttl_ms, *args))
+            channel = self.owner.channel or ""
+            version, boot = await self._run("RESET", self.ttl_ms, channel, *args)
+            version, boot = int(version), _text(boot)
             known = self.owner.known_rooms()
-            if known:
+            # Room sets are written back only when Redis lost its data (a new boot
+            # id). When it kept them (we were reaped after a hang, or a call
+            # failed), they are newer than ours, and ours may even predate a
+            # tombstone that has expired since.
+            if known and boot != self._boot:
                 flat = [x for user, v, rooms in known for x in (user, v, len(rooms), *rooms)]
                 await self._run("RESTORE", *flat)
+            self._boot = boot
             await self._load(known)
-            await self.owner.rejoin_groups()
+            # Once more a little later: if we were reaped, the reaper may still be
+            # removing our channel from our groups.
+            await self.owner.rejoin_groups(again_after=self.interval)
             self._dirty = False
             self.resyncs += 1
             adds = [json.dumps(info.to_dict()) for info in local]
@@ -524,6 +537,15 @@ class RedisPresence:
             users.append([user, [], version])
         if users:
             await self._announce({"type": ROOMS, "users": users})
+
+    async def _evict(self, dead: list[Any]) -> None:
+        """Remove the channels of the processes this heartbeat reaped from their
+        groups (the layer would keep writing to them until ``group_expiry``)."""
+        for channel, users, rooms in dead:
+            self.evicted += 1
+            await self.owner.evict_channel(
+                _text(channel), [_text(u) for u in users], [_text(r) for r in rooms]
+            )
 
     def _failed(self, count: bool = True) -> None:
         if count:

@@ -23,9 +23,9 @@ from ..layer_messages import Frame
 
 __all__ = ["META_TTL", "Entry", "HistoryPolicy", "MemoryHistory", "Replay"]
 
-#: Seconds a stream's epoch and top offset outlive its last message. Longer than
-#: the messages themselves: a client idle past ``history_ttl`` that missed nothing
-#: is still told "recovered", not "history lost".
+#: Seconds a stream's epoch and top offset outlive its last message, by default
+#: (``history_meta_ttl``). Longer than the messages themselves: a client idle past
+#: ``history_ttl`` that missed nothing is still told "recovered", not "history lost".
 META_TTL = 86_400.0
 
 
@@ -127,24 +127,28 @@ class MemoryHistory:
     """History in this process: a bounded ring per stream.
 
     Each ring holds at most its stream's ``size`` messages, none older than its
-    ``ttl``; a stream idle for :data:`META_TTL` is forgotten (its next message
-    starts a new epoch).
+    ``ttl``; a stream idle for ``meta_ttl`` (or its ``ttl``, if longer) is
+    forgotten (its next message starts a new epoch).
+
+    Args:
+        meta_ttl: ``history_meta_ttl``.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, meta_ttl: float = META_TTL) -> None:
+        self.meta_ttl = meta_ttl
         self._streams: OrderedDict[str, _Ring] = OrderedDict()
         self._clock = time.monotonic
 
-    def _ring(self, stream: str, size: int, now: float) -> _Ring:
+    def _ring(self, stream: str, size: int, ttl: float, now: float) -> _Ring:
         ring = self._streams.get(stream)
-        if ring is None or now - ring.touched > META_TTL:
+        if ring is None or now - ring.touched > max(self.meta_ttl, ttl):
             ring = self._streams[stream] = _Ring(size, now)
         ring.touched = now
         self._streams.move_to_end(stream)
         # Least recently touched first: forget the streams idle for too long.
         while self._streams:
             oldest = next(iter(self._streams.values()))
-            if now - oldest.touched <= META_TTL:
+            if now - oldest.touched <= self.meta_ttl:
                 break
             self._streams.popitem(last=False)
         return ring
@@ -154,7 +158,7 @@ class MemoryHistory:
     ) -> tuple[int, str]:
         """Record ``frame`` on ``stream``; return its (offset, epoch). Never waits."""
         now = self._clock()
-        ring = self._ring(stream, size, now)
+        ring = self._ring(stream, size, ttl, now)
         ring.top += 1
         ring.entries.append(Entry(ring.top, frame, exclude))
         ring.times.append(now)
@@ -166,7 +170,7 @@ class MemoryHistory:
     ) -> Replay:
         """What ``stream`` holds after ``position`` (epoch, offset). Never waits."""
         now = self._clock()
-        ring = self._ring(stream, size, now)
+        ring = self._ring(stream, size, ttl, now)
         ring.expire(now, ttl)
         return replay_of(ring.epoch, ring.top, list(ring.entries), position)
 

@@ -75,6 +75,7 @@ class GroupMembership:
         self.room_groups: set[str] = set()
         self._locks: dict[str, _GroupLock] = {}
         self._retry: asyncio.Task[None] | None = None
+        self._later: asyncio.Task[None] | None = None
 
     async def join_broadcast(self) -> None:
         """Join the broadcast group (errors counted; the refresh joins again)."""
@@ -123,11 +124,37 @@ class GroupMembership:
             ok = ok and all(results)
         return ok
 
+    def refresh_later(self, delay: float) -> None:
+        """Join every group again once, ``delay`` seconds from now."""
+        if self._later is None or self._later.done():
+            loop = asyncio.get_running_loop()
+            self._later = loop.create_task(self._refresh_after(delay), name="ws-group-rejoin")
+
+    async def _refresh_after(self, delay: float) -> None:
+        await asyncio.sleep(delay)  # a timer: what it waits for is another process's calls
+        await self.refresh()
+
+    async def evict(self, channel: str, users: list[str], rooms: list[str]) -> bool:
+        """Remove another process's ``channel`` (a dead one) from the broadcast
+        group and the groups of ``users`` and ``rooms``; False if a removal
+        failed (errors counted; not retried: the layer's ``group_expiry`` ends
+        the membership anyway)."""
+        groups = [self.broadcast_group]
+        groups += [user_group(uid, self.prefix) for uid in users]
+        groups += [room_group(room, self.prefix) for room in rooms]
+        ok = True
+        for start in range(0, len(groups), _REFRESH_CHUNK):
+            chunk = groups[start : start + _REFRESH_CHUNK]
+            results = await asyncio.gather(*(self._change(g, False, channel) for g in chunk))
+            ok = ok and all(results)
+        return ok
+
     def stop(self) -> None:
-        """Cancel a scheduled retry (the manager is shutting down)."""
-        task, self._retry = self._retry, None
-        if task is not None and task is not asyncio.current_task():
-            task.cancel()
+        """Cancel a scheduled retry or rejoin (the manager is shutting down)."""
+        for task in (self._retry, self._later):
+            if task is not None and task is not asyncio.current_task():
+                task.cancel()
+        self._retry = self._later = None
 
     def _schedule_retry(self) -> None:
         if self._retry is None or self._retry.done():
@@ -168,12 +195,13 @@ class GroupMembership:
             if not entry.users:
                 del self._locks[group]
 
-    async def _change(self, group: str, member: bool) -> bool:
-        """Add the channel to ``group`` or remove it; False if that failed (a
-        failed join schedules a retry of every join)."""
-        channel = self.channel
-        if channel is None:
+    async def _change(self, group: str, member: bool, channel: str | None = None) -> bool:
+        """Add the channel (this manager's, or ``channel``) to ``group`` or remove
+        it; False if that failed (a failed join schedules a retry of every join)."""
+        if self.channel is None:
             return True
+        if channel is None:
+            channel = self.channel
         if self._group_change is not None:
             # Bounded per round trip by the batcher itself: a wait in its queue
             # is not a failure.

@@ -74,8 +74,21 @@ class PresenceHost(Protocol):
         """
         ...
 
-    async def rejoin_groups(self) -> None:
-        """Join again every group this process belongs to (Redis came back)."""
+    @property
+    def channel(self) -> str | None:
+        """The manager's channel, when the layer keeps its groups in Redis (so a
+        process that reaps this one can remove it from them); else None."""
+        ...
+
+    async def rejoin_groups(self, again_after: float | None = None) -> None:
+        """Join again every group this process belongs to (Redis came back, or
+        this process was reaped), and once more ``again_after`` seconds later."""
+        ...
+
+    async def evict_channel(self, channel: str, users: list[str], rooms: list[str]) -> None:
+        """Remove a dead process's ``channel`` from the broadcast group and the
+        groups of ``users`` and ``rooms``. Never raises: a removal that fails is
+        logged, and the layer's ``group_expiry`` removes the channel in the end."""
         ...
 
 

@@ -78,6 +78,57 @@ async def test_a_killed_server_leaves_presence_within_the_ttl(
         flush_db(url)
 
 
+def _groups(url: str) -> dict[str, set[str]]:
+    """Every channels_redis core group in the database: name -> member channels."""
+    import redis
+
+    r = redis.Redis.from_url(url, decode_responses=True)
+    try:
+        return {
+            key.removeprefix("asgi:group:"): set(r.zrange(key, 0, -1))
+            for key in r.scan_iter("asgi:group:*")
+        }
+    finally:
+        r.close()
+
+
+async def test_a_killed_servers_channel_leaves_its_groups(redis_server: str) -> None:
+    """kill -9 fa: the survivor that reaps it removes fa's channel from the
+    broadcast group and from the groups of its users and their rooms (on the core
+    layer groups live in Redis, and would take every message for a day)."""
+    from svc_infra.websocket.groups import broadcast_group, room_group, user_group
+
+    ttl = 3.0
+    url = f"{redis_server}/{DB}"
+    env = cluster_env(url, "core", ttl=ttl)
+    prefix = env["WS_CHANNEL_PREFIX"]
+    alice, bob, room = uid("alice"), uid("bob"), uid("room")
+    mine = [broadcast_group(prefix), user_group(alice, prefix), room_group(room, prefix)]
+    try:
+        with (
+            uvicorn(FASTAPI, {**env, "CLUSTER_NAME": "fa"}) as fa,
+            uvicorn(FASTAPI, {**env, "CLUSTER_NAME": "fb"}) as fb,
+        ):
+            async with client(fa, alice), client(fb, bob) as b:
+                await everywhere([fa, fb], lambda s: s["connection_count"] == 2)
+                ok(fb, "join", user=alice, room=room)
+                await everywhere([fb], lambda s: s["room_users"] == [alice], room=room)
+                await wait_until(lambda: len(_groups(url).get(mine[1], ())) == 1)
+                (dead,) = _groups(url)[mine[1]]  # fa's channel: alice's only process
+                before = _groups(url)
+                assert all(dead in before[g] for g in mine), before  # the check can fail
+                fa.proc.kill()  # SIGKILL: no shutdown, no cleanup
+                fa.proc.wait(timeout=timeout(10))
+                await wait_until(
+                    lambda: all(dead not in m for m in _groups(url).values()), limit=ttl * 3
+                )
+                assert len(_groups(url).get(broadcast_group(prefix), ())) == 1  # fb's
+                ok(fb, "send", user=bob, msg={"n": 1})
+                assert await recv(b) == {"n": 1}
+    finally:
+        flush_db(url)
+
+
 class Traffic:
     """Sends numbered messages through ``server`` to ``user`` every few ms, in a thread
     (the HTTP calls block), and records what each call answered and how long it took."""

@@ -116,3 +116,26 @@ async def test_a_redis_restart_gives_a_new_epoch() -> None:
         await close_layer(m.layer)
         proc.terminate()
         proc.wait(10)
+
+
+async def test_history_meta_ttl_sets_how_long_a_streams_position_is_kept(
+    redis_server: str,
+) -> None:
+    """WS_HISTORY_META_TTL is the life of the epoch hash on Redis (never below the
+    stream's ttl); the default is a day."""
+    prefix = f"th{uuid.uuid4().hex[:8]}"
+    client = redis.asyncio.Redis.from_url(f"{redis_server}/9")
+    store = RedisHistory(client, key_prefix=prefix, meta_ttl=120)
+    try:
+        await store.append("short", "x", None, 10, 30)
+        await store.append("long", "x", None, 10, 600)
+        assert 110_000 < await client.pttl(f"{prefix}hm:short") <= 120_000
+        assert 590_000 < await client.pttl(f"{prefix}hm:long") <= 600_000
+        await store.since("short", None, 10, 30)  # a read keeps it too
+        assert 110_000 < await client.pttl(f"{prefix}hm:short") <= 120_000
+        assert WebSocketConfig().history_meta_ttl == META_TTL == 86_400
+        assert WebSocketConfig.from_env({"WS_HISTORY_META_TTL": "600"}).history_meta_ttl == 600
+    finally:
+        for key in await keys_of(client, prefix):
+            await client.delete(key)
+        await client.aclose()

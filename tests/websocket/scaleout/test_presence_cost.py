@@ -41,6 +41,7 @@ class Host:
         self.conns = [ConnectionInfo(f"{name}-u{i}", f"{name}-c{i}") for i in range(conns)]
         self.rooms: dict[str, tuple[int, list[str]]] = {}
         self.announced: list[dict[str, Any]] = []
+        self.channel: str | None = None
 
     def local_connections(self) -> list[ConnectionInfo]:
         return list(self.conns)
@@ -55,7 +56,10 @@ class Host:
     async def announce(self, message: dict[str, Any]) -> None:
         self.announced.append(message)
 
-    async def rejoin_groups(self) -> None:
+    async def rejoin_groups(self, again_after: float | None = None) -> None:
+        pass
+
+    async def evict_channel(self, channel: str, users: list[str], rooms: list[str]) -> None:
         pass
 
 
@@ -176,5 +180,34 @@ async def test_announcements_keep_the_mirror_current_without_rereads(flushed: st
         await b._reconcile()
         assert b.reloads == 1 and not b.has_remote("old")  # Redis never had it
     finally:
+        for p in (a, b):
+            await p.client.aclose()
+
+
+async def test_a_resync_writes_rooms_back_only_when_redis_lost_its_data(flushed: str) -> None:
+    """A process that resyncs while Redis kept its data (it was reaped after a hang,
+    or a call failed) must not write back a room set that was emptied meanwhile,
+    even once the tombstone that recorded it has expired; after Redis lost
+    everything, it must."""
+    import redis.asyncio as aioredis
+
+    host = Host("a", 1)
+    host.rooms["a-u0"] = (1, ["lobby"])
+    a = await presence(flushed, host)  # first resync: Redis had nothing, rooms written
+    b = await presence(flushed, Host("b"))
+    r = aioredis.Redis.from_url(flushed)
+    try:
+        assert await r.smembers("cost:r:a-u0") == {b"lobby"}
+        await b.update_rooms("a-u0", "leave", "lobby")  # 'a' never hears of it
+        await r.delete("cost:t:a-u0")  # ... and the tombstone expires
+        await a._resync()
+        assert await r.smembers("cost:r:a-u0") == set()
+        assert host.rooms["a-u0"][1] == []  # 'a' took Redis' (empty) set
+        await r.flushdb()  # Redis lost its data: what 'a' knows is all there is
+        host.rooms["a-u0"] = (host.rooms["a-u0"][0] + 1, ["lobby"])
+        await a._resync()
+        assert await r.smembers("cost:r:a-u0") == {b"lobby"}
+    finally:
+        await r.aclose()
         for p in (a, b):
             await p.client.aclose()

@@ -273,6 +273,26 @@ async def test_memory_history_is_bounded_by_size_ttl_and_idle_streams() -> None:
     assert offset == 1 and new_epoch != epoch
 
 
+
+async def test_history_meta_ttl_bounds_how_long_an_idle_stream_is_recovered() -> None:
+    """history_meta_ttl=120, ttl=60: a client back after 100 s that missed nothing is
+    recovered (its messages expired, the position did not); after 130 s the stream
+    starts a new epoch. A stream's ttl longer than the meta TTL wins."""
+    now = [1000.0]
+    history = MemoryHistory(meta_ttl=120)
+    history._clock = lambda: now[0]  # type: ignore[method-assign]
+    offset, epoch = await history.append("s", "x", None, 10, 60)
+    now[0] += 100
+    assert (await history.since("s", (epoch, offset), 10, 60)).recovered is True
+    now[0] += 130
+    replay = await history.since("s", (epoch, offset), 10, 60)
+    assert replay.recovered is False and replay.epoch != epoch
+    offset, epoch = await history.append("long", "x", None, 10, 600)
+    now[0] += 300  # past the meta TTL, within the stream's own ttl
+    replay = await history.since("long", (epoch, offset - 1), 10, 600)
+    assert replay.recovered is True and [e.frame for e in replay.entries] == ["x"]
+
+
 async def test_frames_overtaken_by_another_process_go_out_in_offset_order() -> None:
     """Offset 3 delivered here before offset 2 arrives from the layer: the client
     gets 2 then 3, each once."""
