@@ -21,7 +21,11 @@ processes never see half of a change. Keys under the prefix ``K``:
 - ``K rchg``          sorted set: user -> version of the user's last room change
   (trimmed after ten minutes): who changed since a given time, without a full read
 - ``K ch``            hash: process id -> its manager's channel, when the layer keeps
-  groups in Redis: whoever reaps a dead process removes that channel from its groups
+  groups in Redis: a dead process's channel is removed from its groups
+- ``K dead``          sorted set: reaped process id -> when; one ``presence_ttl``
+  later (``RedisPresence.evict_after``), unless it came back, the next heartbeat
+  removes its channel from the groups listed in ``K dg:<id>`` (``u<user>`` and
+  ``r<room>`` members)
 
 The scripts never decode JSON: Redis' decoder refuses what Python's encoder
 writes for some strings (lone surrogates), and one such value must not break
@@ -87,31 +91,50 @@ local function user_gone(uid, gone)
     table.insert(gone, store_rooms(uid))
   end
 end
-local function drop_instance(inst, gone, dead)
+local function drop_instance(inst, gone, later)
   local users = {}
   for _, uid in ipairs(redis.call('HVALS', K .. 'c:' .. inst)) do users[uid] = true end
-  local channel = redis.call('HGET', K .. 'ch', inst)
   redis.call('DEL', K .. 'c:' .. inst, K .. 'm:' .. inst, K .. 'i:' .. inst)
   redis.call('SREM', K .. 'instances', inst)
   redis.call('HDEL', K .. 'ver', inst)
-  redis.call('HDEL', K .. 'ch', inst)
   -- A dead process's channel stays in its groups until the layer's group_expiry
-  -- (a day), and every message to them is still written to it: tell the reaper
-  -- which groups (its users', and their rooms') to remove it from.
-  local held, rooms = {}, {}
+  -- (a day), and every message to them is still written to it. Note which groups
+  -- (its users', and their rooms'): a later beat removes the channel from them,
+  -- unless the process came back meanwhile (it was only hung).
+  local pending = later and redis.call('HEXISTS', K .. 'ch', inst) == 1
+  if pending then
+    redis.call('ZADD', K .. 'dead', str(now()), inst)
+  else
+    redis.call('HDEL', K .. 'ch', inst)
+  end
   for uid, _ in pairs(users) do
-    if channel and dead then
-      table.insert(held, uid)
-      for _, room in ipairs(redis.call('SMEMBERS', K .. 'r:' .. uid)) do rooms[room] = true end
+    if pending then
+      redis.call('SADD', K .. 'dg:' .. inst, 'u' .. uid)
+      for _, room in ipairs(redis.call('SMEMBERS', K .. 'r:' .. uid)) do
+        redis.call('SADD', K .. 'dg:' .. inst, 'r' .. room)
+      end
     end
     redis.call('HDEL', K .. 'u:' .. uid, inst)
     user_gone(uid, gone)
   end
-  if channel and dead then
-    local list = {}
-    for room, _ in pairs(rooms) do table.insert(list, room) end
-    table.insert(dead, {channel, held, list})
+end
+-- Processes reaped before ``horizon`` and not back: {channel, {users}, {rooms}} each,
+-- forgotten here (the caller removes the channel from those groups).
+local function due_evictions(horizon)
+  local due = {}
+  for _, inst in ipairs(redis.call('ZRANGEBYSCORE', K .. 'dead', '-inf', str(horizon))) do
+    local channel = redis.call('HGET', K .. 'ch', inst)
+    local users, rooms = {}, {}
+    for _, m in ipairs(redis.call('SMEMBERS', K .. 'dg:' .. inst)) do
+      if string.sub(m, 1, 1) == 'u' then table.insert(users, string.sub(m, 2))
+      else table.insert(rooms, string.sub(m, 2)) end
+    end
+    redis.call('DEL', K .. 'dg:' .. inst)
+    redis.call('ZREM', K .. 'dead', inst)
+    redis.call('HDEL', K .. 'ch', inst)
+    if channel then table.insert(due, {channel, users, rooms}) end
   end
+  return due
 end
 """
 
@@ -120,10 +143,10 @@ LIVE = """
 return redis.call('SET', ARGV[1] .. 'i:' .. ARGV[2], '1', 'PX', tonumber(ARGV[3]), 'XX') and 1 or 0
 """
 
-#: ARGV: K, id, ttl_ms. Refresh our liveness key, reap dead processes.
-#: Returns {1, live ids, gone, dead} or {0} when our key was missing (resync
-#: needed); dead: {channel, {users}, {rooms}} of each reaped process whose channel
-#: was recorded.
+#: ARGV: K, id, ttl_ms, evict_us. Refresh our liveness key, reap dead processes.
+#: Returns {1, live ids, gone, evict} or {0} when our key was missing (resync
+#: needed); evict: {channel, {users}, {rooms}} of each process reaped more than
+#: evict_us microseconds ago that did not come back.
 BEAT = (
     _COMMON
     + """
@@ -131,9 +154,9 @@ local id, ttl = ARGV[2], tonumber(ARGV[3])
 if not redis.call('SET', K .. 'i:' .. id, '1', 'PX', ttl, 'XX') then return {0} end
 local live, gone, dead = {}, {}, {}
 for _, inst in ipairs(redis.call('SMEMBERS', K .. 'instances')) do
-  if alive(inst) then table.insert(live, inst) else drop_instance(inst, gone, dead) end
+  if alive(inst) then table.insert(live, inst) else drop_instance(inst, gone, true) end
 end
-return {1, live, gone, dead}
+return {1, live, gone, due_evictions(now() - tonumber(ARGV[4]))}
 """
 )
 
@@ -183,6 +206,9 @@ redis.call('SET', K .. 'i:' .. id, '1', 'PX', ttl)
 redis.call('SADD', K .. 'instances', id)
 if ARGV[4] ~= '' then redis.call('HSET', K .. 'ch', id, ARGV[4])
 else redis.call('HDEL', K .. 'ch', id) end
+-- Back after being reaped (hung, not dead): its channel stays in its groups.
+redis.call('ZREM', K .. 'dead', id)
+redis.call('DEL', K .. 'dg:' .. id)
 for i = 5, #ARGV, 3 do
   redis.call('HSET', K .. 'c:' .. id, ARGV[i], ARGV[i + 1])
   redis.call('HSET', K .. 'm:' .. id, ARGV[i], ARGV[i + 2])
@@ -199,7 +225,7 @@ LEAVE = (
     _COMMON
     + """
 local gone = {}
-drop_instance(ARGV[2], gone, nil)
+drop_instance(ARGV[2], gone, false)
 for i = 3, #ARGV do user_gone(ARGV[i], gone) end
 -- The last process out leaves no key that lives for ever.
 if redis.call('SCARD', K .. 'instances') == 0 then redis.call('DEL', K .. 'boot') end

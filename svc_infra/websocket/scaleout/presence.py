@@ -13,9 +13,12 @@ How it works (the consistency model is in ``docs/scaling.md``):
   look dead. Every heartbeat (same period) reads which processes are alive: a
   process that stopped beating (kill -9, frozen) is dropped from the mirrors,
   and the first process to notice removes its keys and the rooms of users who
-  had no connection anywhere else. Every ``RECONCILE_BEATS`` heartbeats the
-  mirrors are checked against Redis and corrected, so a lost layer message costs
-  at most ``presence_ttl`` of staleness, not a permanent divergence.
+  had no connection anywhere else. On the core layer, one ``presence_ttl``
+  later, if it has not come back, a heartbeat removes its channel from its
+  groups (the layer would keep writing to it for ``group_expiry``). Every
+  ``RECONCILE_BEATS`` heartbeats the mirrors are checked against Redis and
+  corrected, so a lost layer message costs at most ``presence_ttl`` of
+  staleness, not a permanent divergence.
 - That check reads no connection unless something was lost. Each process's
   connections have a version in Redis, bumped by each of its writes and carried
   by its announcements; a mirror that applied every announcement holds the same
@@ -102,6 +105,9 @@ class RedisPresence:
         self._rooms_since: int | None = None  # Redis time of the last room check
         self._rooms_differed = False  # the last check counted other room sets
         self._boot: str | None = None  # Redis' boot id at our last resync
+        #: Seconds after a process was reaped before its channel leaves its groups
+        #: (if it did not come back: a process hung for less keeps them).
+        self.evict_after = ttl
         #: Channels of dead processes this one removed from their groups.
         self.evicted = 0
         #: Mirrors of one process read again (after a lost announcement), and full
@@ -370,7 +376,7 @@ class RedisPresence:
         try:
             if self._dirty:
                 await self._resync()
-            result = await self._run("BEAT", self.ttl_ms)
+            result = await self._run("BEAT", self.ttl_ms, int(self.evict_after * 1_000_000))
             if not result[0]:
                 self._failed(count=False)
                 return False
@@ -417,8 +423,8 @@ class RedisPresence:
                 await self._run("RESTORE", *flat)
             self._boot = boot
             await self._load(known)
-            # Once more a little later: if we were reaped, the reaper may still be
-            # removing our channel from our groups.
+            # Once more a little later: if we were reaped long enough ago, another
+            # process may be removing our channel from our groups right now.
             await self.owner.rejoin_groups(again_after=self.interval)
             self._dirty = False
             self.resyncs += 1
@@ -539,8 +545,9 @@ class RedisPresence:
             await self._announce({"type": ROOMS, "users": users})
 
     async def _evict(self, dead: list[Any]) -> None:
-        """Remove the channels of the processes this heartbeat reaped from their
-        groups (the layer would keep writing to them until ``group_expiry``)."""
+        """Remove the channels of processes reaped :attr:`evict_after` ago that did
+        not come back from their groups (the layer would keep writing to them
+        until ``group_expiry``)."""
         for channel, users, rooms in dead:
             self.evicted += 1
             await self.owner.evict_channel(

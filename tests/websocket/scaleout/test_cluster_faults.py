@@ -93,9 +93,9 @@ def _groups(url: str) -> dict[str, set[str]]:
 
 
 async def test_a_killed_servers_channel_leaves_its_groups(redis_server: str) -> None:
-    """kill -9 fa: the survivor that reaps it removes fa's channel from the
-    broadcast group and from the groups of its users and their rooms (on the core
-    layer groups live in Redis, and would take every message for a day)."""
+    """kill -9 fa: one TTL after reaping it, a survivor removes fa's channel from
+    the broadcast group and from the groups of its users and their rooms (on the
+    core layer groups live in Redis, and would take every message for a day)."""
     from svc_infra.websocket.groups import broadcast_group, room_group, user_group
 
     ttl = 3.0
@@ -120,7 +120,7 @@ async def test_a_killed_servers_channel_leaves_its_groups(redis_server: str) -> 
                 fa.proc.kill()  # SIGKILL: no shutdown, no cleanup
                 fa.proc.wait(timeout=timeout(10))
                 await wait_until(
-                    lambda: all(dead not in m for m in _groups(url).values()), limit=ttl * 3
+                    lambda: all(dead not in m for m in _groups(url).values()), limit=ttl * 4
                 )
                 assert len(_groups(url).get(broadcast_group(prefix), ())) == 1  # fb's
                 ok(fb, "send", user=bob, msg={"n": 1})

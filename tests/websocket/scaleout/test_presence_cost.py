@@ -36,12 +36,13 @@ def private_redis() -> Iterator[str]:
 class Host:
     """A PresenceHost with ``conns`` local connections and the room sets it was told."""
 
-    def __init__(self, name: str, conns: int = 0) -> None:
+    def __init__(self, name: str, conns: int = 0, channel: str | None = None) -> None:
         self.id = name
         self.conns = [ConnectionInfo(f"{name}-u{i}", f"{name}-c{i}") for i in range(conns)]
         self.rooms: dict[str, tuple[int, list[str]]] = {}
         self.announced: list[dict[str, Any]] = []
-        self.channel: str | None = None
+        self.channel = channel
+        self.evicted: list[tuple[str, list[str], list[str]]] = []
 
     def local_connections(self) -> list[ConnectionInfo]:
         return list(self.conns)
@@ -60,7 +61,7 @@ class Host:
         pass
 
     async def evict_channel(self, channel: str, users: list[str], rooms: list[str]) -> None:
-        pass
+        self.evicted.append((channel, sorted(users), sorted(rooms)))
 
 
 async def presence(url: str, host: Host) -> RedisPresence:
@@ -207,6 +208,41 @@ async def test_a_resync_writes_rooms_back_only_when_redis_lost_its_data(flushed:
         host.rooms["a-u0"] = (host.rooms["a-u0"][0] + 1, ["lobby"])
         await a._resync()
         assert await r.smembers("cost:r:a-u0") == {b"lobby"}
+    finally:
+        await r.aclose()
+        for p in (a, b):
+            await p.client.aclose()
+
+
+async def test_a_reaped_process_channel_is_evicted_only_if_it_stays_away(flushed: str) -> None:
+    """A process reaped after a hang that comes back within ``evict_after`` keeps its
+    groups; one that stays away is evicted once, with its users and their rooms."""
+    import asyncio
+
+    import redis.asyncio as aioredis
+
+    a = await presence(flushed, Host("a", 2, channel="chan-a"))
+    b = await presence(flushed, Host("b"))
+    b.evict_after = 0.3
+    r = aioredis.Redis.from_url(flushed)
+    try:
+        await a.update_rooms("a-u0", "join", "lobby")
+        await r.delete("cost:i:a")  # a hangs: its liveness key expires
+        assert await b._tick() and b.owner.evicted == []  # reaped, not evicted yet
+        assert not await a._tick()  # a wakes up: its key is gone...
+        assert await a._tick()  # ... and it resyncs: it is back
+        await a.update_rooms("a-u0", "join", "lobby")  # (its rooms were emptied)
+        await asyncio.sleep(0.4)  # Redis time must pass evict_after: no event to await
+        assert await b._tick() and b.owner.evicted == []  # back in time: kept
+        await r.delete("cost:i:a")  # now a dies for good
+        assert await b._tick() and b.owner.evicted == []
+        await asyncio.sleep(0.4)
+        assert await b._tick()
+        assert b.owner.evicted == [("chan-a", ["a-u0", "a-u1"], ["lobby"])]
+        assert await b._tick() and len(b.owner.evicted) == 1  # once
+        assert b.evicted == 1
+        assert [k async for k in r.scan_iter("cost:d*")] == []  # nothing left behind
+        assert not await r.hexists("cost:ch", "a")
     finally:
         await r.aclose()
         for p in (a, b):

@@ -273,7 +273,6 @@ async def test_memory_history_is_bounded_by_size_ttl_and_idle_streams() -> None:
     assert offset == 1 and new_epoch != epoch
 
 
-
 async def test_history_meta_ttl_bounds_how_long_an_idle_stream_is_recovered() -> None:
     """history_meta_ttl=120, ttl=60: a client back after 100 s that missed nothing is
     recovered (its messages expired, the position did not); after 130 s the stream
