@@ -12,7 +12,10 @@
 - every ``CUT_EVERY`` seconds the proxies cut a few random connections (both sides
   see the TCP connection drop) and the clients reconnect and recover; every
   ``CHAOS_EVERY`` seconds Redis is paused for ``PAUSE`` s (SIGSTOP/SIGCONT), and
-  one server is killed (SIGKILL) and started again, its clients moving to it;
+  the ``VICTIM`` server is killed (SIGKILL) and started again, its clients moving
+  to it; the other two live for the whole run, so that their lines show what
+  an hour does to a process (a leak in a process killed every few minutes
+  would hide in its saw-tooth);
 - every ``SAMPLE_EVERY`` seconds, per server: RSS, open fds, asyncio tasks and the
   manager's counters; Redis memory and key count; written to ``soak.csv`` and
   plotted to ``soak.png`` (``--out``), with the slope of each line per hour after
@@ -64,6 +67,8 @@ UVICORN = [
     *("--timeout-graceful-shutdown", "5"),
 ]
 DAPHNE = [sys.executable, "-m", "daphne", "-v", "0"]
+#: The server killed at each chaos round; the others are the long-lived witnesses.
+VICTIM = "uvicorn-b"
 SERVERS = {
     "uvicorn-a": (UVICORN, "tests.apps.cluster_fastapi:app"),
     "uvicorn-b": (UVICORN, "tests.apps.cluster_fastapi:app"),
@@ -314,7 +319,7 @@ class Soak:
                     os.kill(self.redis_pid, signal.SIGCONT)
                 self.events["redis_pauses"] += 1
                 await asyncio.sleep(10)
-                victim = self.servers[self.events["restarts"] % len(self.servers)]
+                [victim] = [s for s in self.servers if s.name == VICTIM]
                 os.kill(victim.pid, signal.SIGKILL)
                 self.chaos_log.append((time.monotonic(), f"{victim.name} killed"))
                 await victim.stack.aclose()
@@ -502,7 +507,8 @@ class Soak:
         for line in examples:
             print("   ", line)
         for name, slope in self.slopes().items():
-            print(f"  slope {name:<34}{slope:>+14,.1f} per hour")
+            note = " (killed every round)" if name.startswith(VICTIM + ".") else ""
+            print(f"  slope {name:<34}{slope:>+14,.1f} per hour{note}")
         print("  Redis keys at the end, by family (count, bytes):")
         for family, (count, size) in sorted(self.census.items(), key=lambda kv: -kv[1][1])[:12]:
             print(f"    {family:<40}{count:>10,}{size:>14,}")
