@@ -22,6 +22,9 @@ processes never see half of a change. Keys under the prefix ``K``:
   (trimmed after ten minutes): who changed since a given time, without a full read
 - ``K ch``            hash: process id -> its manager's channel, when the layer keeps
   groups in Redis: a dead process's channel is removed from its groups
+- ``K beat``          Redis time of the last heartbeat of any process; a gap longer
+  than a liveness key lives means Redis itself stopped, and ``K hold`` (one key
+  life) keeps anyone from being reaped meanwhile
 - ``K dead``          sorted set: reaped process id -> when; one ``presence_ttl``
   later (``RedisPresence.evict_after``), unless it came back, the next heartbeat
   removes its channel from the groups listed in ``K dg:<id>`` (``u<user>`` and
@@ -152,9 +155,21 @@ BEAT = (
     + """
 local id, ttl = ARGV[2], tonumber(ARGV[3])
 if not redis.call('SET', K .. 'i:' .. id, '1', 'PX', ttl, 'XX') then return {0} end
+-- A Redis that stopped itself (paused, hung, its host frozen) lets every liveness
+-- key lapse at once when it resumes: then no process beat for longer than a key
+-- lives. Reap nobody for one more key life, so that the live processes can write
+-- themselves back before their users' rooms are emptied.
+local t = now()
+local last = tonumber(redis.call('GET', K .. 'beat') or '0')
+redis.call('SET', K .. 'beat', str(t))
+if last > 0 and t - last > ttl * 1000 then
+  redis.call('SET', K .. 'hold', '1', 'PX', ttl)
+end
+local hold = redis.call('EXISTS', K .. 'hold') == 1
 local live, gone, dead = {}, {}, {}
 for _, inst in ipairs(redis.call('SMEMBERS', K .. 'instances')) do
-  if alive(inst) then table.insert(live, inst) else drop_instance(inst, gone, true) end
+  if alive(inst) then table.insert(live, inst)
+  elseif not hold then drop_instance(inst, gone, true) end
 end
 return {1, live, gone, due_evictions(now() - tonumber(ARGV[4]))}
 """
@@ -220,16 +235,22 @@ return {redis.call('HINCRBY', K .. 'ver', id, 1), redis.call('GET', K .. 'boot')
 )
 
 #: ARGV: K, id, then users whose last local connection closed but whose check
-#: had not run yet. A process leaving cleanly. Returns gone.
+#: had not run yet. A process leaving cleanly. Returns {gone, evict} (evict: as
+#: for :data:`BEAT`, every pending one when this was the last process).
 LEAVE = (
     _COMMON
     + """
 local gone = {}
 drop_instance(ARGV[2], gone, false)
 for i = 3, #ARGV do user_gone(ARGV[i], gone) end
--- The last process out leaves no key that lives for ever.
-if redis.call('SCARD', K .. 'instances') == 0 then redis.call('DEL', K .. 'boot') end
-return gone
+-- The last process out leaves no key that lives for ever, and removes the
+-- channels of dead processes that no one is left to wait for.
+local evict = {}
+if redis.call('SCARD', K .. 'instances') == 0 then
+  redis.call('DEL', K .. 'boot', K .. 'beat', K .. 'hold')
+  evict = due_evictions(now())
+end
+return {gone, evict}
 """
 )
 

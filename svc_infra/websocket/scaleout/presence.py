@@ -165,8 +165,9 @@ class RedisPresence:
         # still queued, and the writer is gone.
         users = list(dict.fromkeys(user for op, _, user, _ in self._pending if op == "?"))
         try:
-            gone = await self._run("LEAVE", *users)
+            gone, evict = await self._run("LEAVE", *users)
             await self._apply_gone(gone)
+            await self._evict(evict)
             await self.owner.announce({"type": PRESENCE, "drop": True})
         except Exception as exc:  # Redis down: the others reap us within the TTL
             logger.info("could not leave the presence set cleanly: %r", exc)

@@ -17,7 +17,7 @@ import signal
 import subprocess
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import pytest
 from channels_redis.core import RedisChannelLayer
@@ -25,6 +25,7 @@ from channels_redis.pubsub import RedisPubSubChannelLayer
 
 from svc_infra.websocket import ChannelLayerError, ConnectionManager, WebSocketConfig
 from svc_infra.websocket.layers import redis_host
+from svc_infra.websocket.scaleout.presence import RedisPresence
 from svc_infra.websocket.testing import MemoryTransport
 from tests.support import close_layer, start_redis_server, timeout, wait_until
 
@@ -150,3 +151,85 @@ async def test_a_hung_redis_fails_fast_keeps_local_delivery_and_recovers(
             assert time.monotonic() < deadline, f"{user} not reached from {sender.id}"
     await wait_until(lambda: b.is_user_connected("cid") and b.connection_count == 3, limit=2)
     assert time.monotonic() - resumed < 2.0 + timeout(0.5)
+
+
+@pytest.fixture(params=["core", "pubsub"])
+async def short_ttl_pair(
+    request: pytest.FixtureRequest, redis_proc: tuple[subprocess.Popen[bytes], str]
+) -> AsyncIterator[tuple[ConnectionManager, ConnectionManager]]:
+    _, url = redis_proc
+    prefix = f"hung{uuid.uuid4().hex[:6]}"
+    cls = RedisPubSubChannelLayer if request.param == "pubsub" else RedisChannelLayer
+    # The liveness keys last TTL/2 = 1 s: the hang outlasts them all.
+    config = WebSocketConfig(close_timeout=timeout(2), presence_ttl=2)
+    managers = []
+    for _ in range(2):
+        m = ConnectionManager(cls(hosts=[redis_host(url)], prefix=prefix), config=config)
+        m.layer_timeout = LAYER_TIMEOUT
+        await m.start()
+        managers.append(m)
+    try:
+        yield managers[0], managers[1]
+    finally:
+        for m in managers:
+            await m.shutdown()
+            await close_layer(m.layer)
+
+
+async def test_a_hang_longer_than_the_liveness_keys_reaps_nobody(
+    short_ttl_pair: tuple[ConnectionManager, ConnectionManager],
+    redis_proc: tuple[subprocess.Popen[bytes], str],
+) -> None:
+    """Redis paused for longer than a liveness key lives: when it resumes every key
+    has lapsed at once. That is Redis' pause, not every process dying: nobody is
+    reaped, the users keep their rooms, and room messages reach both processes."""
+    a, b = short_ttl_pair
+    proc, _ = redis_proc
+    here, there = sock(), sock()
+    await a.connect("ann", here)
+    await b.connect("bob", there)
+    await a.join_room("ann", "lobby")
+    await b.join_room("bob", "lobby")
+    for m in (a, b):
+        await wait_until(lambda m=m: sorted(m.get_room_users("lobby")) == ["ann", "bob"])
+
+    def presences() -> list[RedisPresence]:
+        found = [m.presence for m in (a, b)]
+        assert all(isinstance(p, RedisPresence) for p in found)
+        return found  # type: ignore[return-value]
+
+    resyncs = [p.resyncs for p in presences()]
+    os.kill(proc.pid, signal.SIGSTOP)
+    try:
+        await asyncio.sleep(PAUSE)  # the outage itself: nothing to await
+    finally:
+        os.kill(proc.pid, signal.SIGCONT)
+    # Both processes find their keys gone and write themselves back...
+    await wait_until(
+        lambda: all(p.resyncs > r and p.healthy for p, r in zip(presences(), resyncs, strict=True)),
+        limit=5,
+    )
+    for m in (a, b):
+        await wait_until(lambda m=m: m.connection_count == 2, limit=5)
+    # ... and neither was reaped meanwhile: the rooms are intact everywhere.
+    for m in (a, b):
+        assert sorted(m.get_room_users("lobby")) == ["ann", "bob"], m.id
+    marker = f"room-{time.monotonic()}"
+
+    async def reached() -> bool:
+        try:
+            await a.broadcast_to_room("lobby", marker)
+        except ChannelLayerError:
+            return False
+        return True
+
+    await wait_until_async(reached, limit=5)
+    assert await here.next() == marker
+    while (frame := await there.next()) != marker:
+        assert frame is not None
+
+
+async def wait_until_async(predicate: Callable[[], Awaitable[bool]], limit: float) -> None:
+    async with asyncio.timeout(timeout(limit)):
+        while not await predicate():
+            await asyncio.sleep(0.05)
