@@ -22,9 +22,9 @@ processes never see half of a change. Keys under the prefix ``K``:
   (trimmed after ten minutes): who changed since a given time, without a full read
 - ``K ch``            hash: process id -> its manager's channel, when the layer keeps
   groups in Redis: a dead process's channel is removed from its groups
-- ``K beat``          Redis time of the last heartbeat of any process; a gap longer
-  than a liveness key lives means Redis itself stopped, and ``K hold`` (one key
-  life) keeps anyone from being reaped meanwhile
+- ``K beat``          Redis time of the last refresh by any process; a gap longer
+  than 3/4 of a key life means Redis itself stopped, and ``K hold`` (one key
+  life) makes every registered process count as alive meanwhile
 - ``K dead``          sorted set: reaped process id -> when; one ``presence_ttl``
   later (``RedisPresence.evict_after``), unless it came back, the next heartbeat
   removes its channel from the groups listed in ``K dg:<id>`` (``u<user>`` and
@@ -50,7 +50,10 @@ __all__ = [
 
 _COMMON = """
 local K = ARGV[1]
-local function alive(inst) return redis.call('EXISTS', K .. 'i:' .. inst) == 1 end
+-- While K hold exists (Redis itself stopped: see touch), every registered process
+-- counts as alive: nobody is reaped, and no mirror drops anyone.
+local held = redis.call('EXISTS', K .. 'hold') == 1
+local function alive(inst) return held or redis.call('EXISTS', K .. 'i:' .. inst) == 1 end
 -- Whether a live process holds a connection of uid.
 local function present(uid)
   local f = redis.call('HGETALL', K .. 'u:' .. uid)
@@ -65,6 +68,20 @@ local function str(v) return string.format('%.0f', v) end
 local function now()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+-- Record that a process touched Redis (ttl: its key life, ms). A Redis that stopped
+-- itself (paused, hung, its host frozen) lets liveness keys lapse while nobody
+-- could refresh them: then no process touched it for longer than 3/4 of a key
+-- life (each refreshes every half key life). Reap nobody for one key life, so
+-- that the live processes write themselves back before their users' rooms empty.
+local function touch(ttl)
+  local t = now()
+  local last = tonumber(redis.call('GET', K .. 'beat') or '0')
+  redis.call('SET', K .. 'beat', str(t), 'PX', 86400000)
+  if last > 0 and t - last > 750 * ttl then
+    redis.call('SET', K .. 'hold', '1', 'PX', ttl)
+    held = true
+  end
 end
 local function bump(uid)
   local v = now()
@@ -83,7 +100,7 @@ local function store_rooms(uid)
   else
     redis.call('HSET', K .. 'rv', uid, str(v))
   end
-  redis.call('ZADD', K .. 'rchg', v, uid)
+  redis.call('ZADD', K .. 'rchg', str(v), uid)
   return v
 end
 -- The user left everywhere: empty their rooms. Appends {uid, version} to gone.
@@ -142,9 +159,13 @@ end
 """
 
 #: ARGV: K, id, ttl_ms. Refresh our liveness key only: 1, or 0 when it was gone.
-LIVE = """
-return redis.call('SET', ARGV[1] .. 'i:' .. ARGV[2], '1', 'PX', tonumber(ARGV[3]), 'XX') and 1 or 0
+LIVE = (
+    _COMMON
+    + """
+touch(tonumber(ARGV[3]))
+return redis.call('SET', K .. 'i:' .. ARGV[2], '1', 'PX', tonumber(ARGV[3]), 'XX') and 1 or 0
 """
+)
 
 #: ARGV: K, id, ttl_ms, evict_us. Refresh our liveness key, reap dead processes.
 #: Returns {1, live ids, gone, evict} or {0} when our key was missing (resync
@@ -154,22 +175,11 @@ BEAT = (
     _COMMON
     + """
 local id, ttl = ARGV[2], tonumber(ARGV[3])
+touch(ttl)
 if not redis.call('SET', K .. 'i:' .. id, '1', 'PX', ttl, 'XX') then return {0} end
--- A Redis that stopped itself (paused, hung, its host frozen) lets every liveness
--- key lapse at once when it resumes: then no process beat for longer than a key
--- lives. Reap nobody for one more key life, so that the live processes can write
--- themselves back before their users' rooms are emptied.
-local t = now()
-local last = tonumber(redis.call('GET', K .. 'beat') or '0')
-redis.call('SET', K .. 'beat', str(t))
-if last > 0 and t - last > ttl * 1000 then
-  redis.call('SET', K .. 'hold', '1', 'PX', ttl)
-end
-local hold = redis.call('EXISTS', K .. 'hold') == 1
 local live, gone, dead = {}, {}, {}
 for _, inst in ipairs(redis.call('SMEMBERS', K .. 'instances')) do
-  if alive(inst) then table.insert(live, inst)
-  elseif not hold then drop_instance(inst, gone, true) end
+  if alive(inst) then table.insert(live, inst) else drop_instance(inst, gone, true) end
 end
 return {1, live, gone, due_evictions(now() - tonumber(ARGV[4]))}
 """
@@ -208,7 +218,8 @@ return {1, gone, redis.call('HINCRBY', K .. 'ver', id, 1)}
 
 #: ARGV: K, id, ttl_ms, channel ('' when the layer keeps no groups in Redis), then
 #: (conn id, user, json) triples: replace what Redis holds for this process with
-#: its live connections. Returns {new version, boot id}.
+#: its live connections. Returns {new version, boot id, 1 if this process was
+#: still registered (not reaped, Redis kept its data) else 0}.
 RESET = (
     _COMMON
     + """
@@ -218,7 +229,7 @@ for _, uid in ipairs(redis.call('HVALS', K .. 'c:' .. id)) do
 end
 redis.call('DEL', K .. 'c:' .. id, K .. 'm:' .. id)
 redis.call('SET', K .. 'i:' .. id, '1', 'PX', ttl)
-redis.call('SADD', K .. 'instances', id)
+local known = redis.call('SADD', K .. 'instances', id) == 0
 if ARGV[4] ~= '' then redis.call('HSET', K .. 'ch', id, ARGV[4])
 else redis.call('HDEL', K .. 'ch', id) end
 -- Back after being reaped (hung, not dead): its channel stays in its groups.
@@ -230,7 +241,7 @@ for i = 5, #ARGV, 3 do
   redis.call('HINCRBY', K .. 'u:' .. ARGV[i + 1], id, 1)
 end
 redis.call('SET', K .. 'boot', str(now()), 'NX')
-return {redis.call('HINCRBY', K .. 'ver', id, 1), redis.call('GET', K .. 'boot')}
+return {redis.call('HINCRBY', K .. 'ver', id, 1), redis.call('GET', K .. 'boot'), known and 1 or 0}
 """
 )
 

@@ -104,7 +104,7 @@ class RedisPresence:
         self._snapshots: dict[str, int] = {}
         self._rooms_since: int | None = None  # Redis time of the last room check
         self._rooms_differed = False  # the last check counted other room sets
-        self._boot: str | None = None  # Redis' boot id at our last resync
+        self._boot: tuple[str, str] | None = None  # Redis' (boot id, run_id) at our last resync
         #: Seconds after a process was reaped before its channel leaves its groups
         #: (if it did not come back: a process hung for less keeps them).
         self.evict_after = ttl
@@ -166,8 +166,8 @@ class RedisPresence:
         users = list(dict.fromkeys(user for op, _, user, _ in self._pending if op == "?"))
         try:
             gone, evict = await self._run("LEAVE", *users)
+            await self._evict(evict)  # only the last process out has any
             await self._apply_gone(gone)
-            await self._evict(evict)
             await self.owner.announce({"type": PRESENCE, "drop": True})
         except Exception as exc:  # Redis down: the others reap us within the TTL
             logger.info("could not leave the presence set cleanly: %r", exc)
@@ -384,8 +384,8 @@ class RedisPresence:
             live = {_text(i) for i in result[1]}
             for origin in [o for o in self._remote if o not in live]:
                 self._drop(origin)
+            await self._evict(result[3])  # first: the script has forgotten them
             await self._apply_gone(result[2])
-            await self._evict(result[3])
             self._beats += 1
             unknown = live - self._remote.keys() - {self.owner.id}
             if unknown or self._beats % RECONCILE_BEATS == 0:
@@ -412,21 +412,25 @@ class RedisPresence:
                 for part in (info.connection_id, info.user_id, json.dumps(info.to_dict()))
             ]
             channel = self.owner.channel or ""
-            version, boot = await self._run("RESET", self.ttl_ms, channel, *args)
-            version, boot = int(version), _text(boot)
+            # Which Redis server (a restart, even from a snapshot, or a failover to
+            # a replica changes it): room sets joined after its snapshot may be missing.
+            server = (await self.client.info("server")).get("run_id")
+            version, boot, registered = await self._run("RESET", self.ttl_ms, channel, *args)
+            version, boot = int(version), (_text(boot), str(server))
             known = self.owner.known_rooms()
-            # Room sets are written back only when Redis lost its data (a new boot
-            # id). When it kept them (we were reaped after a hang, or a call
-            # failed), they are newer than ours, and ours may even predate a
-            # tombstone that has expired since.
+            # Room sets are written back only when Redis may have lost some (a new
+            # boot id or another server). When it kept them (we were reaped after a
+            # hang, or a call failed), they are newer than ours, and ours may even
+            # predate a tombstone that has expired since.
             if known and boot != self._boot:
                 flat = [x for user, v, rooms in known for x in (user, v, len(rooms), *rooms)]
                 await self._run("RESTORE", *flat)
             self._boot = boot
             await self._load(known)
-            # Once more a little later: if we were reaped long enough ago, another
-            # process may be removing our channel from our groups right now.
-            await self.owner.rejoin_groups(again_after=self.interval)
+            # Reaped (or new): once more a little later, as another process may be
+            # removing our channel from our groups right now.
+            again = None if int(registered) else self.interval
+            await self.owner.rejoin_groups(again_after=again)
             self._dirty = False
             self.resyncs += 1
             adds = [json.dumps(info.to_dict()) for info in local]

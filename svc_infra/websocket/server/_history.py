@@ -108,9 +108,10 @@ class HistoryPolicy:
 
 
 class _Ring:
-    __slots__ = ("entries", "epoch", "times", "top", "touched")
+    __slots__ = ("entries", "epoch", "keep", "times", "top", "touched")
 
-    def __init__(self, size: int, now: float) -> None:
+    def __init__(self, size: int, now: float, keep: float) -> None:
+        self.keep = keep  # seconds the ring outlives its last use
         self.epoch = uuid.uuid4().hex[:16]
         self.top = 0
         self.entries: deque[Entry] = deque(maxlen=size)
@@ -141,14 +142,17 @@ class MemoryHistory:
 
     def _ring(self, stream: str, size: int, ttl: float, now: float) -> _Ring:
         ring = self._streams.get(stream)
-        if ring is None or now - ring.touched > max(self.meta_ttl, ttl):
-            ring = self._streams[stream] = _Ring(size, now)
-        ring.touched = now
+        keep = max(self.meta_ttl, ttl)
+        if ring is None or now - ring.touched > ring.keep:
+            ring = self._streams[stream] = _Ring(size, now, keep)
+        ring.touched, ring.keep = now, keep
         self._streams.move_to_end(stream)
-        # Least recently touched first: forget the streams idle for too long.
+        # Least recently touched first: forget the streams idle for too long (a
+        # stream kept longer than the meta TTL, by its own ttl, stops the sweep
+        # until it goes too: the others wait in order, and expire when touched).
         while self._streams:
             oldest = next(iter(self._streams.values()))
-            if now - oldest.touched <= self.meta_ttl:
+            if now - oldest.touched <= oldest.keep:
                 break
             self._streams.popitem(last=False)
         return ring

@@ -125,10 +125,12 @@ class GroupMembership:
         return ok
 
     def refresh_later(self, delay: float) -> None:
-        """Join every group again once, ``delay`` seconds from now."""
-        if self._later is None or self._later.done():
-            loop = asyncio.get_running_loop()
-            self._later = loop.create_task(self._refresh_after(delay), name="ws-group-rejoin")
+        """Join every group again once, ``delay`` seconds from now (replacing an
+        earlier such request: the last one is what must be waited out)."""
+        if self._later is not None:
+            self._later.cancel()
+        loop = asyncio.get_running_loop()
+        self._later = loop.create_task(self._refresh_after(delay), name="ws-group-rejoin")
 
     async def _refresh_after(self, delay: float) -> None:
         await asyncio.sleep(delay)  # a timer: what it waits for is another process's calls

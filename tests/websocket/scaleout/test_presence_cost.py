@@ -129,7 +129,7 @@ async def test_a_check_costs_the_same_at_1000_and_10000_connections(flushed: str
     assert small == large, (small, large)
     idle, changed = small
     print(f"commands per check: {idle} idle, {changed} with 10 room changes")
-    assert idle <= 12, idle  # a handful of commands: processes, versions, counts
+    assert idle <= 13, idle  # a handful of commands: processes, versions, counts
     assert changed - idle == 2 * 10, (idle, changed)  # per changed user: its version and set
 
 
@@ -246,4 +246,55 @@ async def test_a_reaped_process_channel_is_evicted_only_if_it_stays_away(flushed
     finally:
         await r.aclose()
         for p in (a, b):
+            await p.client.aclose()
+
+
+async def test_after_redis_stopped_nobody_is_reaped_for_one_key_life(flushed: str) -> None:
+    """No process touched Redis for longer than 3/4 of a key life (Redis was paused):
+    a process whose key lapsed meanwhile still counts as alive, in the heartbeat and
+    in the mirrors, until the hold ends; then it is reaped."""
+    import time
+
+    import redis.asyncio as aioredis
+
+    a = await presence(flushed, Host("a", 1))
+    b = await presence(flushed, Host("b"))
+    r = aioredis.Redis.from_url(flushed)
+    try:
+        assert await b._tick() and b.remote_count() == 1
+        await r.delete("cost:i:a")  # lapsed during the pause...
+        stale = (time.time() - 400) * 1_000_000  # ... of 400 s, longer than 3/4 of 300 s
+        await r.set("cost:beat", f"{stale:.0f}")
+        assert await b._tick()
+        assert await r.exists("cost:hold") and b.remote_count() == 1  # not reaped
+        assert await b._tick() and b.remote_count() == 1  # nor at the next beat
+        await r.delete("cost:hold")  # the hold ends: a never came back
+        assert await b._tick() and b.remote_count() == 0
+        assert not await r.sismember("cost:instances", "a")
+    finally:
+        await r.aclose()
+        for p in (a, b):
+            await p.client.aclose()
+
+
+async def test_the_last_process_out_evicts_the_pending_and_leaves_no_keys(flushed: str) -> None:
+    """The last process to leave removes the channels of dead processes no one is
+    left to wait for, and the cluster's own keys; a process with no channel (the
+    pub/sub layer) is never evicted."""
+    import redis.asyncio as aioredis
+
+    a = await presence(flushed, Host("a", 1, channel="chan-a"))
+    c = await presence(flushed, Host("c", 1))  # no channel recorded
+    b = await presence(flushed, Host("b"))
+    r = aioredis.Redis.from_url(flushed)
+    try:
+        await r.delete("cost:i:a", "cost:i:c")  # both die
+        assert await b._tick() and b.owner.evicted == []  # within evict_after
+        await b.stop()  # closes b's client
+        assert b.owner.evicted == [("chan-a", ["a-u0"], [])]
+        left = sorted([k.decode() async for k in r.scan_iter("cost:*")])
+        assert [k for k in left if not k.startswith("cost:t:")] == [], left
+    finally:
+        await r.aclose()
+        for p in (a, c):
             await p.client.aclose()

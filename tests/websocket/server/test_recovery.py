@@ -288,6 +288,8 @@ async def test_history_meta_ttl_bounds_how_long_an_idle_stream_is_recovered() ->
     assert replay.recovered is False and replay.epoch != epoch
     offset, epoch = await history.append("long", "x", None, 10, 600)
     now[0] += 300  # past the meta TTL, within the stream's own ttl
+    await history.append("other", "y", None, 10, 60)  # a sweep of idle streams
+    assert "long" in history._streams
     replay = await history.since("long", (epoch, offset - 1), 10, 600)
     assert replay.recovered is True and [e.frame for e in replay.entries] == ["x"]
 
