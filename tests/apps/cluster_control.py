@@ -2,6 +2,9 @@
 
 Each server process exposes ``POST /ctl/<op>`` (JSON body) and ``GET /ctl/stats``;
 both frameworks call :func:`control`, so a test drives any process the same way.
+With ``CLUSTER_TRACEMALLOC=1`` (or a comma list of ``CLUSTER_NAME`` values) the
+process traces its allocations, and ``GET /ctl/heap`` answers what grew most since
+its first call (for a leak hunt in a soak).
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+import tracemalloc
 from typing import Any
 
 from svc_infra.websocket import ChannelLayerError, ConnectionManager
@@ -16,6 +20,11 @@ from svc_infra.websocket import ChannelLayerError, ConnectionManager
 NAME = os.environ.get("CLUSTER_NAME", "server")
 # The running pump (see "pump"), so "pump_wait" can await it.
 _pumps: dict[str, asyncio.Task[int]] = {}
+_heap: list[tracemalloc.Snapshot] = []  # the first snapshot of "heap"
+# "1": every process; else the names of the processes that trace (a comma list).
+_traced = os.environ.get("CLUSTER_TRACEMALLOC", "")
+if _traced == "1" or NAME in _traced.split(","):
+    tracemalloc.start(8)
 
 
 async def pump(manager: ConnectionManager, user: str, room: str, n: int, rate: float) -> int:
@@ -66,6 +75,8 @@ async def control(manager: ConnectionManager, op: str, body: dict[str, Any]) -> 
         elif op == "pump":
             args = (str(body["user"]), str(body["room"]), int(body["n"]), float(body["rate"]))
             _pumps[str(body["name"])] = asyncio.ensure_future(pump(manager, *args))
+        elif op == "heap":
+            return 200, heap(int(body.get("top", 15)))
         elif op == "pump_wait":
             return 200, {"sent": await _pumps.pop(str(body["name"]))}
         else:
@@ -73,6 +84,25 @@ async def control(manager: ConnectionManager, op: str, body: dict[str, Any]) -> 
     except ChannelLayerError as exc:
         return 503, {"error": "ChannelLayerError", "operation": exc.operation}
     return 200, {"ok": True}
+
+
+def heap(top: int) -> dict[str, Any]:
+    """The allocation sites that grew most since the first call (by traceback)."""
+    if not tracemalloc.is_tracing():
+        return {"error": "start the server with CLUSTER_TRACEMALLOC=1"}
+    snapshot = tracemalloc.take_snapshot().filter_traces(
+        [tracemalloc.Filter(False, tracemalloc.__file__)]
+    )
+    if not _heap:
+        _heap.append(snapshot)
+    diffs = snapshot.compare_to(_heap[0], "traceback")[:top]
+    return {
+        "traced": tracemalloc.get_traced_memory()[0],
+        "growth": [
+            {"size": d.size_diff, "count": d.count_diff, "where": d.traceback.format()[-8:]}
+            for d in diffs
+        ],
+    }
 
 
 def stats(manager: ConnectionManager, query: dict[str, Any]) -> dict[str, Any]:
