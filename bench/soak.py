@@ -25,6 +25,11 @@ Accounting: a message published successfully must reach every user who was a
 member of its target for the whole publish (with a grace of ``GRACE`` s around
 joins, leaves, starts and ends, where membership is still travelling): received
 once, or its stream reported unrecovered at the reconnect that followed. A
+message missing for a user who ended, when nothing later on its stream reached
+that user either, may have been on its way when the socket closed: it is counted
+"in flight at the end", not lost (a stream's messages arrive in offset order, so
+a gap before anything that did arrive is a loss). The latency table shows how
+late arrivals get (the clients share one process with the accounting). A
 publish that raised ``ChannelLayerError`` may or may not arrive (Redis may run the
 command after it resumes) and is only checked for duplicates. The run fails on
 any silent loss or duplicate.
@@ -124,6 +129,7 @@ class User:
     ended: float = 0.0  # final close begun (0: alive)
     away: float = 0.0  # disconnected at, while not back (0: connected)
     received: dict[int, int] = field(default_factory=dict)  # message id -> times
+    arrived: dict[int, float] = field(default_factory=dict)  # message id -> first arrival
     # (disconnected at, reconnected at, unrecovered streams) per reconnect
     reconnects: list[tuple[float, float, list[str]]] = field(default_factory=list)
     task: asyncio.Task[None] | None = None
@@ -200,6 +206,7 @@ class Soak:
                         self.events["other_frames"] += 1
                         continue
                     user.received[mid] = user.received.get(mid, 0) + 1
+                    user.arrived.setdefault(mid, time.monotonic())
             except Exception:
                 pass
             disconnected = user.away = time.monotonic()
@@ -377,6 +384,13 @@ class Soak:
             sample = keys[:50]
             used = [await client.memory_usage(k) or 0 for k in sample]
             census[family] = (len(keys), int(sum(used) / max(len(sample), 1) * len(keys)))
+        # Whose are the manager channels still holding messages at the end?
+        mine = getattr(getattr(self.manager, "_membership", None), "channel", None)
+        for key in families.get("asgiws.mgr.*", []):
+            owner = "this benchmark's publisher" if mine and key.decode().endswith(mine) else "?"
+            size = await client.memory_usage(key) or 0
+            count = await client.zcard(key)
+            census[f"  {key.decode()} ({owner}, {count} messages)"] = (1, size)
         return census
 
     def _proc(self, s: Running) -> dict[str, Any]:
@@ -452,9 +466,24 @@ class Soak:
     def report(self) -> int:
         everyone = self.ended
         by_name = {u.name: u for u in everyone}
-        silent = delivered = reported = away_at_end = 0
+        silent = delivered = reported = away_at_end = in_flight = 0
         dups = sum(1 for u in everyone for n in u.received.values() if n > 1)
         examples: list[str] = []
+        by_id = {m.id: m for m in self.published}
+        # Per user and stream, the latest publish start among what the user received:
+        # a stream's messages arrive in offset order, so a message missing before one
+        # that arrived is lost; one missing after the last that arrived, from a user
+        # who ended, may still have been on its way when the socket closed.
+        latest: dict[tuple[str, str], float] = {}
+        latency: list[tuple[float, float]] = []  # (published at, seconds to arrival)
+        for u in everyone:
+            for mid, at in u.arrived.items():
+                m = by_id.get(mid)
+                if m is None:
+                    continue
+                key = (u.name, m.stream)
+                latest[key] = max(latest.get(key, 0.0), m.start)
+                latency.append((m.start, at - m.start))
         for msg in self.published:
             if not msg.ok:
                 continue
@@ -488,6 +517,8 @@ class Soak:
                     delivered += 1
                 elif self._reported(user, msg):
                     reported += 1
+                elif user.ended and latest.get((user.name, msg.stream), 0.0) <= msg.end:
+                    in_flight += 1  # nothing later on this stream arrived before the end
                 else:
                     silent += 1
                     if len(examples) < 10:
@@ -502,10 +533,12 @@ class Soak:
         print(f"  {'delivered':<24}{delivered:>10,}")
         print(f"  {'reported unrecovered':<24}{reported:>10,}")
         print(f"  {'ended while cut off':<24}{away_at_end:>10,}")
+        print(f"  {'in flight at the end':<24}{in_flight:>10,}")
         print(f"  {'silently lost':<24}{silent:>10,}")
         print(f"  {'duplicates':<24}{dups:>10,}")
         for line in examples:
             print("   ", line)
+        self._print_latency(latency)
         for name, slope in self.slopes().items():
             note = " (killed every round)" if name.startswith(VICTIM + ".") else ""
             print(f"  slope {name:<34}{slope:>+14,.1f} per hour{note}")
@@ -514,6 +547,30 @@ class Soak:
             print(f"    {family:<40}{count:>10,}{size:>14,}")
         print(f"  CSV: {self.out / 'soak.csv'}  plot: {self.out / 'soak.png'}")
         return 1 if silent or dups else 0
+
+    def _print_latency(self, latency: list[tuple[float, float]]) -> None:
+        """Publish-to-arrival time, per tenth of the run: how far behind the clients
+        (all in this process) fall as the run goes on."""
+        if not latency:
+            return
+        latency.sort()
+        span = (latency[-1][0] - latency[0][0]) or 1.0
+        print("  latency, publish to arrival (s), per tenth of the run: p50 / p99 / p99.9 / max")
+        for tenth in range(10):
+            lo = latency[0][0] + span * tenth / 10
+            hi = lo + span / 10
+            part = sorted(d for t, d in latency if lo <= t < hi or (tenth == 9 and t == hi))
+            if not part:
+                continue
+
+            def q(f: float, part: list[float] = part) -> float:
+                return part[min(int(f * len(part)), len(part) - 1)]
+
+            print(
+                f"    {(lo - self.t0) / 60:5.1f}-{(hi - self.t0) / 60:5.1f} min"
+                f"  {q(0.5):6.3f} {q(0.99):6.3f} {q(0.999):6.3f} {part[-1]:6.3f}"
+                f"  ({len(part):,} arrivals)"
+            )
 
     def _explain(self, user: User, msg: Published) -> str:
         """One line on a missed message: when, and what the user went through then."""
