@@ -12,6 +12,7 @@ private ``redis-server``, with history on, on both layers.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -53,21 +54,31 @@ async def pair(
     request: pytest.FixtureRequest, redis_proc: tuple[subprocess.Popen[bytes], str]
 ) -> AsyncIterator[tuple[ConnectionManager, ConnectionManager]]:
     _, url = redis_proc
-    prefix = f"hung{uuid.uuid4().hex[:6]}"
     kind, _, history = request.param.partition("+")
-    cls = RedisPubSubChannelLayer if kind == "pubsub" else RedisChannelLayer
     # The liveness key lasts TTL/2 = 5 s, longer than the pause: a hang of 3 s must
     # not make a live process look dead.
     config = WebSocketConfig(
         close_timeout=timeout(2), presence_ttl=10, history_size=100 if history else 0
     )
+    async with two_managers(url, kind, config) as managers:
+        yield managers
+
+
+@contextlib.asynccontextmanager
+async def two_managers(
+    url: str, kind: str, config: WebSocketConfig
+) -> AsyncIterator[tuple[ConnectionManager, ConnectionManager]]:
+    """Two started managers on their own layers of ``kind`` ("core" or "pubsub"),
+    one prefix, ``LAYER_TIMEOUT``; shut down and their layers closed after."""
+    prefix = f"hung{uuid.uuid4().hex[:6]}"
+    cls = RedisPubSubChannelLayer if kind == "pubsub" else RedisChannelLayer
     managers = []
-    for _ in range(2):
-        m = ConnectionManager(cls(hosts=[redis_host(url)], prefix=prefix), config=config)
-        m.layer_timeout = LAYER_TIMEOUT
-        await m.start()
-        managers.append(m)
     try:
+        for _ in range(2):
+            m = ConnectionManager(cls(hosts=[redis_host(url)], prefix=prefix), config=config)
+            m.layer_timeout = LAYER_TIMEOUT
+            managers.append(m)
+            await m.start()
         yield managers[0], managers[1]
     finally:
         for m in managers:
@@ -158,22 +169,10 @@ async def short_ttl_pair(
     request: pytest.FixtureRequest, redis_proc: tuple[subprocess.Popen[bytes], str]
 ) -> AsyncIterator[tuple[ConnectionManager, ConnectionManager]]:
     _, url = redis_proc
-    prefix = f"hung{uuid.uuid4().hex[:6]}"
-    cls = RedisPubSubChannelLayer if request.param == "pubsub" else RedisChannelLayer
     # The liveness keys last TTL/2 = 1 s: the hang outlasts them all.
     config = WebSocketConfig(close_timeout=timeout(2), presence_ttl=2)
-    managers = []
-    for _ in range(2):
-        m = ConnectionManager(cls(hosts=[redis_host(url)], prefix=prefix), config=config)
-        m.layer_timeout = LAYER_TIMEOUT
-        await m.start()
-        managers.append(m)
-    try:
-        yield managers[0], managers[1]
-    finally:
-        for m in managers:
-            await m.shutdown()
-            await close_layer(m.layer)
+    async with two_managers(url, request.param, config) as managers:
+        yield managers
 
 
 async def test_a_hang_longer_than_the_liveness_keys_reaps_nobody(
