@@ -115,12 +115,18 @@ class GroupMembership:
         groups = [self.broadcast_group]
         groups += [user_group(uid, self.prefix) for uid in list(self.registry.users)]
         groups += [room_group(room, self.prefix) for room in list(self.room_groups)]
-        # Concurrently, in chunks: a batched layer then joins them in a few round
+        return await self._change_all(groups, True)
+
+    async def _change_all(
+        self, groups: list[str], member: bool, channel: str | None = None
+    ) -> bool:
+        """:meth:`_change` for every group; False if any failed."""
+        # Concurrently, in chunks: a batched layer then makes them in a few round
         # trips rather than one (or two) per group.
         ok = True
         for start in range(0, len(groups), _REFRESH_CHUNK):
             chunk = groups[start : start + _REFRESH_CHUNK]
-            results = await asyncio.gather(*(self._change(group, True) for group in chunk))
+            results = await asyncio.gather(*(self._change(g, member, channel) for g in chunk))
             ok = ok and all(results)
         return ok
 
@@ -144,12 +150,7 @@ class GroupMembership:
         groups = [self.broadcast_group]
         groups += [user_group(uid, self.prefix) for uid in users]
         groups += [room_group(room, self.prefix) for room in rooms]
-        ok = True
-        for start in range(0, len(groups), _REFRESH_CHUNK):
-            chunk = groups[start : start + _REFRESH_CHUNK]
-            results = await asyncio.gather(*(self._change(g, False, channel) for g in chunk))
-            ok = ok and all(results)
-        return ok
+        return await self._change_all(groups, False, channel)
 
     def stop(self) -> None:
         """Cancel a scheduled retry or rejoin (the manager is shutting down)."""
