@@ -1,10 +1,13 @@
-"""Suite-wide fixtures: a Redis server for the tests that need one."""
+"""Suite-wide fixtures: a Redis server for the tests that need one; a headless
+Chromium (Debian's chromium, driven by Playwright) for the browser tests."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
 
@@ -54,3 +57,25 @@ def redis_prefix(redis_server: str) -> Iterator[str]:
             client.delete(*keys)
     finally:
         client.close()
+
+
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Any]:
+    """A headless Chromium; skipped without ``chromium``, except under ``CI=true``."""
+    executable = shutil.which("chromium")
+    if executable is None:
+        message = "chromium is not installed (apt-get install chromium)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as playwright:
+        chromium = await playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            await chromium.close()

@@ -174,12 +174,56 @@ def daphne(app: str, env: dict[str, str] | None = None) -> Iterator[Server]:
         yield server
 
 
-@contextlib.contextmanager
-def _server_on_fd(args: Any, env: dict[str, str] | None) -> Iterator[Server]:
+def listener() -> socket.socket:
+    """A listening socket on 127.0.0.1, port 0, for servers started on its fd."""
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     sock.listen(1024)
+    return sock
+
+
+def start_on(sock: socket.socket, kind: str, app: str, env: dict[str, str] | None) -> Server:
+    """Start ``uvicorn`` or ``daphne`` (``kind``) serving ``app`` on ``sock``, which
+    the caller keeps: while one process stops and the next starts, connections wait
+    in its backlog (a restart behind socket activation), none is refused."""
+    fd = str(sock.fileno())
+    args = _uvicorn_args(fd) if kind == "uvicorn" else _daphne_args(fd)
+    proc = subprocess.Popen(
+        python_cmd(*args, app),
+        cwd=ROOT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+        pass_fds=(sock.fileno(),),
+    )
+    server = Server(proc, int(sock.getsockname()[1]))
+    try:
+        wait_ready(server)
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+def _uvicorn_args(fd: str) -> list[str]:
+    return [
+        "-m",
+        "uvicorn",
+        "--fd",
+        fd,
+        "--log-level",
+        "warning",
+        "--timeout-graceful-shutdown",
+        "5",
+    ]
+
+
+def _daphne_args(fd: str) -> list[str]:
+    return ["-m", "daphne", "--fd", fd, "-v", "0"]
+
+
+@contextlib.contextmanager
+def _server_on_fd(args: Any, env: dict[str, str] | None) -> Iterator[Server]:
+    sock = listener()
     port = sock.getsockname()[1]
     fd = sock.fileno()
     proc = subprocess.Popen(

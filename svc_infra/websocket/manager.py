@@ -26,11 +26,12 @@ The module imports neither Django nor Starlette: framework sockets are adapted b
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar, cast
+from typing import Any, NoReturn, TypeVar, cast
 
 from . import layer_messages as lm
 from .close_codes import CloseCode
@@ -227,7 +228,15 @@ class ConnectionManager:
             leeway=_leeway,
         )
         self._expiry = self._admission.expiry
+        # Connections are refused (1001, before any frame) while draining, while
+        # shutdown() runs, and for good once a signal stopped the process: a
+        # connection the server still accepts then must not restart the manager.
         self._draining = False
+        self._stopping = False
+        self._exiting = False
+        # start() and shutdown() one at a time: a start waiting behind a shutdown
+        # starts afresh (new channel, new history store), never half of each.
+        self._run_lock = asyncio.Lock()
         self._signals_restore: Callable[[], None] | None = None
         self._router = LayerRouter(
             origin=self.id,
@@ -317,9 +326,12 @@ class ConnectionManager:
         Raises:
             Exception: Whatever the layer raises when it cannot be reached.
         """
-        if self._recovery.store is None and self._history.enabled:
-            self._recovery.store = self._backend.make_history(self.config.history_meta_ttl)
-        await self._lifecycle.start()
+        if self._lifecycle.started():
+            return
+        async with self._run_lock:
+            if self._recovery.store is None and self._history.enabled:
+                self._recovery.store = self._backend.make_history(self.config.history_meta_ttl)
+            await self._lifecycle.start()
 
     async def shutdown(
         self, code: int = CloseCode.GOING_AWAY, reason: str = _SHUTDOWN_REASON
@@ -330,22 +342,30 @@ class ConnectionManager:
         connection's ``on_disconnect`` handlers run. The manager can be started
         again afterwards.
 
+        Connections that arrive meanwhile are refused (1001, before any frame).
+
         Cancelling is not safe: connections may be left open.
         """
-        self._expiry.clear()
-        await self._lifecycle.shutdown(code, reason)
-        self._draining = False
-        await cancel_and_wait(self._recovery.tasks)
-        store, self._recovery.store = self._recovery.store, None
-        if store is not None:
-            await store.close()
+        self._stopping = True
+        try:
+            self._expiry.clear()
+            async with self._run_lock:
+                await self._lifecycle.shutdown(code, reason)
+                await cancel_and_wait(self._recovery.tasks)
+                store, self._recovery.store = self._recovery.store, None
+                if store is not None:
+                    await store.close()
+        finally:
+            self._stopping = False
+            self._draining = False
 
     async def drain(self, code: int = CloseCode.GOING_AWAY, reason: str = _SHUTDOWN_REASON) -> None:
         """Stop taking connections and close every socket with ``code`` in batches:
         ``drain_batch`` sockets every ``drain_interval`` seconds, all within
         ``drain_timeout`` (after ``drain_notice``, if set). Closes are normal ones:
         presence and rooms are cleaned, ``on_disconnect`` runs. New connections are
-        closed with 1001 (:exc:`ServerDrainingError`) until :meth:`shutdown`.
+        closed with 1001 (:exc:`ServerDrainingError`) until :meth:`shutdown` has
+        returned (for good after SIGINT/SIGTERM, see :meth:`drain_on_signals`).
 
         Cancelling is not safe: sockets may stay open.
         """
@@ -384,8 +404,27 @@ class ConnectionManager:
         return self._signals_restore
 
     async def _drain_and_stop(self) -> None:
+        # The process is going away: the server may still accept a connection or
+        # two before it stops listening, and they must be refused, not restart us.
+        self._exiting = True
         await self.drain()
         await self.shutdown()
+
+    def _refusing(self) -> bool:
+        return self._draining or self._stopping or self._exiting
+
+    async def _refuse(self, transport: Any, user: str) -> NoReturn:
+        """Close a connection this manager will not take (draining, stopping) with
+        1001 before any frame. The handshake is accepted first, with the
+        subprotocol it would have had: refused before accept, the client would see
+        HTTP 403, which reads as a bad credential; accepted without
+        ``svc-infra.v1``, a recovering client would read "nothing to recover"."""
+        if not transport.accepted:
+            offered = transport.subprotocols
+            chosen = next((p for p in (SUBPROTOCOL, _BEARER) if p in offered), None)
+            await transport.accept(chosen)
+        await transport.close(CloseCode.GOING_AWAY, _SHUTDOWN_REASON)
+        raise ServerDrainingError(user)
 
     async def refresh_groups(self) -> None:
         """Join again every group this manager's channel belongs to.
@@ -434,6 +473,11 @@ class ConnectionManager:
                 of the wrong type, or ``metadata`` not a JSON-serializable dict.
             ValueError: With Redis presence, if ``user_id`` is not valid UTF-8
                 text (a lone surrogate).
+            ServerDrainingError: If the manager is draining or shutting down (or
+                a signal stopped it): the socket was closed with 1001 before any
+                frame.
+            TooManyConnectionsError: If the user is over the per-user cap (the
+                socket was closed with 4008).
         """
         uid = user_key(user_id)
         data = check_metadata(metadata)
@@ -441,14 +485,12 @@ class ConnectionManager:
         if existing is not None:
             return existing.id
         transport = adapt(websocket)
-        await self.start()
+        if not self._refusing():
+            await self.start()
+        if self._refusing():  # checked again: a shutdown may have begun meanwhile
+            await self._refuse(transport, uid)
         if self.presence is not None:
             check_utf8("user_id", uid)
-        if self._draining:
-            if not transport.accepted:
-                await transport.accept(None)
-            await transport.close(CloseCode.GOING_AWAY, _SHUTDOWN_REASON)
-            raise ServerDrainingError(uid)
         connection_id = os.urandom(16).hex()  # a uuid4().hex without the UUID object
         with self._admission.claiming(uid):
             admitted = await self._admission.admit(uid, connection_id)
@@ -470,6 +512,11 @@ class ConnectionManager:
             conn, first = self._connections.open(
                 uid, websocket, transport, data, session, connection_id
             )
+        if self._refusing():
+            # A shutdown began while we accepted: it may have closed the others
+            # before this one was registered. Nothing was sent on it yet.
+            self._connections.end(conn, CloseCode.GOING_AWAY, _SHUTDOWN_REASON)
+            raise ServerDrainingError(uid)
         self._admission.watch(conn, transport)
         if first:
             await self._membership.sync_user(uid)

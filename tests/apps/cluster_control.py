@@ -20,6 +20,8 @@ from svc_infra.websocket import ChannelLayerError, ConnectionManager
 NAME = os.environ.get("CLUSTER_NAME", "server")
 # The running pump (see "pump"), so "pump_wait" can await it.
 _pumps: dict[str, asyncio.Task[int]] = {}
+# Pumps asked to stop (see "pump_stop"): they finish the tick in hand, then return.
+_stopping: set[str] = set()
 _heap: list[tracemalloc.Snapshot] = []  # the first snapshot of "heap"
 # "1": every process; else the names of the processes that trace (a comma list).
 _traced = os.environ.get("CLUSTER_TRACEMALLOC", "")
@@ -27,12 +29,25 @@ if _traced == "1" or NAME in _traced.split(","):
     tracemalloc.start(8)
 
 
-async def pump(manager: ConnectionManager, user: str, room: str, n: int, rate: float) -> int:
-    """Send ``{"seq": i, "to": ...}`` to ``room``, ``user`` and everyone, ``n`` times at
-    ``rate`` per second; a failed send (Redis down) is retried, never skipped."""
+async def pump(
+    manager: ConnectionManager,
+    user: str,
+    room: str,
+    n: int,
+    rate: float,
+    base: int = 0,
+    name: str = "",
+) -> int:
+    """Send ``{"seq": base + i, "to": ...}`` to ``room``, ``user`` and everyone, ``n``
+    times at ``rate`` per second; a failed send (Redis down) is retried, never
+    skipped. Returns how many ticks went out (fewer than ``n`` if stopped)."""
     loop = asyncio.get_running_loop()
     start = loop.time()
     for i in range(n):
+        if name in _stopping:
+            _stopping.discard(name)
+            return i
+        i += base
         for to, send in (
             ("room", lambda m: manager.broadcast_to_room(room, m)),
             ("user", lambda m: manager.send_to_user(user, m)),
@@ -44,7 +59,7 @@ async def pump(manager: ConnectionManager, user: str, room: str, n: int, rate: f
                     break
                 except ChannelLayerError:
                     await asyncio.sleep(0.05)
-        delay = start + (i + 1) / rate - loop.time()
+        delay = start + (i - base + 1) / rate - loop.time()
         if delay > 0:
             await asyncio.sleep(delay)
     return n
@@ -73,8 +88,13 @@ async def control(manager: ConnectionManager, op: str, body: dict[str, Any]) -> 
         elif op == "stats":
             return 200, stats(manager, body)
         elif op == "pump":
+            name = str(body["name"])
             args = (str(body["user"]), str(body["room"]), int(body["n"]), float(body["rate"]))
-            _pumps[str(body["name"])] = asyncio.ensure_future(pump(manager, *args))
+            base = int(body.get("base", 0))
+            _pumps[name] = asyncio.ensure_future(pump(manager, *args, base=base, name=name))
+        elif op == "pump_stop":
+            _stopping.add(str(body["name"]))
+            return 200, {"sent": await _pumps.pop(str(body["name"]))}
         elif op == "heap":
             return 200, heap(int(body.get("top", 15)))
         elif op == "pump_wait":

@@ -2,7 +2,7 @@
 
 Built on the asyncio implementation of the ``websockets`` library. Its errors are
 translated into the :mod:`svc_infra.websocket.exceptions` tree; the reconnect loop
-lives in :mod:`svc_infra.websocket.reconnect`.
+lives in :mod:`svc_infra.websocket.client._reconnect`.
 """
 
 from __future__ import annotations
@@ -260,7 +260,9 @@ class WebSocketClient:
         try:
             async with asyncio.timeout(self._config.open_timeout):
                 while not session.started:
-                    session.unwrap(await conn.recv())
+                    payload = session.unwrap(await conn.recv())
+                    if payload is not None:
+                        session.early.append(payload)
         except (TimeoutError, ConnectionClosed, ValueError) as exc:
             await conn.close()
             raise ConnectionFailedError(self._url, f"no svc-infra.v1 session: {exc!r}") from exc
@@ -354,6 +356,8 @@ class WebSocketClient:
         try:
             if session is None or not session.active:
                 return await conn.recv()
+            if session.early:
+                return session.early.popleft()
             while True:
                 message = session.unwrap(await conn.recv())
                 if message is not None:
@@ -384,6 +388,8 @@ class WebSocketClient:
         """
         conn = self._connection()
         session = self._session if self._session is not None and self._session.active else None
+        while session is not None and session.early:
+            yield session.early.popleft()
         while True:
             try:
                 message = await conn.recv()

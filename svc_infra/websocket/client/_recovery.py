@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections import deque
 
 from ..wire import SUBPROTOCOL, Positions, split_frame, with_positions
 
@@ -20,6 +21,10 @@ class RecoverySession:
         self.started = False  # its first control frame arrived
         self.recovered: bool | None = None
         self.unrecovered: list[str] = []
+        #: Messages that came before the first control frame: the protocol puts
+        #: the control frame first, but a payload whose position was taken must
+        #: never be dropped, so they are handed out first.
+        self.early: deque[str | bytes] = deque()
 
     def url(self, base: str) -> str:
         """``base`` with this client's positions in the handshake."""
@@ -31,6 +36,7 @@ class RecoverySession:
         self.started = False
         self.recovered = None
         self.unrecovered = []
+        self.early.clear()
 
     def unwrap(self, frame: str | bytes) -> str | bytes | None:
         """The payload of a message frame, or None for a control frame (applied here).

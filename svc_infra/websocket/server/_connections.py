@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..close_codes import CloseCode
+from ..exceptions import ChannelLayerError
 from ..models import ConnectionInfo
 from ._registry import Registry
 from ._rooms import Rooms
@@ -188,6 +189,10 @@ class Connections:
                 conn.user_id,
                 self.outbox_limit,
             )
+        elif isinstance(exc, ChannelLayerError) and exc.operation == "history":
+            # Recovery could not read history for a position the client claimed:
+            # "try again later", with nothing of the stream sent (docs/recovery.md).
+            code, reason = CloseCode.TRY_AGAIN_LATER, "history unavailable"
         else:
             self.stats.send_failures += 1
             code, reason = CloseCode.INTERNAL_ERROR, "send failed"

@@ -9,6 +9,12 @@ Replays never deliver a silent gap and never a duplicate: while a stream is bein
 replayed, live frames of that stream are held; then the replay goes out, then the
 held frames whose offset is newer. A session drops any frame at or below the last
 offset it delivered on a stream.
+
+A position the client claimed is always answered: with a replay, with an explicit
+``recovered: false``, or, when history cannot be read at all (its store stopped or
+failing), by closing the connection with 1013 before any frame of that stream, so
+the client comes back with its positions intact. It is never answered "nothing to
+recover" (``null``) and then sent live frames that would move it past a gap.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from .protocols import HistoryStore
 __all__ = [
     "BROADCAST_STREAM",
     "RECOVER_PARAM",
+    "HistoryUnavailableError",
     "SUBPROTOCOL",
     "Recovery",
     "Session",
@@ -108,6 +115,16 @@ def parse_positions(query_string: bytes | str) -> dict[str, tuple[str, int]]:
         return {}
 
 
+class HistoryUnavailableError(ChannelLayerError):
+    """History cannot be read for a position a client claimed (its store is not
+    started, stopped, or failing): the connection is closed with 1013 instead of
+    being answered, so the client retries with its positions."""
+
+    def __init__(self, stream: str, cause: BaseException | None = None) -> None:
+        super().__init__("history", cause)
+        self.stream = stream
+
+
 class Recovery:
     """Records messages in history and replays them to v1 connections.
 
@@ -125,8 +142,9 @@ class Recovery:
         self.store = store
         #: Gap repairs in progress.
         self.tasks: set[asyncio.Task[None]] = set()
-        #: Reconnects that claimed positions: {"recovered": n, "unrecovered": n}.
-        self.results: dict[str, int] = {"recovered": 0, "unrecovered": 0}
+        #: Reconnects that claimed positions: recovered, unrecovered, or deferred
+        #: (closed with 1013: history could not be read).
+        self.results: dict[str, int] = {"recovered": 0, "unrecovered": 0, "deferred": 0}
 
     async def record(
         self, stream: str, frame: Frame, exclude: str | None
@@ -134,38 +152,62 @@ class Recovery:
         """Give ``frame`` the next offset of ``stream``, if the stream keeps history.
 
         Raises:
-            ChannelLayerError: If the history store failed (nothing was sent).
+            ChannelLayerError: If the history store failed, or is not there (the
+                manager stopped): nothing was sent. A message sent without its
+                offset would be missing from every later replay.
         """
-        rule = self.policy.of(stream) if self.store is not None else None
-        if rule is None or self.store is None:
+        rule = self.policy.of(stream)
+        if rule is None:
             return None
+        store = self.store
+        if store is None:
+            raise ChannelLayerError("history", None)
         try:
-            return await self.store.append(stream, frame, exclude, *rule)
+            return await store.append(stream, frame, exclude, *rule)
         except Exception as exc:
             raise ChannelLayerError("history", exc) from exc
 
     async def begin(self, conn: LocalConnection) -> None:
         """A v1 connection was registered: replay what it missed, send the first
-        control frame, then let live frames through. Never raises: a history store
-        that fails reports its streams as not recovered."""
+        control frame, then let live frames through.
+
+        Never raises. If history cannot be read for a position the client claimed
+        (the store is not started, stopped, or failing), nothing is sent: the
+        connection is closed with 1013 and the client retries with its positions.
+        """
         session = conn.session
         assert session is not None
         session.on_gap = lambda stream: self._on_gap(conn, stream)
         user = conn.user_id
-        rooms = [room_stream(r) for r in self.registry.rooms_of(user)]
+        away_rooms = {room_stream(r) for r in self.registry.rooms_of(user)}
         recovering = bool(session.claimed)  # a client back, not a new one
         replays: dict[str, Replay] = {}
-        for stream in [user_stream(user), BROADCAST_STREAM, *rooms]:
-            position = session.claimed.pop(stream, None)
-            replay = await self._replay(stream, position)
-            if replay is None:
-                continue
-            if recovering and position is None and stream in rooms and replay.recovered is None:
-                # A room joined while the client was away (no connection got its
-                # position): what it had since the join cannot be told apart from
-                # what came before, so the client is told it was not recovered.
-                replay = dataclasses.replace(replay, recovered=False)
-            replays[stream] = replay
+        # Until the control frame is out, every live frame is held, and a room the
+        # user joins meanwhile (another connection's join) is replayed here, not by
+        # replay_room: so the streams are read again after each await, until none
+        # is new. The last look and the release below have no await between them.
+        while todo := [s for s in self._streams_of(user) if s not in replays]:
+            for stream in todo:
+                position = session.claimed.pop(stream, None)
+                try:
+                    replay = await self._replay(stream, position)
+                except HistoryUnavailableError as exc:
+                    self._defer(conn, exc)
+                    return
+                if replay is None:
+                    replay = _NO_HISTORY
+                elif (
+                    recovering
+                    and position is None
+                    and stream in away_rooms
+                    and replay.recovered is None
+                ):
+                    # A room joined while the client was away (no connection got its
+                    # position): what it had since the join cannot be told apart from
+                    # what came before, so the client is told it was not recovered.
+                    replay = dataclasses.replace(replay, recovered=False)
+                replays[stream] = replay
+        replays = {s: r for s, r in replays.items() if r is not _NO_HISTORY}
         claimed = [s for s, r in replays.items() if r.recovered is not None]
         unrecovered = [s for s in claimed if replays[s].recovered is False]
         if claimed:
@@ -181,13 +223,30 @@ class Recovery:
             self._deliver(conn, stream, replay)
         session.release(conn, None)
 
+    def _streams_of(self, user: str) -> list[str]:
+        return [
+            user_stream(user),
+            BROADCAST_STREAM,
+            *map(room_stream, self.registry.rooms_of(user)),
+        ]
+
     def hold_room(self, user: str, room: str) -> list[LocalConnection]:
         """The user joins ``room`` here: hold the room's live frames on the user's v1
-        connections until :meth:`replay_room` (call before the membership changes)."""
+        connections until :meth:`replay_room` (call before the membership changes).
+
+        Connections still in :meth:`begin` are left out: everything is held for
+        them, and begin replays the room itself, before its control frame (a
+        replay sent here would go out ahead of it)."""
         stream = room_stream(room)
-        if self.store is None or self.policy.of(stream) is None:
+        # Held even while the store is away: the replay then closes the connection
+        # (1013) rather than let live frames pass a position it could not honour.
+        if self.policy.of(stream) is None:
             return []
-        conns = [c for c in self.registry.user_connections(user) if c.session is not None]
+        conns = [
+            c
+            for c in self.registry.user_connections(user)
+            if c.session is not None and not c.session.hold_all
+        ]
         for conn in conns:
             assert conn.session is not None
             conn.session.held_streams.add(stream)
@@ -200,7 +259,11 @@ class Recovery:
             session = conn.session
             if session is None or conn.closed:
                 continue
-            replay = await self._replay(stream, session.claimed.pop(stream, None))
+            try:
+                replay = await self._replay(stream, session.claimed.pop(stream, None))
+            except HistoryUnavailableError as exc:
+                self._defer(conn, exc)
+                continue
             if replay is not None:
                 control = {"t": "stream", "s": stream, **_position(replay)}
                 conn.push(control_frame(control))
@@ -223,7 +286,11 @@ class Recovery:
         last = session.last.get(stream)
         if last is None:
             return
-        replay = await self._replay(stream, (last[0], last[1]))
+        try:
+            replay = await self._replay(stream, (last[0], last[1]))
+        except HistoryUnavailableError as exc:
+            self._defer(conn, exc)
+            return
         if conn.closed or stream not in session.pending:
             return
         if replay is not None and replay.recovered:
@@ -238,14 +305,42 @@ class Recovery:
             session.give_up_gap(conn, stream)
 
     async def _replay(self, stream: str, position: tuple[str, int] | None) -> Replay | None:
-        rule = self.policy.of(stream) if self.store is not None else None
-        if rule is None or self.store is None:
-            return None
+        """What ``stream`` holds after ``position``; None if it keeps no history and
+        the client claimed nothing there.
+
+        Raises:
+            HistoryUnavailableError: If the client claimed a position and history cannot
+                be read (no store: the manager is not started or stopped; or the
+                store failed).
+        """
+        rule = self.policy.of(stream)
+        if rule is None:
+            # A position in a stream that keeps no history here (the policy changed
+            # across a restart, or differs between processes): say so.
+            return None if position is None else Replay(False, "", 0)
+        store = self.store
+        if store is None:
+            raise HistoryUnavailableError(stream)
         try:
-            return await self.store.since(stream, position, *rule)
+            return await store.since(stream, position, *rule)
         except Exception as exc:
             logger.warning("history of %r could not be read: %r", stream, exc)
-            return Replay(None if position is None else False, "", 0)
+            if position is not None:
+                raise HistoryUnavailableError(stream, exc) from exc
+            return Replay(None, "", 0)  # a new client: nothing to honour
+
+    def _defer(self, conn: LocalConnection, exc: HistoryUnavailableError) -> None:
+        """Close ``conn`` with 1013 (history unavailable); its client keeps the
+        positions it claimed and recovers on its next connection."""
+        if not conn.closed:
+            self.results["deferred"] += 1
+            logger.info(
+                "closing connection %s of %r: history of %r unavailable",
+                conn.id,
+                conn.user_id,
+                exc.stream,
+            )
+        conn.fail(exc)
 
     def _deliver(self, conn: LocalConnection, stream: str, replay: Replay) -> None:
         session = conn.session
@@ -258,6 +353,10 @@ class Recovery:
         # The client now stands at the top, whatever was (or was not) replayed.
         if replay.epoch:
             session.advance(conn, stream, replay.epoch, replay.top)
+
+
+#: In :meth:`Recovery.begin`, a stream looked at that keeps no history.
+_NO_HISTORY = Replay(None, "", 0)
 
 
 def _v1(stream: str, entry: Any, replay: Replay) -> Frame:

@@ -124,6 +124,13 @@ class LocalConnection:
         if not self.closed:
             self._failed(self, None)
 
+    def fail(self, exc: BaseException) -> None:
+        """End the connection for ``exc`` (as a failed write does): it leaves the
+        manager's state at once and is closed by a task, with the code the
+        manager gives ``exc`` (1013 for history that cannot be read)."""
+        if not self.closed:
+            self._failed(self, exc)
+
     def queued_frames(self) -> int:
         """How many frames wait in the outbox (lost if the connection goes away now)."""
         return len(self._queue) if self._queue else 0

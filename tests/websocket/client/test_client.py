@@ -454,3 +454,26 @@ async def test_incoming_size_is_reported_without_compression() -> None:
             with pytest.raises(MessageTooLargeError) as info:
                 await ws.recv()
     assert (info.value.size, info.value.limit) == (500, 100)
+
+
+async def test_a_message_before_the_recovery_frame_is_kept_not_dropped() -> None:
+    """The protocol puts the control frame first; a server that sends a message
+    before it must not make the client drop it (its position was already taken)."""
+
+    async def early(ws: ServerConnection) -> None:
+        await ws.send('{"s":"user:a","o":7,"e":"E"}\n{"n": 7}')
+        await ws.send('{"t":"recovery","recovered":true,"unrecovered":[],"streams":{}}\n')
+        await ws.send('{"s":"user:a","o":8,"e":"E"}\n{"n": 8}')
+        await ws.wait_closed()
+
+    async with ws_server(early, subprotocols=["svc-infra.v1"]) as (_, url):  # type: ignore[list-item]
+        async with WebSocketClient(url, config=FAST, recover=True) as client:
+            assert client.recovered is True
+            assert [await client.recv_json(), await client.recv_json()] == [{"n": 7}, {"n": 8}]
+        async with WebSocketClient(url, config=FAST, recover=True) as client:
+            got = []
+            async for raw in client:
+                got.append(json.loads(raw))
+                if len(got) == 2:
+                    break
+            assert got == [{"n": 7}, {"n": 8}]
