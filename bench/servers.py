@@ -15,19 +15,32 @@ from websockets.asyncio.client import connect
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def listening_socket() -> socket.socket:
+    """A socket listening on 127.0.0.1, on a free port."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(4096)
+    return sock
+
+
 @contextlib.asynccontextmanager
 async def server_on_fd(
-    args: Callable[[str], list[str]], probe: str, env: dict[str, str] | None = None
+    args: Callable[[str], list[str]],
+    probe: str,
+    env: dict[str, str] | None = None,
+    sock: socket.socket | None = None,
 ) -> AsyncIterator[tuple[str, subprocess.Popen[bytes]]]:
-    """Run ``args(fd)`` on a listening socket handed over by file descriptor.
+    """Run ``args(fd)`` on a listening socket handed over by file descriptor:
+    ``sock`` if given (the caller keeps it, so a server restarted on it keeps its
+    port, and connections wait in its backlog meanwhile), else a new one.
 
     Yields the ``ws://127.0.0.1:port`` base and the process once a WebSocket
     to ``probe`` opens (the app is up, not just the socket). On exit the
     process is terminated, and killed if it is stuck in its shutdown.
     """
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(4096)
+    own = sock is None
+    if sock is None:
+        sock = listening_socket()
     fd, port = sock.fileno(), sock.getsockname()[1]
     proc = subprocess.Popen(
         args(str(fd)),
@@ -36,7 +49,8 @@ async def server_on_fd(
         env={**os.environ, **(env or {})},
         stdout=subprocess.DEVNULL,
     )
-    sock.close()  # the child holds its own copy
+    if own:
+        sock.close()  # the child holds its own copy
     base = f"ws://127.0.0.1:{port}"
     try:
         async with asyncio.timeout(30):

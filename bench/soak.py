@@ -12,10 +12,13 @@
 - every ``CUT_EVERY`` seconds the proxies cut a few random connections (both sides
   see the TCP connection drop) and the clients reconnect and recover; every
   ``CHAOS_EVERY`` seconds Redis is paused for ``PAUSE`` s (SIGSTOP/SIGCONT), and
-  the ``VICTIM`` server is killed (SIGKILL) and started again, its clients moving
-  to it; the other two live for the whole run, so that their lines show what
-  an hour does to a process (a leak in a process killed every few minutes
-  would hide in its saw-tooth);
+  the ``VICTIM`` server is stopped and started again on the same listening socket,
+  in turn with SIGKILL (no drain) and SIGTERM (it drains and shuts down): its
+  clients reconnect with their positions into the process while it drains, shuts
+  down and starts (where a restart once opened a silent gap), their attempts
+  waiting in the socket's backlog meanwhile; the other two live for the whole
+  run, so that their lines show what an hour does to a process (a leak in a
+  process killed every few minutes would hide in its saw-tooth);
 - every ``SAMPLE_EVERY`` seconds, per server: RSS, open fds, asyncio tasks and the
   manager's counters; Redis memory and key count; written to ``soak.csv`` and
   plotted to ``soak.png`` (``--out``), with the slope of each line per hour after
@@ -46,6 +49,8 @@ import os
 import random
 import resource
 import signal
+import socket
+import subprocess
 import sys
 import time
 import urllib.request
@@ -54,7 +59,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.servers import ROOT, private_redis, server_on_fd
+from bench.servers import ROOT, listening_socket, private_redis, server_on_fd
 from tests.proxy import Proxy
 
 USERS = 2000
@@ -91,6 +96,9 @@ class Running:
     stack: contextlib.AsyncExitStack
     pid: int = 0
     http: str = ""
+    #: The victim's listening socket, kept across its restarts (None: one per start).
+    sock: socket.socket | None = None
+    proc: subprocess.Popen[bytes] | None = None
 
 
 async def start_server(run: Running, env: dict[str, str]) -> None:
@@ -102,9 +110,10 @@ async def start_server(run: Running, env: dict[str, str]) -> None:
         return [*cmd, app, "--fd", fd]
 
     base, proc = await run.stack.enter_async_context(
-        server_on_fd(args, "/ws/probe", {**env, "CLUSTER_NAME": run.name})
+        server_on_fd(args, "/ws/probe", {**env, "CLUSTER_NAME": run.name}, sock=run.sock)
     )
     run.pid = proc.pid
+    run.proc = proc
     run.http = base.replace("ws://", "http://")
     run.proxy.target = int(base.rsplit(":", 1)[1])
 
@@ -327,8 +336,15 @@ class Soak:
                 self.events["redis_pauses"] += 1
                 await asyncio.sleep(10)
                 [victim] = [s for s in self.servers if s.name == VICTIM]
-                os.kill(victim.pid, signal.SIGKILL)
-                self.chaos_log.append((time.monotonic(), f"{victim.name} killed"))
+                # In turn: killed (no drain), and stopped with SIGTERM, which drains
+                # and shuts down while its clients reconnect into it (it must
+                # refuse them, never answer "nothing to recover").
+                sig = signal.SIGKILL if self.events["restarts"] % 2 == 0 else signal.SIGTERM
+                os.kill(victim.pid, sig)
+                what = "killed" if sig == signal.SIGKILL else "stopped (SIGTERM)"
+                self.chaos_log.append((time.monotonic(), f"{victim.name} {what}"))
+                if victim.proc is not None:  # a SIGTERM'd server must finish its drain
+                    await asyncio.to_thread(victim.proc.wait, 60)
                 await victim.stack.aclose()
                 victim.stack = contextlib.AsyncExitStack()
                 await start_server(victim, self.env)
@@ -431,6 +447,9 @@ class Soak:
                     await proxy.start()
                     outer.push_async_callback(proxy.stop)
                     run = Running(name, proxy, contextlib.AsyncExitStack())
+                    if name == VICTIM:  # restarted on the same socket (see chaos())
+                        run.sock = listening_socket()
+                        outer.callback(run.sock.close)
                     await start_server(run, self.env)
                     self.servers.append(run)
                 config = WebSocketConfig(
