@@ -28,5 +28,5 @@ def dashboard_stats(manager: ConnectionManager) -> dict[str, Any]:
         "evictions": stats.slow_consumers,
         "layer_errors": stats.layer_errors,
         "busiest_rooms": list(manager.room_sizes().items())[:5],
-        "process": manager.id,
+        "process": manager.ops.id,
     }

@@ -48,7 +48,7 @@ counter = itertools.count()
 @app.get("/stats")
 async def stats() -> dict[str, object]:
     users = manager.active_users
-    presence = manager.presence
+    presence = manager.ops.presence
     return {
         "pid": os.getpid(),
         "connections": manager.connection_count,

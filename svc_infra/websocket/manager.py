@@ -1,18 +1,15 @@
 """The :class:`ConnectionManager`: users, their connections and rooms, on a Channels layer.
 
-The manager is a facade. It builds the layer and presence, and composes the parts
-of :mod:`svc_infra.websocket.server`, each with one job:
-
-- :class:`~.server._registry.Registry`: connections, users, rooms (pure state);
-- :class:`~.server._connections.Connections`: opening and ending connections, hooks;
-- :class:`~.server._admission.Admission`: the per-user cap, inbound checks, expiry;
-- :class:`~.server._outbound.Outbound`: record, deliver here, publish (every send);
-- :class:`~.server._publisher.Publisher`: local fan-out and every layer call;
-- :class:`~.server._membership.GroupMembership`: the layer groups of this process;
-- :class:`~.server._rooms.Rooms`: room changes, local or through Redis;
-- :class:`~.server._router.LayerRouter`: one handler per layer message type;
-- presence (:class:`~.scaleout.presence.RedisPresence`) behind
-  :class:`~.server.protocols.Presence`.
+The manager is a facade over the parts of :mod:`svc_infra.websocket.server`, each
+with one job, built in dependency order (each part gets only what it uses; the
+running state, channel and presence, is a :class:`~.server._runtime.Runtime` they
+read): ``Registry`` (connections, users, rooms), ``Recovery`` (history, replays),
+``Publisher`` (every send: record, local fan-out, publish; every layer call),
+``GroupMembership`` (this process's layer groups), ``Rooms``, ``Connections``
+(opening, ending, hooks), ``Admission`` (caps, inbound limits, expiry),
+``LayerRouter`` (one handler per layer message), ``Lifecycle`` (start, shutdown,
+presence's host) and ``ManagerOps`` (``manager.ops``). The scale-out backend
+(:mod:`svc_infra.websocket.scaleout`) supplies what depends on the layer's kind.
 
 How delivery works (see ``docs/manager.md``): each manager owns one channel on the
 layer. ``send_to_user``, ``broadcast`` and ``broadcast_to_room`` write to this
@@ -26,51 +23,27 @@ The module imports neither Django nor Starlette: framework sockets are adapted b
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any, NoReturn, TypeVar, cast
+from typing import Any, TypeVar
 
 from . import layer_messages as lm
 from .close_codes import CloseCode
 from .config import WebSocketConfig, get_default_config
 from .exceptions import ServerDrainingError, TooManyConnectionsError, WebSocketError
-from .groups import check_utf8, normalize_prefix, room_group, user_group, user_key
+from .groups import check_utf8, normalize_prefix, user_group, user_key
 from .models import ConnectionInfo
 from .scaleout.backend import LayerBackend
-from .scaleout.layers import (
-    build_layer,
-    capabilities,
-    reserve_capacity,
-)
-from .scaleout.presence import RedisPresence
-from .server._admission import Admission
-from .server._connections import Connections, check_metadata
-from .server._drain import drain, drain_on_signals
-from .server._history import HistoryPolicy
-from .server._lifecycle import Lifecycle
-from .server._limits import InboundLimits
-from .server._membership import GroupMembership
-from .server._outbound import Outbound
-from .server._presence_host import PartsPresenceHost
-from .server._publisher import Publisher
-from .server._recovery import (
-    BROADCAST_STREAM,
-    SUBPROTOCOL,
-    Recovery,
-    parse_positions,
-    room_stream,
-    user_stream,
-)
-from .server._registry import Registry
-from .server._rooms import Rooms
-from .server._router import LayerRouter
+from .scaleout.layers import build_layer, capabilities, reserve_capacity
+from .server._connections import check_metadata
+from .server._drain import SHUTDOWN_REASON, Gate, drain, drain_on_signals
+from .server._parts import build_parts
+from .server._recovery import SUBPROTOCOL, chosen_subprotocol, parse_positions
 from .server._session import Session
-from .server.aio import cancel_and_wait
-from .server.protocols import Presence
-from .server.stats import ManagerStats, PublishTimer
+from .server._target import Target
+from .server.stats import ManagerStats
 from .server.transport import adapt
 
 __all__ = [
@@ -83,8 +56,6 @@ __all__ = [
 Hook = Callable[[str, Any], Awaitable[None] | None]
 H = TypeVar("H", bound=Hook)
 
-_BEARER = "bearer"
-_SHUTDOWN_REASON = "server shutting down"
 logger = logging.getLogger("svc_infra.websocket.manager")
 
 
@@ -121,15 +92,6 @@ class ConnectionManager:
             missing for ``redis_url``.
     """
 
-    #: Seconds between re-joins of this manager's groups. Channels layers forget a
-    #: member after ``group_expiry`` (a day by default): a process up for longer
-    #: would stop hearing other processes without this.
-    group_refresh_interval: float = 3600.0
-    #: Seconds a call to the layer may take before it counts as failed: a Redis
-    #: that hangs must not hang the caller. Not applied to Channels' own
-    #: in-memory layer, which cannot hang.
-    layer_timeout: float = 5.0
-
     def __init__(
         self,
         layer: Any = None,
@@ -141,126 +103,49 @@ class ConnectionManager:
     ) -> None:
         self.config = config if config is not None else get_default_config()
         self.prefix = normalize_prefix(channel_prefix or self.config.channel_prefix)
-        self.layer = (
+        layer = (
             layer
             if layer is not None
             else build_layer(
                 redis_url=redis_url or self.config.redis_url, kind=self.config.redis_layer
             )
         )
-        reserve_capacity(self.layer, f"{self.prefix}mgr*")
-        self._backend = LayerBackend(
-            self.layer,
-            capabilities(self.layer),
+        reserve_capacity(layer, f"{self.prefix}mgr*")
+        backend = LayerBackend(
+            layer,
+            capabilities(layer),
             prefix=self.prefix,
             presence_ttl=self.config.presence_ttl,
             presence=presence,
             presence_url=self.config.presence_redis_url,
         )
-        self.id = uuid.uuid4().hex[:16]
         self.stats = ManagerStats()
-        #: Where publish times go, per target: set by ``svc_infra.websocket.metrics``;
-        #: None (the default) measures nothing.
-        self.timings: PublishTimer | None = None
-        # The parts (see the module docstring); each gets only what it uses.
-        self._registry = Registry()
-        self._publisher = Publisher(
-            self.layer,
-            origin=self.id,
-            registry=self._registry,
-            stats=self.stats,
-            call_timeout=self._backend.call_timeout(self.layer_timeout),
-            local_groups=self._backend.caps.local_groups,
-            channel=lambda: self._membership.channel,
-        )
-        self._membership = GroupMembership(
-            self.layer,
+        parts = build_parts(
+            manager_id=uuid.uuid4().hex[:16],
+            layer=layer,
             prefix=self.prefix,
-            registry=self._registry,
-            publisher=self._publisher,
-            networked=self._backend.caps.networked,
-            change=self._backend.group_change(lambda: self._publisher.call_timeout),
-        )
-        self._history = HistoryPolicy(self.config.history_size, self.config.history_ttl)
-        # The store is made when the manager starts (configure_history may come first).
-        self._recovery = Recovery(registry=self._registry, policy=self._history, store=None)
-        self._rooms = Rooms(
-            registry=self._registry,
-            membership=self._membership,
-            publisher=self._publisher,
-            presence=self._presence,
-            start=self.start,
-            recovery=self._recovery,
-            grace=self.config.room_grace,
-        )
-        self._connections = Connections(
-            registry=self._registry,
-            rooms=self._rooms,
-            presence=self._presence,
+            config=self.config,
+            backend=backend,
             stats=self.stats,
-            outbox_limit=self.config.outbox_limit,
-            close_timeout=self.config.close_timeout,
-            user_cap=self.config.max_connections_per_user,
-        )
-        self._limits = InboundLimits(
-            stats=self.stats,
-            max_size=self.config.max_message_size,
-            rate=self.config.inbound_rate,
-            burst=self.config.inbound_burst,
-            limited=self._connections.end,
-        )
-        self._outbound = Outbound(
-            publisher=self._publisher,
-            recovery=self._recovery,
-            history=self._history,
-            stats=self.stats,
-            start=self.start,
-            timings=lambda: self.timings,
-        )
-        self._admission = Admission(
-            registry=self._registry,
-            presence=lambda: self.presence,
-            limits=self._limits,
-            stats=self.stats,
-            end=self._connections.end,
-            cap=self.config.max_connections_per_user,
-            close_on_expiry=self.config.close_on_token_expiry,
             leeway=_leeway,
         )
-        self._expiry = self._admission.expiry
-        # Connections are refused (1001, before any frame) while draining, while
-        # shutdown() runs, and for good once a signal stopped the process: a
-        # connection the server still accepts then must not restart the manager.
-        self._draining = False
-        self._stopping = False
-        self._exiting = False
-        # start() and shutdown() one at a time: a start waiting behind a shutdown
-        # starts afresh (new channel, new history store), never half of each.
-        self._run_lock = asyncio.Lock()
+        #: The operational side (layer, channel, presence, timings, timeouts):
+        #: see :class:`~svc_infra.websocket.server.ops.ManagerOps`.
+        self.ops = parts.ops
+        self._runtime = parts.runtime
+        self._registry = parts.registry
+        self._history = parts.history
+        self._recovery = parts.recovery
+        self._publisher = parts.publisher
+        self._membership = parts.membership
+        self._rooms = parts.rooms
+        self._connections = parts.connections
+        self._admission = parts.admission
+        self._expiry = parts.admission.expiry
+        self._lifecycle = parts.lifecycle
+        self._broadcast = Target.everyone(self.prefix)
+        self._gate = Gate()  # refuses new connections while draining or stopping
         self._signals_restore: Callable[[], None] | None = None
-        self._router = LayerRouter(
-            origin=self.id,
-            publisher=self._publisher,
-            rooms=self._rooms,
-            presence=self._presence,
-            close_user=self._connections.close_user,
-            stats=self.stats,
-        )
-        self._lifecycle = Lifecycle(
-            name=self.id,
-            registry=self._registry,
-            connections=self._connections,
-            membership=self._membership,
-            router=self._router,
-            open_channel=self._open_channel,
-            receiver_for=self._backend.receiver_for,
-            make_presence=self._make_presence,
-            refresh_interval=lambda: self.group_refresh_interval,
-            close_timeout=self.config.close_timeout,
-        )
-
-    def _presence(self) -> Presence | None:
-        return self._lifecycle.presence
 
     # --- properties ------------------------------------------------------------------
 
@@ -268,25 +153,20 @@ class ConnectionManager:
     def active_users(self) -> list[str]:
         """Ids of the users with at least one connection (in any process, with Redis)."""
         users = self._registry.users
-        if self.presence is None:
+        if self._runtime.presence is None:
             return list(users)
-        return list(dict.fromkeys([*users, *self.presence.remote_users()]))
+        return list(dict.fromkeys([*users, *self._runtime.presence.remote_users()]))
 
     @property
     def connection_count(self) -> int:
         """Number of open connections (in every process, with Redis)."""
-        remote = 0 if self.presence is None else self.presence.remote_count()
+        remote = 0 if self._runtime.presence is None else self._runtime.presence.remote_count()
         return len(self._registry.conns) + remote
 
     @property
     def local_connection_count(self) -> int:
         """Number of open connections in this process."""
         return len(self._registry.conns)
-
-    @property
-    def channel_name(self) -> str | None:
-        """This manager's channel on the layer, once started."""
-        return self._membership.channel
 
     # --- hooks -----------------------------------------------------------------------
 
@@ -312,11 +192,6 @@ class ConnectionManager:
 
     # --- lifecycle -------------------------------------------------------------------
 
-    @property
-    def presence(self) -> RedisPresence | None:
-        """The cluster-wide presence store while started with Redis presence, else None."""
-        return cast("RedisPresence | None", self._lifecycle.presence)
-
     async def start(self) -> None:
         """Open this manager's channel and start receiving from the layer.
 
@@ -326,15 +201,10 @@ class ConnectionManager:
         Raises:
             Exception: Whatever the layer raises when it cannot be reached.
         """
-        if self._lifecycle.started():
-            return
-        async with self._run_lock:
-            if self._recovery.store is None and self._history.enabled:
-                self._recovery.store = self._backend.make_history(self.config.history_meta_ttl)
-            await self._lifecycle.start()
+        await self._lifecycle.start()
 
     async def shutdown(
-        self, code: int = CloseCode.GOING_AWAY, reason: str = _SHUTDOWN_REASON
+        self, code: int = CloseCode.GOING_AWAY, reason: str = SHUTDOWN_REASON
     ) -> None:
         """Close every connection with ``code`` and stop receiving.
 
@@ -346,20 +216,14 @@ class ConnectionManager:
 
         Cancelling is not safe: connections may be left open.
         """
-        self._stopping = True
+        self._gate.stopping = True
         try:
             self._expiry.clear()
-            async with self._run_lock:
-                await self._lifecycle.shutdown(code, reason)
-                await cancel_and_wait(self._recovery.tasks)
-                store, self._recovery.store = self._recovery.store, None
-                if store is not None:
-                    await store.close()
+            await self._lifecycle.shutdown(code, reason)
         finally:
-            self._stopping = False
-            self._draining = False
+            self._gate.stopping = self._gate.draining = False
 
-    async def drain(self, code: int = CloseCode.GOING_AWAY, reason: str = _SHUTDOWN_REASON) -> None:
+    async def drain(self, code: int = CloseCode.GOING_AWAY, reason: str = SHUTDOWN_REASON) -> None:
         """Stop taking connections and close every socket with ``code`` in batches:
         ``drain_batch`` sockets every ``drain_interval`` seconds, all within
         ``drain_timeout`` (after ``drain_notice``, if set). Closes are normal ones:
@@ -369,17 +233,9 @@ class ConnectionManager:
 
         Cancelling is not safe: sockets may stay open.
         """
-        self._draining = True
-        cfg = self.config
+        self._gate.draining = True
         closed = await drain(
-            self._connections,
-            self._registry,
-            code=code,
-            reason=reason,
-            batch=cfg.drain_batch,
-            interval=cfg.drain_interval,
-            within=cfg.drain_timeout,
-            notice=cfg.drain_notice,
+            self._connections, self._registry, self.config, code=code, reason=reason
         )
         logger.info("drained %d connections", closed)
 
@@ -404,50 +260,9 @@ class ConnectionManager:
         return self._signals_restore
 
     async def _drain_and_stop(self) -> None:
-        # The process is going away: the server may still accept a connection or
-        # two before it stops listening, and they must be refused, not restart us.
-        self._exiting = True
+        self._gate.exiting = True  # the process is going away (see Gate)
         await self.drain()
         await self.shutdown()
-
-    def _refusing(self) -> bool:
-        return self._draining or self._stopping or self._exiting
-
-    async def _refuse(self, transport: Any, user: str) -> NoReturn:
-        """Close a connection this manager will not take (draining, stopping) with
-        1001 before any frame. The handshake is accepted first, with the
-        subprotocol it would have had: refused before accept, the client would see
-        HTTP 403, which reads as a bad credential; accepted without
-        ``svc-infra.v1``, a recovering client would read "nothing to recover"."""
-        if not transport.accepted:
-            offered = transport.subprotocols
-            chosen = next((p for p in (SUBPROTOCOL, _BEARER) if p in offered), None)
-            await transport.accept(chosen)
-        await transport.close(CloseCode.GOING_AWAY, _SHUTDOWN_REASON)
-        raise ServerDrainingError(user)
-
-    async def refresh_groups(self) -> None:
-        """Join again every group this manager's channel belongs to.
-
-        Runs every :attr:`group_refresh_interval` seconds once started; layers
-        drop members after their ``group_expiry``. Errors are logged and counted.
-        """
-        await self._membership.refresh()
-
-    def _make_presence(self) -> RedisPresence | None:
-        host = PartsPresenceHost(
-            self.id,
-            self._registry,
-            self._rooms,
-            self._publisher,
-            groups_in_redis=self._backend.caps.redis == "core",
-        )
-        return self._backend.make_presence(host)
-
-    async def _open_channel(self) -> str:
-        # layer_timeout may have been set on the instance since it was built.
-        self._publisher.call_timeout = self._backend.call_timeout(self.layer_timeout)
-        return await self._backend.open_channel()
 
     # --- connections -----------------------------------------------------------------
 
@@ -464,7 +279,7 @@ class ConnectionManager:
         Args:
             user_id: The user (``str``; an ``int`` is converted).
             websocket: A Starlette/FastAPI ``WebSocket``, a Channels consumer, or
-                any :class:`~svc_infra.websocket.connection.Transport`.
+                any :class:`~svc_infra.websocket.server.transport.Transport`.
             metadata: JSON-serializable data kept in the connection's
                 :class:`ConnectionInfo`.
 
@@ -485,23 +300,22 @@ class ConnectionManager:
         if existing is not None:
             return existing.id
         transport = adapt(websocket)
-        if not self._refusing():
+        gate = self._gate
+        if not gate.closed():
             await self.start()
-        if self._refusing():  # checked again: a shutdown may have begun meanwhile
-            await self._refuse(transport, uid)
-        if self.presence is not None:
+        if gate.closed():  # checked again: a shutdown may have begun meanwhile
+            await gate.refuse(transport, uid)
+        if self._runtime.presence is not None:
             check_utf8("user_id", uid)
         connection_id = os.urandom(16).hex()  # a uuid4().hex without the UUID object
         with self._admission.claiming(uid):
             admitted = await self._admission.admit(uid, connection_id)
             session = None
             if not transport.accepted:
-                offered = transport.subprotocols
-                if SUBPROTOCOL in offered:  # stream headers and recovery (docs/recovery.md)
+                chosen = chosen_subprotocol(transport.subprotocols)
+                if chosen == SUBPROTOCOL:  # stream headers and recovery (docs/recovery.md)
                     session = Session(parse_positions(getattr(transport, "query_string", b"")))
-                    await transport.accept(SUBPROTOCOL)
-                else:
-                    await transport.accept(_BEARER if _BEARER in offered else None)
+                await transport.accept(chosen)
             if not admitted:
                 self.stats.limited_connections += 1
                 await transport.close(CloseCode.TOO_MANY_CONNECTIONS, "Too many connections")
@@ -512,10 +326,10 @@ class ConnectionManager:
             conn, first = self._connections.open(
                 uid, websocket, transport, data, session, connection_id
             )
-        if self._refusing():
+        if gate.closed():
             # A shutdown began while we accepted: it may have closed the others
             # before this one was registered. Nothing was sent on it yet.
-            self._connections.end(conn, CloseCode.GOING_AWAY, _SHUTDOWN_REASON)
+            self._connections.end(conn, CloseCode.GOING_AWAY, SHUTDOWN_REASON)
             raise ServerDrainingError(uid)
         self._admission.watch(conn, transport)
         if first:
@@ -566,10 +380,10 @@ class ConnectionManager:
         Cancelling is safe: this process's sockets already have the message;
         other processes may or may not get it.
         """
-        uid = user_key(user_id)
+        target = Target.of_user(user_key(user_id), self.prefix)
         frame = lm.encode_payload(message)
-        group = user_group(uid, self.prefix)
-        await self._outbound.send(frame, "user", user_stream(uid), group, "send_to_user", user=uid)
+        await self._start_for_history()
+        await self._publisher.send(target, frame)
 
     async def broadcast(self, message: Any, exclude_user: str | None = None) -> None:
         """Send ``message`` to every connection, except those of ``exclude_user``.
@@ -582,10 +396,8 @@ class ConnectionManager:
         """
         exclude = None if exclude_user is None else user_key(exclude_user)
         frame = lm.encode_payload(message)
-        group = self._membership.broadcast_group
-        await self._outbound.send(
-            frame, "broadcast", BROADCAST_STREAM, group, "broadcast", exclude=exclude
-        )
+        await self._start_for_history()
+        await self._publisher.send(self._broadcast, frame, exclude)
 
     async def broadcast_to_room(
         self, room: str, message: Any, exclude_user: str | None = None
@@ -600,10 +412,14 @@ class ConnectionManager:
         """
         exclude = None if exclude_user is None else user_key(exclude_user)
         frame = lm.encode_payload(message)
-        group = room_group(room, self.prefix)
-        await self._outbound.send(
-            frame, "room", room_stream(room), group, "broadcast_to_room", room=room, exclude=exclude
-        )
+        await self._start_for_history()
+        await self._publisher.send(Target.of_room(room, self.prefix), frame, exclude)
+
+    async def _start_for_history(self) -> None:
+        # History needs its store, made on start; without history a send needs
+        # nothing started (no await at all on the hot path).
+        if self._history.enabled and not self._lifecycle.started():
+            await self.start()
 
     # --- history ---------------------------------------------------------------------
 
@@ -627,15 +443,15 @@ class ConnectionManager:
         (oldest first), then, with Redis presence, the other processes'."""
         uid = user_key(user_id)
         local = [c.info for c in self._registry.user_connections(uid)]
-        if self.presence is None:
+        if self._runtime.presence is None:
             return local
-        return local + self.presence.remote_connections(uid)
+        return local + self._runtime.presence.remote_connections(uid)
 
     def is_user_connected(self, user_id: str) -> bool:
         """Whether ``user_id`` has at least one connection (anywhere, with Redis)."""
         uid = user_key(user_id)
         return uid in self._registry.users or (
-            self.presence is not None and self.presence.has_remote(uid)
+            self._runtime.presence is not None and self._runtime.presence.has_remote(uid)
         )
 
     # --- rooms ----------------------------------------------------------------------
@@ -665,6 +481,9 @@ class ConnectionManager:
         its end (shielded), so Redis and the processes' views never disagree
         because of it; without, this process has changed and others may not.
         """
+        # Started first: a process that has not (a Django worker with no socket
+        # yet) would not know it should go through Redis.
+        await self.start()
         await self._rooms.change(user_key(user_id), room, lm.JOIN)
 
     async def leave_room(self, user_id: str, room: str) -> None:
@@ -673,6 +492,7 @@ class ConnectionManager:
         Raises:
             ChannelLayerError: As :meth:`join_room`.
         """
+        await self.start()
         await self._rooms.change(user_key(user_id), room, lm.LEAVE)
 
     def room_sizes(self) -> dict[str, int]:

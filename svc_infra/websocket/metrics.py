@@ -135,7 +135,7 @@ class ManagerMetrics:
         self._timers = {t: self.publish_seconds.labels(t) for t in _PUBLISHED}
         self._seen: dict[tuple[str, str], float] = {}
         self._task: asyncio.Task[None] | None = None
-        manager.timings = self
+        manager.ops.timings = self
 
     # --- the manager's PublishTimer ----------------------------------------------------
 

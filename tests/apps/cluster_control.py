@@ -128,7 +128,7 @@ def heap(top: int) -> dict[str, Any]:
 def stats(manager: ConnectionManager, query: dict[str, Any]) -> dict[str, Any]:
     """What the manager answers, as the tests compare it across processes."""
     room, user = query.get("room", ""), query.get("user", "")
-    presence = manager.presence
+    presence = manager.ops.presence
     return {
         "name": NAME,
         "active_users": sorted(manager.active_users),

@@ -55,7 +55,7 @@ async def sender(redis_server: str) -> AsyncIterator[tuple[ConnectionManager, di
         yield manager, env
     finally:
         await manager.shutdown()
-        await close_layer(manager.layer)
+        await close_layer(manager.ops.layer)
         flush_db(url)
 
 

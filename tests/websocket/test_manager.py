@@ -38,8 +38,8 @@ async def settle(*managers: ConnectionManager) -> None:
     """Wait until every manager has consumed what the layer holds for it."""
     async with asyncio.timeout(timeout(5)):
         for mgr in managers:
-            assert mgr.channel_name is not None
-            queue = mgr.layer.channels.get(mgr.channel_name)
+            assert mgr.ops.channel_name is not None
+            queue = mgr.ops.layer.channels.get(mgr.ops.channel_name)
             while queue is not None and not queue.empty():
                 await asyncio.sleep(0)
         # One more turn for handlers that were mid-dispatch.
@@ -323,7 +323,7 @@ async def test_shutdown_closes_everything_with_1001(manager: ConnectionManager) 
     assert [ws.close_code for ws in socks] == [1001] * 5
     assert sorted(gone) == ["u0", "u0", "u0", "u1", "u1"]
     assert manager.connection_count == 0
-    assert manager.channel_name is None
+    assert manager.ops.channel_name is None
 
 
 # --- hooks -----------------------------------------------------------------------------
@@ -538,7 +538,7 @@ async def test_plain_channels_code_can_reach_users_and_rooms(
     ws = sock()
     await a.connect("alice", ws)
     await a.join_room("alice", "news")
-    layer = a.layer
+    layer = a.ops.layer
     other = sock()
     await a.connect("bob", other)
     await layer.group_send(
@@ -562,8 +562,8 @@ async def test_a_layer_message_without_target_reaches_nobody(
     await a.connect("alice", alice)
     await a.connect("bob", bob)
     with caplog.at_level(logging.WARNING, logger="svc_infra.websocket.manager"):
-        await a.layer.group_send(user_group("alice"), {"type": "ws.send", "text": "oops"})
-        await a.layer.group_send(
+        await a.ops.layer.group_send(user_group("alice"), {"type": "ws.send", "text": "oops"})
+        await a.ops.layer.group_send(
             user_group("alice"), {"type": "ws.send", "text": "ok", "user": "alice"}
         )
         assert await alice.next() == "ok"
@@ -578,7 +578,7 @@ async def test_channel_prefix_is_made_valid() -> None:
         assert mgr.prefix == "app.ws."
         ws = sock()
         await mgr.connect("alice", ws)
-        await mgr.layer.group_send(
+        await mgr.ops.layer.group_send(
             user_group("alice", "app.ws."), {"type": "ws.send", "text": "prefixed", "user": "alice"}
         )
         assert await ws.next() == "prefixed"
@@ -613,7 +613,7 @@ async def test_group_membership_outlives_the_layers_group_expiry(
         await layer.group_send(room_group("news"), message)
         await settle(mgr)
         assert ws.unread() == []
-        await mgr.refresh_groups()
+        await mgr.ops.refresh_groups()
         await layer.group_send(room_group("news"), message)
         assert await ws.next() == "still here"
         await layer.group_send(user_group("alice"), {**message, "room": None, "user": "alice"})

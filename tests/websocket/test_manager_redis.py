@@ -82,7 +82,7 @@ async def test_a_burst_from_another_process_arrives_whole_and_in_order(
     """The core layer's manager channel is read in batches: 3,000 messages sent as
     fast as possible all arrive, in order."""
     a, b = pair
-    assert a.channel_name is not None and "!" not in a.channel_name
+    assert a.ops.channel_name is not None and "!" not in a.ops.channel_name
     bob = MemoryTransport(timeout=timeout(10))
     await a.connect("bob", bob)
     for i in range(3000):

@@ -8,7 +8,7 @@ elsewhere.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
 from ..server._history import META_TTL, MemoryHistory
@@ -52,10 +52,21 @@ class LayerBackend:
         self.presence_ttl = presence_ttl
         self.want_presence = presence
 
-    def call_timeout(self, layer_timeout: float) -> float | None:
-        """The bound of each layer call: only a layer behind a network can hang; for
-        the in-memory layer a timer per call would be pure cost."""
-        return layer_timeout if self.caps.networked else None
+    @property
+    def networked(self) -> bool:
+        """Whether layer calls can suspend (only a layer behind a network can hang)."""
+        return self.caps.networked
+
+    @property
+    def local_groups(self) -> Mapping[str, Mapping[str, float]] | None:
+        """The in-memory layer's table of groups, or None."""
+        return self.caps.local_groups
+
+    @property
+    def groups_in_redis(self) -> bool:
+        """channels_redis' core layer: groups are sorted sets in Redis, which keep a
+        dead process's channel until ``group_expiry``."""
+        return self.caps.redis == "core"
 
     async def open_channel(self) -> str:
         """Open the manager's channel on the layer.

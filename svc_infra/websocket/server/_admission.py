@@ -18,8 +18,8 @@ from typing import Any
 from ..close_codes import CloseCode
 from ._limits import ExpiryTimers, InboundLimits, expiry_of
 from ._registry import Registry
+from ._runtime import Runtime
 from .connection import LocalConnection
-from .protocols import Presence
 from .stats import ManagerStats
 
 __all__ = ["Admission"]
@@ -32,7 +32,7 @@ class Admission:
 
     Args:
         registry: Who is connected here.
-        presence: Returns the manager's presence (None without Redis presence).
+        runtime: The manager's presence while it runs (None: per process).
         limits: Builds each connection's inbound check.
         stats: Where expired credentials are counted.
         end: Ends a connection with (code, reason), at once.
@@ -45,7 +45,7 @@ class Admission:
         self,
         *,
         registry: Registry,
-        presence: Callable[[], Presence | None],
+        runtime: Runtime,
         limits: InboundLimits,
         stats: ManagerStats,
         end: Callable[[LocalConnection, int, str], None],
@@ -54,7 +54,7 @@ class Admission:
         leeway: Callable[[], float],
     ) -> None:
         self.registry = registry
-        self.presence = presence
+        self.runtime = runtime
         self.limits = limits
         self.stats = stats
         self.end = end
@@ -87,7 +87,7 @@ class Admission:
         cap = self.cap
         if not cap:
             return True
-        presence = self.presence()
+        presence = self.runtime.presence
         if presence is not None:
             try:
                 return await presence.claim(user, connection_id, cap)

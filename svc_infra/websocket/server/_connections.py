@@ -22,9 +22,9 @@ from ..exceptions import ChannelLayerError
 from ..models import ConnectionInfo
 from ._registry import Registry
 from ._rooms import Rooms
+from ._runtime import Runtime
 from ._session import Session
 from .connection import CLOSE_SLOW_CONSUMER, LocalConnection
-from .protocols import Presence
 from .stats import ManagerStats
 from .transport import Transport
 
@@ -60,7 +60,7 @@ class Connections:
     Args:
         registry: Where connections are kept.
         rooms: Told when a user's last connection here closed.
-        presence: Returns the manager's presence (None without Redis presence).
+        runtime: The manager's presence while it runs (None: per process).
         stats: Where evictions, failures and dropped frames are counted.
         outbox_limit: Bytes a connection's outbox may hold.
         close_timeout: Seconds for flushing and closing a socket.
@@ -73,7 +73,7 @@ class Connections:
         *,
         registry: Registry,
         rooms: Rooms,
-        presence: Callable[[], Presence | None],
+        runtime: Runtime,
         stats: ManagerStats,
         outbox_limit: int,
         close_timeout: float,
@@ -82,7 +82,7 @@ class Connections:
         self.user_cap = user_cap
         self.registry = registry
         self.rooms = rooms
-        self.presence = presence
+        self.runtime = runtime
         self.stats = stats
         self.outbox_limit = outbox_limit
         self.close_timeout = close_timeout
@@ -113,7 +113,7 @@ class Connections:
         )
         first = self.registry.add(conn)
         self.stats.connections_opened += 1
-        presence = self.presence()
+        presence = self.runtime.presence
         if presence is not None:
             presence.opened(info)
         return conn, first
@@ -122,7 +122,7 @@ class Connections:
         """Remove ``conn`` from the state, at once. False if it was already gone."""
         if not self.registry.remove(conn):
             return False
-        presence = self.presence()
+        presence = self.runtime.presence
         if presence is not None:
             presence.closed(conn.info)
             if self.user_cap:

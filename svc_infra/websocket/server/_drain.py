@@ -1,4 +1,5 @@
-"""Draining: closing every socket on shutdown in batches, and the signals that start it.
+"""Draining: closing every socket on shutdown in batches, the signals that start it,
+and the :class:`Gate` that refuses new connections meanwhile.
 
 A restarted process must not send all its clients to the other processes in the
 same second. As Phoenix's drainer does, :func:`drain` closes ``batch`` sockets,
@@ -15,37 +16,76 @@ import signal
 import threading
 from collections.abc import Callable, Coroutine
 from types import FrameType
-from typing import Any
+from typing import Any, NoReturn
 
-from ..layer_messages import Frame
+from ..close_codes import CloseCode
+from ..config import WebSocketConfig
+from ..exceptions import ServerDrainingError
 from ._connections import Connections
-from ._recovery import BROADCAST_STREAM, v1_frame
+from ._recovery import BROADCAST_STREAM, chosen_subprotocol, v1_frame
 from ._registry import Registry
+from .transport import Transport
 
-__all__ = ["drain", "drain_on_signals"]
+__all__ = ["SHUTDOWN_REASON", "Gate", "drain", "drain_on_signals"]
+
+SHUTDOWN_REASON = "server shutting down"
 
 logger = logging.getLogger("svc_infra.websocket.manager")
 
 _Handler = Callable[[int, FrameType | None], Any] | int | signal.Handlers | None
 
 
+class Gate:
+    """Whether the manager takes new connections: not while it drains, not while it
+    shuts down, and, once a signal stopped the process, not at all (the server may
+    still accept a connection or two before it stops listening, and they must be
+    refused, not restart the manager)."""
+
+    __slots__ = ("draining", "exiting", "stopping")
+
+    def __init__(self) -> None:
+        self.draining = False
+        self.stopping = False
+        self.exiting = False
+
+    def closed(self) -> bool:
+        """Whether new connections are refused."""
+        return self.draining or self.stopping or self.exiting
+
+    async def refuse(self, transport: Transport, user: str) -> NoReturn:
+        """Close a connection the manager will not take with 1001, before any frame.
+
+        The handshake is accepted first, with the subprotocol it would have had:
+        refused before accept, the client would see HTTP 403, which reads as a bad
+        credential; accepted without ``svc-infra.v1``, a recovering client would
+        read "nothing to recover".
+
+        Raises:
+            ServerDrainingError: Always, once the socket is closed.
+        """
+        if not transport.accepted:
+            await transport.accept(chosen_subprotocol(transport.subprotocols))
+        await transport.close(CloseCode.GOING_AWAY, SHUTDOWN_REASON)
+        raise ServerDrainingError(user)
+
+
 async def drain(
     connections: Connections,
     registry: Registry,
+    config: WebSocketConfig,
     *,
     code: int,
     reason: str,
-    batch: int,
-    interval: float,
-    within: float,
-    notice: Frame | None = None,
 ) -> int:
-    """Close every connection with ``code``: ``batch`` of them every ``interval``
-    seconds, all of them within ``within`` seconds. Returns how many were closed.
+    """Close every connection with ``code``: ``drain_batch`` of them every
+    ``drain_interval`` seconds, all of them within ``drain_timeout`` seconds, after
+    sending ``drain_notice`` (if set). Returns how many were closed.
 
     Each close is a normal one: queued frames are flushed, presence and rooms are
     cleaned, ``on_disconnect`` runs. Cancelling is not safe: sockets may stay open.
     """
+    batch, interval, within = config.drain_batch, config.drain_interval, config.drain_timeout
+    notice = config.drain_notice
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within
     conns = list(registry.conns.values())

@@ -21,6 +21,7 @@ from typing import Any
 from ..groups import broadcast_group, room_group, user_group
 from ._publisher import Publisher
 from ._registry import Registry
+from ._runtime import Runtime
 
 __all__ = ["GroupMembership"]
 
@@ -45,6 +46,7 @@ class GroupMembership:
         layer: The Channels layer.
         prefix: The group name prefix.
         registry: Who is connected here, and the rooms.
+        runtime: Holds the manager's channel while it runs.
         publisher: Makes the layer calls (bounded, errors counted).
         networked: Whether layer calls can suspend (and so overtake each other).
         change: ``change(group, channel, member)`` adds the channel to the group or
@@ -58,6 +60,7 @@ class GroupMembership:
         *,
         prefix: str,
         registry: Registry,
+        runtime: Runtime,
         publisher: Publisher,
         networked: bool,
         change: Callable[[str, str, bool], Coroutine[Any, Any, None]] | None = None,
@@ -69,13 +72,17 @@ class GroupMembership:
         self.publisher = publisher
         self.networked = networked
         self.broadcast_group = broadcast_group(prefix)
-        #: This manager's channel on the layer; None until started.
-        self.channel: str | None = None
+        self.runtime = runtime
         #: Rooms whose group the channel is in.
         self.room_groups: set[str] = set()
         self._locks: dict[str, _GroupLock] = {}
         self._retry: asyncio.Task[None] | None = None
         self._later: asyncio.Task[None] | None = None
+
+    @property
+    def channel(self) -> str | None:
+        """This manager's channel on the layer; None until started."""
+        return self.runtime.channel
 
     async def join_broadcast(self) -> None:
         """Join the broadcast group (errors counted; the refresh joins again)."""

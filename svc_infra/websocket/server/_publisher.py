@@ -1,7 +1,14 @@
-"""The publisher: local fan-out, and the manager's every call to the channel layer.
+"""The publisher: every message's way out, and the manager's every call to the layer.
 
-A message goes to this process's sockets first (:meth:`Publisher.deliver`, no
-await), then once to the layer for the other processes (:meth:`Publisher.publish`).
+:meth:`Publisher.send` is the one sequence behind ``send_to_user``, ``broadcast``
+and ``broadcast_to_room``: the message gets its offset in history first (with
+history on), then goes to this process's sockets (:meth:`Publisher.deliver`, no
+await), then once to the layer for the other processes (:meth:`Publisher.publish`);
+it is counted, and timed when metrics asked for it. A message that history cannot
+record (its store away, or hung past the layer timeout) is not sent at all:
+delivered without an offset, it would be missing from the replay of a client that
+was away at the time, and that client would never know.
+
 Every published message carries ``origin`` (the manager's id), so a manager skips
 its own messages when they come back from the layer.
 
@@ -17,15 +24,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine, Mapping
+import time
+from collections.abc import Coroutine, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from .. import layer_messages as lm
 from ..exceptions import ChannelLayerError
 from ..layer_messages import Frame
-from ._recovery import stream_of, v1_frame
+from ._recovery import Recovery, stream_of, v1_frame
 from ._registry import Registry
-from .stats import ManagerStats
+from ._runtime import Runtime
+from ._target import Target
+from .stats import ManagerStats, PublishTimer
 
 __all__ = ["Publisher"]
 
@@ -39,13 +50,24 @@ class Publisher:
         layer: The Channels layer.
         origin: The manager's id, stamped on every published message.
         registry: Whose connections :meth:`deliver` writes to.
+        runtime: The manager's channel (its own, skipped on the in-memory layer).
+        recovery: Records messages in history.
         stats: Where failures and queued frames are counted.
         call_timeout: Bound of each layer call in seconds; None for no bound.
         local_groups: The in-memory layer's table of groups, or None.
-        channel: This manager's channel on the layer, once started.
     """
 
-    __slots__ = ("call_timeout", "channel", "layer", "local_groups", "origin", "registry", "stats")
+    __slots__ = (
+        "call_timeout",
+        "layer",
+        "local_groups",
+        "origin",
+        "recovery",
+        "registry",
+        "runtime",
+        "stats",
+        "timings",
+    )
 
     def __init__(
         self,
@@ -53,18 +75,70 @@ class Publisher:
         *,
         origin: str,
         registry: Registry,
+        runtime: Runtime,
+        recovery: Recovery,
         stats: ManagerStats,
         call_timeout: float | None,
         local_groups: Mapping[str, Mapping[str, float]] | None = None,
-        channel: Callable[[], str | None] = lambda: None,
     ) -> None:
         self.layer = layer
         self.local_groups = local_groups
-        self.channel = channel
+        self.runtime = runtime
+        self.recovery = recovery
         self.origin = origin
         self.registry = registry
         self.stats = stats
         self.call_timeout = call_timeout
+        #: Where publish times go, per target kind (None: not measured).
+        self.timings: PublishTimer | None = None
+
+    async def send(self, target: Target, frame: Frame, exclude: str | None = None) -> None:
+        """Record ``frame`` on the target's stream (with history on), write it to
+        this process's sockets of the target, except ``exclude``'s, then publish it
+        once to the target's group for the other processes; count and time it.
+
+        Raises:
+            ChannelLayerError: If other processes could not be reached (local
+                sockets have the message), or, with history on, if history could
+                not record it within the layer timeout (nothing was sent).
+
+        Cancelling is safe: the message may or may not have reached the layer.
+        """
+        timings = self.timings
+        start = time.perf_counter() if timings is not None else 0.0
+        try:
+            offset, epoch = await self._record(target.stream, frame, exclude)
+            user, room = target.user, target.room
+            self.deliver(frame, user=user, room=room, exclude=exclude, offset=offset, epoch=epoch)
+            layer_message = lm.send_message(
+                frame,
+                user=user,
+                room=room,
+                all=True if target.kind == "broadcast" else None,
+                exclude=exclude,
+                offset=offset,
+                epoch=epoch,
+            )
+            await self.publish(target.group, layer_message, target.operation)
+        finally:
+            target.count(self.stats)
+            if timings is not None:
+                timings.observe(target.kind, time.perf_counter() - start)
+
+    async def _record(
+        self, stream: str, frame: Frame, exclude: str | None
+    ) -> tuple[int | None, str | None]:
+        if not self.recovery.policy.enabled:
+            return None, None
+        try:
+            # A store that hangs (Redis paused, a partition) fails here within the
+            # layer timeout, not the client's socket timeout.
+            async with asyncio.timeout(self.call_timeout):
+                recorded = await self.recovery.record(stream, frame, exclude)
+        except TimeoutError as exc:
+            self.stats.layer_errors += 1
+            raise ChannelLayerError("history", exc) from exc
+        return (None, None) if recorded is None else recorded
 
     def deliver(
         self,
@@ -125,7 +199,7 @@ class Publisher:
         groups = self.local_groups
         if groups is not None:
             members = groups.get(group)
-            if not members or (len(members) == 1 and self.channel() in members):
+            if not members or (len(members) == 1 and self.runtime.channel in members):
                 return  # no one else listens
         message["origin"] = self.origin
         try:

@@ -23,6 +23,7 @@ import asyncio
 import dataclasses
 import json
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from ..exceptions import ChannelLayerError
@@ -35,12 +36,14 @@ from .connection import LocalConnection
 from .protocols import HistoryStore
 
 __all__ = [
+    "BEARER",
     "BROADCAST_STREAM",
     "RECOVER_PARAM",
     "HistoryUnavailableError",
     "SUBPROTOCOL",
     "Recovery",
     "Session",
+    "chosen_subprotocol",
     "parse_positions",
     "room_stream",
     "stream_of",
@@ -94,6 +97,16 @@ def v1_frame(stream: str, offset: int | None, epoch: str | None, frame: Frame) -
 def control_frame(fields: dict[str, Any]) -> str:
     """A v1 control frame: a header with ``t``, and no payload."""
     return _header(fields) + "\n"
+
+
+#: The subprotocol a browser's token travels in (it must be echoed to be accepted).
+BEARER = "bearer"
+
+
+def chosen_subprotocol(offered: Sequence[str]) -> str | None:
+    """What the manager selects from a client's offer: ``svc-infra.v1`` (stream
+    headers and recovery), else ``bearer``, else none."""
+    return next((p for p in (SUBPROTOCOL, BEARER) if p in offered), None)
 
 
 def parse_positions(query_string: bytes | str) -> dict[str, tuple[str, int]]:

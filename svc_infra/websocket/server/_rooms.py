@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
 
 from .. import layer_messages as lm
 from ..exceptions import ChannelLayerError
@@ -23,6 +22,7 @@ from ._membership import GroupMembership
 from ._publisher import Publisher
 from ._recovery import Recovery, room_stream
 from ._registry import Registry
+from ._runtime import Runtime
 from .protocols import Presence
 
 __all__ = ["Rooms"]
@@ -37,8 +37,7 @@ class Rooms:
         registry: The membership state.
         membership: Keeps the room groups in step with the state.
         publisher: Tells the other processes.
-        presence: Returns the manager's presence (None without Redis presence).
-        start: Starts the manager (a change must know whether Redis is involved).
+        runtime: The manager's presence while it runs (None: per process).
         recovery: Replays a room to the user's v1 connections when they join it.
         grace: ``room_grace``: seconds before a user whose last connection here
             closed leaves their rooms (0: at once).
@@ -50,8 +49,7 @@ class Rooms:
         registry: Registry,
         membership: GroupMembership,
         publisher: Publisher,
-        presence: Callable[[], Presence | None],
-        start: Callable[[], Awaitable[None]],
+        runtime: Runtime,
         recovery: Recovery,
         grace: float = 0.0,
     ) -> None:
@@ -62,8 +60,7 @@ class Rooms:
         self.registry = registry
         self.membership = membership
         self.publisher = publisher
-        self.presence = presence
-        self.start = start
+        self.runtime = runtime
 
     async def change(self, user: str, room: str, kind: str) -> None:
         """Join (``kind`` is ``ws.join``) or leave ``room``: see ``join_room``.
@@ -73,10 +70,9 @@ class Rooms:
             ValueError: With Redis presence, for text that is not valid UTF-8.
         """
         operation = "join_room" if kind == lm.JOIN else "leave_room"
-        # A process that has not started (a Django worker with no socket yet)
+        # The manager is started (the facade sees to it): a process that had not
         # would not know it should go through Redis.
-        await self.start()
-        presence = self.presence()
+        presence = self.runtime.presence
         if presence is None:
             await self.apply_change(user, room, kind)
             change = {"type": kind, "user": user, "room": room}
@@ -154,7 +150,7 @@ class Rooms:
         self._departures.pop(user, None)
         if user in self.registry.users:
             return  # back here within the grace
-        presence = self.presence()
+        presence = self.runtime.presence
         if presence is None:
             for room in self.registry.rooms_of(user):
                 self.registry.set_member(user, room, False)

@@ -17,7 +17,7 @@ from typing import Any
 from .. import layer_messages as lm
 from ._publisher import Publisher
 from ._rooms import Rooms
-from .protocols import Presence
+from ._runtime import Runtime
 from .stats import ManagerStats
 
 __all__ = ["LayerRouter", "Receive"]
@@ -38,7 +38,7 @@ class LayerRouter:
         origin: The manager's id (its own messages are skipped).
         publisher: Delivers ``ws.send`` to local sockets.
         rooms: Applies ``ws.join``, ``ws.leave`` and ``ws.rooms``.
-        presence: Returns the manager's presence, for ``ws.presence``.
+        runtime: The manager's presence while it runs (None: per process).
         close_user: Closes a user's local connections, for ``ws.close``.
         stats: Where receive errors are counted.
     """
@@ -49,14 +49,14 @@ class LayerRouter:
         origin: str,
         publisher: Publisher,
         rooms: Rooms,
-        presence: Callable[[], Presence | None],
+        runtime: Runtime,
         close_user: Callable[[str, int, str], Awaitable[None]],
         stats: ManagerStats,
     ) -> None:
         self.origin = origin
         self.publisher = publisher
         self.rooms = rooms
-        self.presence = presence
+        self.runtime = runtime
         self.close_user = close_user
         self.stats = stats
         self._handlers: dict[str, _Handler] = {
@@ -161,7 +161,7 @@ class LayerRouter:
     async def ws_presence(self, message: dict[str, Any]) -> None:
         """``ws.presence``: another process's connections changed."""
         origin = message.get("origin")
-        presence = self.presence()
+        presence = self.runtime.presence
         if presence is not None and isinstance(origin, str):
             presence.handle(origin, message)
 
@@ -169,7 +169,7 @@ class LayerRouter:
         user, room = message.get("user"), message.get("room")
         if not (isinstance(user, str) and isinstance(room, str)):
             return
-        if self.presence() is not None:
+        if self.runtime.presence is not None:
             # From code other than a manager: make it a cluster-wide change.
             await self.rooms.change_quietly(user, room, kind)
         else:

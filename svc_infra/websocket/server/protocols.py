@@ -8,14 +8,14 @@ imports the other's implementation.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from typing import Any, Protocol
 
 from ..layer_messages import Frame
 from ..models import ConnectionInfo
 from ._history import Replay
 
-__all__ = ["HistoryStore", "Presence", "PresenceHost"]
+__all__ = ["Backend", "HistoryStore", "Presence", "PresenceHost"]
 
 
 class HistoryStore(Protocol):
@@ -162,4 +162,46 @@ class Presence(Protocol):
 
     def has_remote(self, user: str) -> bool:
         """Whether the user has a connection in another process."""
+        ...
+
+
+class Backend(Protocol):
+    """What the core needs from the scale-out side for one layer (implemented by
+    :class:`svc_infra.websocket.scaleout.backend.LayerBackend`)."""
+
+    @property
+    def networked(self) -> bool:
+        """Whether layer calls can suspend (a layer behind a network can hang)."""
+        ...
+
+    @property
+    def local_groups(self) -> Mapping[str, Mapping[str, float]] | None:
+        """The in-memory layer's table of groups, or None."""
+        ...
+
+    @property
+    def groups_in_redis(self) -> bool:
+        """The layer keeps groups in Redis (a dead process's channel stays in them)."""
+        ...
+
+    def group_change(
+        self, timeout: Callable[[], float | None]
+    ) -> Callable[[str, str, bool], Coroutine[Any, Any, None]] | None:
+        """How to add a channel to a group or remove it (None: the layer's calls)."""
+        ...
+
+    def open_channel(self) -> Awaitable[str]:
+        """Open the manager's channel on the layer."""
+        ...
+
+    def receiver_for(self, channel: str) -> Callable[[str], Awaitable[list[dict[str, Any]]]]:
+        """How to receive from ``channel``."""
+        ...
+
+    def make_presence(self, host: PresenceHost) -> Presence | None:
+        """Cluster-wide presence for ``host``, or None (presence per process)."""
+        ...
+
+    def make_history(self, meta_ttl: float) -> HistoryStore:
+        """The history store (``meta_ttl`` is ``history_meta_ttl``)."""
         ...

@@ -30,10 +30,10 @@ def test_lifespan_without_one_of_its_own() -> None:
     """The manager starts with the app and stops with it."""
     app = FastAPI()
     manager = add_websocket_manager(app, new_manager())
-    assert manager.channel_name is None
+    assert manager.ops.channel_name is None
     with TestClient(app):
-        assert manager.channel_name is not None
-    assert manager.channel_name is None
+        assert manager.ops.channel_name is not None
+    assert manager.ops.channel_name is None
 
 
 def test_lifespan_wraps_the_apps_own() -> None:
@@ -43,16 +43,16 @@ def test_lifespan_wraps_the_apps_own() -> None:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
-        seen.append(("startup", manager.channel_name is not None))
+        seen.append(("startup", manager.ops.channel_name is not None))
         yield {"answer": 42}
-        seen.append(("shutdown", manager.channel_name is not None))
+        seen.append(("shutdown", manager.ops.channel_name is not None))
 
     app = FastAPI(lifespan=lifespan)
     add_websocket_manager(app, manager)
     with TestClient(app):
         pass
     assert seen == [("startup", True), ("shutdown", True)]
-    assert manager.channel_name is None
+    assert manager.ops.channel_name is None
 
 
 def test_lifespan_state_is_kept() -> None:
@@ -127,14 +127,14 @@ def test_easy_websocket_manager(monkeypatch: pytest.MonkeyPatch) -> None:
     assert get_ws_manager(app) is attached
     assert attached.config.close_timeout == 1.0
     with TestClient(app):
-        assert attached.channel_name is not None
+        assert attached.ops.channel_name is not None
 
 
 def test_default_layer_in_a_django_process_is_djangos() -> None:
     """Without a layer, a manager in a configured Django process uses CHANNEL_LAYERS."""
     from channels.layers import get_channel_layer
 
-    assert ConnectionManager().layer is get_channel_layer()
+    assert ConnectionManager().ops.layer is get_channel_layer()
 
 
 def test_redis_url_builds_a_channels_redis_layer() -> None:
@@ -144,6 +144,6 @@ def test_redis_url_builds_a_channels_redis_layer() -> None:
     from svc_infra.websocket import ConfigurationError
 
     manager = ConnectionManager(redis_url="redis://127.0.0.1:6379/0")
-    assert isinstance(manager.layer, RedisChannelLayer)
+    assert isinstance(manager.ops.layer, RedisChannelLayer)
     with pytest.raises(ConfigurationError, match="redis_url"):
         ConnectionManager(redis_url="http://127.0.0.1:6379")

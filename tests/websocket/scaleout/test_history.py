@@ -63,7 +63,7 @@ async def test_history_keeps_at_most_its_size_and_expires(redis_server: str) -> 
         assert (await store.since("broadcast", (top.epoch, 449), 50, 30)).recovered is False
     finally:
         await m.shutdown()
-        await close_layer(m.layer)
+        await close_layer(m.ops.layer)
         for key in await keys_of(client, prefix):
             await client.delete(key)
         await client.aclose()
@@ -87,7 +87,7 @@ async def test_history_is_shared_by_the_processes_of_a_cluster(redis_server: str
     finally:
         for m in (a, b):
             await m.shutdown()
-            await close_layer(m.layer)
+            await close_layer(m.ops.layer)
         for key in await keys_of(client, prefix):
             await client.delete(key)
         await client.aclose()
@@ -113,7 +113,7 @@ async def test_a_redis_restart_gives_a_new_epoch() -> None:
         assert after.recovered is False and after.top == 1
     finally:
         await m.shutdown()
-        await close_layer(m.layer)
+        await close_layer(m.ops.layer)
         proc.terminate()
         proc.wait(10)
 

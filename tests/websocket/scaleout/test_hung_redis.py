@@ -76,14 +76,14 @@ async def two_managers(
     try:
         for _ in range(2):
             m = ConnectionManager(cls(hosts=[redis_host(url)], prefix=prefix), config=config)
-            m.layer_timeout = LAYER_TIMEOUT
+            m.ops.layer_timeout = LAYER_TIMEOUT
             managers.append(m)
             await m.start()
         yield managers[0], managers[1]
     finally:
         for m in managers:
             await m.shutdown()
-            await close_layer(m.layer)
+            await close_layer(m.ops.layer)
 
 
 def sock() -> MemoryTransport:
@@ -159,7 +159,7 @@ async def test_a_hung_redis_fails_fast_keeps_local_delivery_and_recovers(
     deadline = resumed + 2.0
     for sender, user, ws in ((a, "bob", there), (b, "ann", here), (b, "cid", late)):
         while not await delivered(sender, user, ws):
-            assert time.monotonic() < deadline, f"{user} not reached from {sender.id}"
+            assert time.monotonic() < deadline, f"{user} not reached from {sender.ops.id}"
     await wait_until(lambda: b.is_user_connected("cid") and b.connection_count == 3, limit=2)
     assert time.monotonic() - resumed < 2.0 + timeout(0.5)
 
@@ -193,7 +193,7 @@ async def test_a_hang_longer_than_the_liveness_keys_reaps_nobody(
         await wait_until(lambda m=m: sorted(m.get_room_users("lobby")) == ["ann", "bob"])
 
     def presences() -> list[RedisPresence]:
-        found = [m.presence for m in (a, b)]
+        found = [m.ops.presence for m in (a, b)]
         assert all(isinstance(p, RedisPresence) for p in found)
         return found  # type: ignore[return-value]
 
@@ -212,7 +212,7 @@ async def test_a_hang_longer_than_the_liveness_keys_reaps_nobody(
         await wait_until(lambda m=m: m.connection_count == 2, limit=5)
     # ... and neither was reaped meanwhile: the rooms are intact everywhere.
     for m in (a, b):
-        assert sorted(m.get_room_users("lobby")) == ["ann", "bob"], m.id
+        assert sorted(m.get_room_users("lobby")) == ["ann", "bob"], m.ops.id
     marker = f"room-{time.monotonic()}"
 
     async def reached() -> bool:

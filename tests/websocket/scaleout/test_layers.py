@@ -34,7 +34,7 @@ def test_redis_url_builds_the_core_layer_by_default_and_pubsub_on_request() -> N
 def test_a_manager_on_pubsub_gets_its_layer_from_the_config() -> None:
     config = WebSocketConfig(redis_url="redis://127.0.0.1:6379/3", redis_layer="pubsub")
     manager = ConnectionManager(config=config)
-    assert isinstance(manager.layer, RedisPubSubChannelLayer)
+    assert isinstance(manager.ops.layer, RedisPubSubChannelLayer)
 
 
 def test_a_non_redis_url_is_refused() -> None:
@@ -44,7 +44,9 @@ def test_a_non_redis_url_is_refused() -> None:
 
 def test_the_manager_channel_capacity_is_reserved_on_redis_layers() -> None:
     manager = ConnectionManager(redis_url="redis://127.0.0.1:6379/3")
-    assert manager.layer.get_capacity(f"{manager.prefix}mgr.abc!def") == MANAGER_CHANNEL_CAPACITY
+    assert (
+        manager.ops.layer.get_capacity(f"{manager.prefix}mgr.abc!def") == MANAGER_CHANNEL_CAPACITY
+    )
 
 
 def test_presence_needs_a_channels_redis_layer() -> None:

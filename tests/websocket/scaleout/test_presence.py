@@ -45,7 +45,7 @@ async def trio(
     yield managers
     for m in managers:
         await m.shutdown()
-        await close_layer(m.layer)
+        await close_layer(m.ops.layer)
 
 
 def sock() -> MemoryTransport:
@@ -55,7 +55,7 @@ def sock() -> MemoryTransport:
 async def test_every_process_answers_for_the_cluster(trio: list[ConnectionManager]) -> None:
     """Queries agree across managers: users, counts, connections with metadata, rooms."""
     a, b, c = trio
-    assert all(m.presence is not None for m in trio)
+    assert all(m.ops.presence is not None for m in trio)
     await a.connect("alice", sock(), {"device": "phone"})
     await b.connect("alice", sock(), {"device": "laptop"})
     await b.connect("bob", sock())
@@ -118,7 +118,9 @@ async def test_a_layer_message_join_from_other_code_is_cluster_wide(
     """ws.join sent by non-manager code to the user's group reaches every process."""
     a, b, _ = trio
     await b.connect("dan", sock())
-    await a.layer.group_send(f"{a.prefix}u.dan", {"type": "ws.join", "user": "dan", "room": "ops"})
+    await a.ops.layer.group_send(
+        f"{a.prefix}u.dan", {"type": "ws.join", "user": "dan", "room": "ops"}
+    )
     await wait_until(lambda: all(m.get_room_users("ops") == ["dan"] for m in trio))
 
 
@@ -159,7 +161,7 @@ async def test_with_redis_down_calls_fail_fast_and_local_sockets_keep_working() 
         await m.join_room("alice", "r")
     assert time.monotonic() - started < 3
     assert m.stats.messages_lost == 1
-    assert m.presence is not None and not m.presence.healthy
+    assert m.ops.presence is not None and not m.ops.presence.healthy
     await asyncio.wait_for(m.shutdown(), timeout(10))
     assert await alice.wait_closed() == 1001
 
@@ -170,7 +172,7 @@ async def test_presence_can_be_turned_off(redis_server: str, redis_prefix: str) 
     await a.connect("alice", sock())
     await b.connect("bob", sock())
     try:
-        assert a.presence is None
+        assert a.ops.presence is None
         assert a.active_users == ["alice"] and b.active_users == ["bob"]
     finally:
         await a.shutdown()
@@ -190,12 +192,12 @@ async def test_a_last_disconnect_during_an_outage_still_empties_the_rooms(
 ) -> None:
     """The "left everywhere?" check survives a resync (which rewrites connections only)."""
     a, b, _ = trio
-    assert a.presence is not None
+    assert a.ops.presence is not None
     gina = sock()
     await a.connect("gina", gina)
     await b.join_room("gina", "r")
     await wait_until(lambda: b.get_room_users("r") == ["gina"] and b.connection_count == 1)
-    a.presence._failed()  # as after a Redis error: the next write is a full resync
+    a.ops.presence._failed()  # as after a Redis error: the next write is a full resync
     await a.disconnect("gina", gina)
     await wait_until(lambda: all(m.get_room_users("r") == [] for m in trio))
 
@@ -210,7 +212,7 @@ async def test_text_redis_cannot_decode_does_not_break_presence(
     assert b.get_user_connections("hal")[0].metadata == {"name": "\ud800"}
     await a.shutdown()
     await wait_until(lambda: not b.is_user_connected("hal"))
-    assert b.presence is not None and b.presence.healthy
+    assert b.ops.presence is not None and b.ops.presence.healthy
 
 
 async def test_bad_ids_and_metadata_are_refused_at_connect(trio: list[ConnectionManager]) -> None:
@@ -229,10 +231,10 @@ async def test_mirrors_heal_from_redis_after_a_lost_message(
 ) -> None:
     """A process that missed messages is corrected by the periodic comparison."""
     a, b, _ = trio
-    assert b.presence is not None
+    assert b.ops.presence is not None
     await a.connect("jo", sock())
     await wait_until(lambda: b.is_user_connected("jo"))
-    b.presence._drop(a.id)  # as if b had missed a's messages
+    b.ops.presence._drop(a.ops.id)  # as if b had missed a's messages
     await b._rooms.apply("ghost", ["nowhere"], 1)  # a room set Redis never had
     assert not b.is_user_connected("jo")
     await wait_until(lambda: b.is_user_connected("jo") and b.room_count == 0, limit=10)
@@ -274,10 +276,10 @@ async def test_within_the_room_grace_a_user_moving_process_keeps_their_rooms(
         await a.broadcast_to_room("lobby", "kept")
         assert await again.next() == "kept"
         await a.shutdown()  # a's grace ends with it; dee is connected on b
-        assert b.presence is not None
-        await b.presence._reconcile()  # what Redis holds now: dee kept the room
+        assert b.ops.presence is not None
+        await b.ops.presence._reconcile()  # what Redis holds now: dee kept the room
         assert b.get_room_users("lobby") == ["dee"]
     finally:
         for m in (a, b):
             await m.shutdown()
-            await close_layer(m.layer)
+            await close_layer(m.ops.layer)

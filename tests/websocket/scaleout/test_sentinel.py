@@ -87,7 +87,7 @@ async def test_managers_deliver_and_share_presence_through_sentinel(
     finally:
         for m in (a, b):
             await m.shutdown()
-            await close_layer(m.layer)
+            await close_layer(m.ops.layer)
 
 
 def test_a_malformed_sentinel_list_names_the_variable() -> None:

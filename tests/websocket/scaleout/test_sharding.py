@@ -94,7 +94,7 @@ async def test_every_target_is_delivered_across_shards(
     kind, prefix, a, b = pair
     group_prefix = a.prefix
     if kind == "core":  # a plain channel, read in batches from its own shard
-        assert a.channel_name is not None and "!" not in a.channel_name
+        assert a.ops.channel_name is not None and "!" not in a.ops.channel_name
 
     def users(start: int) -> list[str]:
         return [
@@ -115,9 +115,9 @@ async def test_every_target_is_delivered_across_shards(
         for user in targets:  # a user group on every shard
             await sender.send_to_user(user, f"to {user}")
             await receives(socks[user], f"to {user}")
-        await sender.broadcast(f"all from {sender.id}")
+        await sender.broadcast(f"all from {sender.ops.id}")
         for user in targets:
-            await receives(socks[user], f"all from {sender.id}")
+            await receives(socks[user], f"all from {sender.ops.id}")
     for shard in range(SHARDS):  # a room on every shard, its member's group on another
         room = pick(kind, prefix, lambda r: room_group(r, group_prefix), shard, 9000)
         member = on_b[(shard + 1) % SHARDS]

@@ -177,7 +177,7 @@ async def test_a_connection_that_arrives_during_shutdown_is_refused() -> None:
     await m.send_to_user("b", {"n": 1})
     stopping = asyncio.create_task(m.shutdown())
     await asyncio.sleep(0)
-    assert m._stopping
+    assert m._gate.stopping
     ws = c.socket()
     with pytest.raises(ServerDrainingError):
         await m.connect("a", ws)

@@ -55,8 +55,8 @@ async def test_a_newer_room_set_wins_over_one_still_joining_groups() -> None:
     layer.gate.set()
     await asyncio.wait_for(asyncio.gather(older, newer), timeout(5))
     assert m.get_room_users("a") == ["u"] and m.get_room_users("b") == []
-    assert m.channel_name in layer.members(room_group("a", m.prefix))
-    assert m.channel_name not in layer.members(room_group("b", m.prefix))
+    assert m.ops.channel_name in layer.members(room_group("a", m.prefix))
+    assert m.ops.channel_name not in layer.members(room_group("b", m.prefix))
     await m.shutdown()
 
 
@@ -74,7 +74,7 @@ async def test_a_quick_reconnect_keeps_the_user_group() -> None:
     await asyncio.sleep(0.01)
     layer.gate.set()
     await asyncio.wait_for(asyncio.gather(closing, reconnect), timeout(5))
-    await wait_until(lambda: m.channel_name in layer.members(user_group("u", m.prefix)))
+    await wait_until(lambda: m.ops.channel_name in layer.members(user_group("u", m.prefix)))
     await m.shutdown()
 
 
@@ -86,5 +86,5 @@ async def test_a_start_cancelled_half_way_still_joins_the_broadcast_group() -> N
     await asyncio.wait_for(layer.waiting.wait(), timeout(5))
     starting.cancel()
     layer.gate.set()
-    await wait_until(lambda: m.channel_name in layer.members(f"{m.prefix}all"))
+    await wait_until(lambda: m.ops.channel_name in layer.members(f"{m.prefix}all"))
     await m.shutdown()
