@@ -17,7 +17,14 @@ from typing import Any
 
 from .exceptions import ConfigurationError
 
-__all__ = ["ENV_PREFIX", "WebSocketConfig", "get_default_config"]
+__all__ = [
+    "ENV_PREFIX",
+    "REDIS_SCHEMES",
+    "WebSocketConfig",
+    "check_redis_url",
+    "get_default_config",
+    "sentinel_hosts",
+]
 
 ENV_PREFIX = "WS_"
 
@@ -56,6 +63,9 @@ class WebSocketConfig:
             ``channels_redis`` layer. ``None`` keeps the in-memory (or Django) layer.
         redis_layer: Server side: which ``channels_redis`` layer ``redis_url``
             builds: ``"core"`` (lists, the default) or ``"pubsub"``.
+        redis_sentinels: Django's ``channel_layers_from_env()``: Redis Sentinel
+            instead of ``redis_url``, as ``"host:port[,host:port...]"``.
+        redis_sentinel_master: The primary those sentinels monitor.
         presence_ttl: Server side, with Redis: seconds after which a process that
             stopped heartbeating (killed, frozen) no longer counts in presence.
         presence_redis_url: Server side, with a channels_redis layer: the Redis
@@ -112,6 +122,8 @@ class WebSocketConfig:
     channel_prefix: str = "ws."
     redis_url: str | None = None
     redis_layer: str = "core"
+    redis_sentinels: str | None = None
+    redis_sentinel_master: str = "mymaster"
     presence_ttl: float = 30.0
     presence_redis_url: str | None = None
     history_size: int = 0
@@ -183,29 +195,9 @@ class WebSocketConfig:
 def get_default_config(**overrides: Any) -> WebSocketConfig:
     """Return the configuration from the environment, with keyword overrides.
 
-    The ``WS_*`` variables are read at each call:
-
-    ==============================  =========  ====================================
-    Variable                        Default    Meaning
-    ==============================  =========  ====================================
-    ``WS_OPEN_TIMEOUT``             10.0       connection timeout (seconds)
-    ``WS_CLOSE_TIMEOUT``            10.0       close handshake timeout
-    ``WS_PING_INTERVAL``            20.0       keepalive interval (none disables)
-    ``WS_PING_TIMEOUT``             20.0       pong timeout (none waits forever)
-    ``WS_MAX_MESSAGE_SIZE``         1048576    max message size in bytes
-    ``WS_MAX_QUEUE_SIZE``           16         max queued incoming frames
-    ``WS_RECONNECT_ENABLED``        true       enable auto-reconnection
-    ``WS_RECONNECT_MAX_ATTEMPTS``   5          consecutive failures (0 = forever)
-    ``WS_RECONNECT_BACKOFF_BASE``   1.0        first retry delay (seconds)
-    ``WS_RECONNECT_BACKOFF_MAX``    60.0       longest retry delay (seconds)
-    ``WS_RECONNECT_JITTER``         0.1        relative spread of delays (0-1)
-    ``WS_OUTBOX_LIMIT``             1048576    per-connection outbox (server side)
-    ``WS_CHANNEL_PREFIX``           ws.        Channels group name prefix
-    ``WS_REDIS_URL``                (unset)    ``redis://`` URL for channels_redis
-    ``WS_REDIS_LAYER``              core       channels_redis layer: core or pubsub
-    ``WS_PRESENCE_TTL``             30.0       seconds before a silent process leaves
-    ``WS_PRESENCE_REDIS_URL``       (unset)    Redis of presence and history
-    ==============================  =========  ====================================
+    The ``WS_*`` variables are read at each call: ``WS_<FIELD>`` for each field of
+    :class:`WebSocketConfig` (``WS_OPEN_TIMEOUT``, ``WS_REDIS_URL``, ...), each
+    with its default and valid values in ``docs/configuration.md``.
 
     Raises:
         ConfigurationError: If a variable or an override is invalid.
@@ -252,11 +244,35 @@ def _parse_optional_str(raw: str, name: str) -> str | None:
     return raw.strip() or None
 
 
-def _parse_redis_url(raw: str, name: str) -> str | None:
-    url = raw.strip() or None
-    if url is not None and not url.startswith(("redis://", "rediss://", "unix://")):
-        raise ConfigurationError(name, raw, "a redis://, rediss:// or unix:// URL")
-    return url
+#: The URL schemes of a Redis server (``redis_url``, ``presence_redis_url``).
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+def check_redis_url(url: str, name: str) -> None:
+    """The one check of a Redis URL, for the settings and for the URLs given to
+    ``ConnectionManager(redis_url=...)`` and ``build_layer()``.
+
+    Raises:
+        ConfigurationError: If ``url`` is not a ``redis://``, ``rediss://`` or
+            ``unix://`` URL; it names ``name``.
+    """
+    if not isinstance(url, str) or not url.startswith(REDIS_SCHEMES):
+        raise ConfigurationError(name, url, "a redis://, rediss:// or unix:// URL")
+
+
+def sentinel_hosts(value: str, name: str = "redis_sentinels") -> list[tuple[str, int]]:
+    """``"host:port,host:port"`` as [(host, port), ...].
+
+    Raises:
+        ConfigurationError: If an entry is not ``host:port``.
+    """
+    pairs = []
+    for item in value.split(","):
+        host, _, port = item.strip().rpartition(":")
+        if not host or not port.isdigit():
+            raise ConfigurationError(name, value, "host:port[,host:port...]")
+        pairs.append((host, int(port)))
+    return pairs
 
 
 def _parse_bool(raw: str, name: str) -> bool:
@@ -279,6 +295,8 @@ class _Spec:
     exclusive_minimum: bool = False
     optional: bool = False
     choices: tuple[str, ...] = ()
+    #: Checks a value further (a URL's scheme, a host list); raises ConfigurationError.
+    extra: Callable[[Any, str], Any] | None = None
 
     def expected(self) -> str:
         text = {
@@ -317,6 +335,8 @@ class _Spec:
             raise ConfigurationError(name, value, self.expected())
         if self.choices and value not in self.choices:
             raise ConfigurationError(name, value, self.expected())
+        if self.extra is not None:
+            self.extra(value, name)
 
 
 _SPECS: dict[str, _Spec] = {
@@ -337,9 +357,11 @@ _SPECS: dict[str, _Spec] = {
     "reconnect_jitter": _Spec(_parse_float, "float", minimum=0, maximum=1),
     "outbox_limit": _Spec(_parse_int, "int", minimum=0, exclusive_minimum=True),
     "channel_prefix": _Spec(_parse_str, "str"),
-    "redis_url": _Spec(_parse_optional_str, "str", optional=True),
-    "presence_redis_url": _Spec(_parse_redis_url, "str", optional=True),
+    "redis_url": _Spec(_parse_optional_str, "str", optional=True, extra=check_redis_url),
+    "presence_redis_url": _Spec(_parse_optional_str, "str", optional=True, extra=check_redis_url),
     "redis_layer": _Spec(_parse_choice, "str", choices=("core", "pubsub")),
+    "redis_sentinels": _Spec(_parse_optional_str, "str", optional=True, extra=sentinel_hosts),
+    "redis_sentinel_master": _Spec(_parse_str, "str"),
     # Heartbeats run every ttl/4: below half a second they would flood Redis.
     "presence_ttl": _Spec(_parse_float, "float", minimum=0.5),
     "history_size": _Spec(_parse_int, "int", minimum=0),

@@ -282,3 +282,35 @@ def test_connection_limits() -> None:
             with client.websocket_connect("/ws", headers=auth("greedy")) as sixth:
                 sixth.receive_text()
         assert (info.value.code, info.value.reason) == (4008, "Too many connections")
+
+
+@pytest.mark.usefixtures("jwt_secret")
+def test_the_readmes_first_example_runs_as_written() -> None:
+    """The README leads with an authenticated route: the user comes from the JWT, a
+    socket without one is refused before accept, and a message reaches the others."""
+    import re
+    from pathlib import Path
+
+    from channels.layers import channel_layers
+    from starlette.websockets import WebSocketDisconnect
+
+    from tests.support import ROOT
+
+    readme = (ROOT / "README.md").read_text()
+    source = re.findall(r"```python\n(.*?)```", readme, re.S)[0]
+    assert "WSIdentity" in source and "/ws/{user_id}" not in source
+    channel_layers.backends.clear()  # a layer of this test's own (see fresh())
+    namespace: dict[str, Any] = {"__name__": "readme_example"}
+    exec(compile(source, str(Path("README.md")), "exec"), namespace)
+    with TestClient(namespace["app"]) as client:
+        with pytest.raises(WebSocketDisconnect) as refused:
+            with client.websocket_connect("/ws"):
+                pass
+        assert refused.value.code == 1008
+        with (
+            client.websocket_connect("/ws", headers=auth("alice")) as alice,
+            client.websocket_connect("/ws", headers=auth("bob")) as bob,
+        ):
+            alice.send_json({"text": "hi"})
+            assert bob.receive_json() == {"text": "hi"}
+            assert sorted(namespace["manager"].active_users) == ["alice", "bob"]

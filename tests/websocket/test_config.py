@@ -32,6 +32,8 @@ EXTRA_DEFAULTS = {
     "WS_CHANNEL_PREFIX": ("channel_prefix", "ws."),
     "WS_REDIS_URL": ("redis_url", None),
     "WS_REDIS_LAYER": ("redis_layer", "core"),
+    "WS_REDIS_SENTINELS": ("redis_sentinels", None),
+    "WS_REDIS_SENTINEL_MASTER": ("redis_sentinel_master", "mymaster"),
     "WS_PRESENCE_TTL": ("presence_ttl", 30.0),
     "WS_PRESENCE_REDIS_URL": ("presence_redis_url", None),
     "WS_HISTORY_SIZE": ("history_size", 0),
@@ -236,3 +238,19 @@ def test_a_presence_redis_url_that_is_not_one_names_the_variable(
         get_default_config()
     monkeypatch.setenv("WS_PRESENCE_REDIS_URL", "redis://127.0.0.1:6390/2")
     assert get_default_config().presence_redis_url == "redis://127.0.0.1:6390/2"
+
+
+def test_redis_urls_are_checked_in_one_place_for_every_way_in() -> None:
+    """A URL that is not Redis is refused by the same check from the environment,
+    from the constructor, and from ConnectionManager(redis_url=...)."""
+    from svc_infra.websocket import ConnectionManager
+
+    with pytest.raises(ConfigurationError, match="WS_REDIS_URL"):
+        WebSocketConfig.from_env({"WS_REDIS_URL": "http://cache:6379"})
+    with pytest.raises(ConfigurationError, match="presence_redis_url"):
+        WebSocketConfig(presence_redis_url="cache:6379")
+    with pytest.raises(ConfigurationError, match="redis_url"):
+        ConnectionManager(redis_url="http://cache:6379")
+    with pytest.raises(ConfigurationError, match="WS_REDIS_SENTINELS"):
+        WebSocketConfig.from_env({"WS_REDIS_SENTINELS": "a:1,b"})
+    assert WebSocketConfig(redis_sentinels="a:1, b:2").redis_sentinels == "a:1, b:2"

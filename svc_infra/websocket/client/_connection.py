@@ -42,7 +42,7 @@ from ._recovery import SUBPROTOCOL, RecoverySession
 
 __all__ = ["WebSocketClient", "easy_websocket_client"]
 
-# The logger keeps its documented name across module moves.
+# Named as docs/client.md documents it.
 logger = logging.getLogger("svc_infra.websocket.client")
 
 _AUTH_STATUSES = frozenset({401, 403})
@@ -351,20 +351,27 @@ class WebSocketClient:
 
         Cancelling is safe: no message is lost. Concurrent calls are not allowed.
         """
-        conn = self._connection()
-        session = self._session
         try:
-            if session is None or not session.active:
-                return await conn.recv()
-            if session.early:
-                return session.early.popleft()
-            while True:
-                message = session.unwrap(await conn.recv())
-                if message is not None:
-                    return message
+            return await self._next(self._connection())
         except ConnectionClosed as exc:
             error = self._closed_error(exc)
             raise error from error.__cause__
+
+    async def _next(self, conn: ClientConnection) -> str | bytes:
+        """The next message's payload: v1 control frames are applied, not returned.
+
+        Raises:
+            ConnectionClosed: As ``websockets`` raises it.
+        """
+        session = self._session
+        if session is None or not session.active:
+            return await conn.recv()
+        if session.early:
+            return session.early.popleft()
+        while True:
+            message = session.unwrap(await conn.recv())
+            if message is not None:
+                return message
 
     async def recv_json(self) -> Any:
         """Receive the next message and parse it as JSON.
@@ -387,17 +394,9 @@ class WebSocketClient:
             MessageTooLargeError: If an incoming message exceeded the limit.
         """
         conn = self._connection()
-        session = self._session if self._session is not None and self._session.active else None
-        while session is not None and session.early:
-            yield session.early.popleft()
         while True:
             try:
-                message = await conn.recv()
-                if session is not None:
-                    unwrapped = session.unwrap(message)
-                    if unwrapped is None:
-                        continue  # a control frame
-                    message = unwrapped
+                message = await self._next(conn)
             except ConnectionClosedOK:
                 return
             except ConnectionClosed as exc:

@@ -41,30 +41,26 @@ def channel_layers_from_env(environ: Any = None) -> dict[str, Any]:
     carry :data:`~svc_infra.websocket.scaleout.layers.REDIS_HOST_DEFAULTS`.
 
     Raises:
-        ConfigurationError: If ``WS_REDIS_SENTINELS`` is not a list of host:port.
+        ConfigurationError: If a ``WS_*`` variable is invalid (it is named), such as
+            ``WS_REDIS_SENTINELS`` that is not a list of host:port.
     """
-    from ..exceptions import ConfigurationError
+    from ..config import sentinel_hosts
     from ..scaleout.layers import redis_host, with_redis_defaults
 
-    env = os.environ if environ is None else environ
-    url = (env.get("WS_REDIS_URL") or "").strip()
-    sentinels = (env.get("WS_REDIS_SENTINELS") or "").strip()
-    if not url and not sentinels:
+    config = WebSocketConfig.from_env(os.environ if environ is None else environ)
+    url, sentinels = config.redis_url, config.redis_sentinels
+    if url is None and sentinels is None:
         return {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
     backend = (
         "channels_redis.pubsub.RedisPubSubChannelLayer"
-        if env.get("WS_REDIS_LAYER", "core").strip().lower() == "pubsub"
+        if config.redis_layer == "pubsub"
         else "channels_redis.core.RedisChannelLayer"
     )
-    if not sentinels:
+    if sentinels is None:
+        assert url is not None
         return {"default": {"BACKEND": backend, "CONFIG": {"hosts": [redis_host(url)]}}}
-    pairs = []
-    for item in sentinels.split(","):
-        host, _, port = item.strip().rpartition(":")
-        if not host or not port.isdigit():
-            raise ConfigurationError("WS_REDIS_SENTINELS", sentinels, "host:port[,host:port...]")
-        pairs.append((host, int(port)))
-    master = (env.get("WS_REDIS_SENTINEL_MASTER") or "mymaster").strip()
+    pairs = sentinel_hosts(sentinels)
+    master = config.redis_sentinel_master
     host_entry = with_redis_defaults({"sentinels": pairs, "master_name": master})
     return {"default": {"BACKEND": backend, "CONFIG": {"hosts": [host_entry]}}}
 

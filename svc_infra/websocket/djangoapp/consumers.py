@@ -29,7 +29,7 @@ from ..close_codes import daphne_code
 from ..exceptions import ServerDrainingError, TooManyConnectionsError
 from ..layer_messages import Frame
 from ..manager import ConnectionManager
-from ..server.transport import register_transport
+from ..server.transport import AsgiTransport, register_transport
 
 __all__ = ["ChannelsTransport", "ManagedJsonWebsocketConsumer", "ManagedWebsocketConsumer"]
 
@@ -37,7 +37,7 @@ _ACCEPTED = "_svc_infra_accepted"
 _CLOSED = "_svc_infra_closed"
 
 
-class ChannelsTransport:
+class ChannelsTransport(AsgiTransport):
     """An ``AsyncWebsocketConsumer`` as the manager sees it."""
 
     __slots__ = ("consumer",)
@@ -50,12 +50,7 @@ class ChannelsTransport:
         return bool(getattr(self.consumer, _ACCEPTED, False))
 
     @property
-    def subprotocols(self) -> list[str]:
-        return list(self.consumer.scope.get("subprotocols") or ())
-
-    @property
     def scope(self) -> Any:
-        # Optional on a Transport: where the manager finds the principal (its expiry).
         return self.consumer.scope
 
     def guard_inbound(self, check: Callable[[Mapping[str, Any]], tuple[int, str] | None]) -> None:
@@ -73,11 +68,6 @@ class ChannelsTransport:
 
         # Channels dispatches through getattr: the instance's handler wins.
         consumer.websocket_receive = websocket_receive
-
-    @property
-    def query_string(self) -> bytes:
-        # Optional on a Transport: where a v1 client's positions travel.
-        return bytes(self.consumer.scope.get("query_string") or b"")
 
     async def accept(self, subprotocol: str | None = None) -> None:
         await self.consumer.accept(subprotocol)

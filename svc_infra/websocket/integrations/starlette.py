@@ -15,7 +15,7 @@ from ..close_codes import CloseCode
 from ..exceptions import ServerDrainingError, TooManyConnectionsError, WebSocketError
 from ..layer_messages import Frame
 from ..manager import ConnectionManager, process_manager
-from ..server.transport import register_transport
+from ..server.transport import AsgiTransport, register_transport
 
 __all__ = ["StarletteTransport", "add_metrics_route", "add_websocket_manager", "get_ws_manager"]
 
@@ -26,7 +26,7 @@ STATE_KEY = "ws_manager"
 _SHUTDOWN_REASON = "server shutting down"
 
 
-class StarletteTransport:
+class StarletteTransport(AsgiTransport):
     """A Starlette/FastAPI ``WebSocket`` as the manager sees it."""
 
     __slots__ = ("websocket",)
@@ -39,13 +39,7 @@ class StarletteTransport:
         return self.websocket.application_state is not WebSocketState.CONNECTING
 
     @property
-    def subprotocols(self) -> list[str]:
-        # From the scope: uvicorn's wsproto backend drops the header itself.
-        return list(self.websocket.scope.get("subprotocols") or ())
-
-    @property
     def scope(self) -> Any:
-        # Optional on a Transport: where the manager finds the principal (its expiry).
         return self.websocket.scope
 
     def guard_inbound(self, check: Callable[[Mapping[str, Any]], tuple[int, str] | None]) -> None:
@@ -55,16 +49,12 @@ class StarletteTransport:
         # What Starlette's WebSocket.receive() awaits.
         websocket._receive = _GuardedReceive(websocket._receive, check, self)
 
-    @property
-    def query_string(self) -> bytes:
-        # Optional on a Transport: where a v1 client's positions travel.
-        return bytes(self.websocket.scope.get("query_string") or b"")
-
     async def accept(self, subprotocol: str | None = None) -> None:
         await self.websocket.accept(subprotocol=subprotocol)
 
     def send(self, frame: Frame) -> Coroutine[Any, Any, None]:
-        """Send a text or binary frame (a coroutine, as :class:`Transport` asks).
+        """Send a text or binary frame (a coroutine, as
+        :class:`~svc_infra.websocket.server.transport.Transport` asks).
 
         Raises:
             Exception: Whatever the server's ASGI ``send`` raises for a socket that

@@ -1,4 +1,4 @@
-"""The Lua scripts behind :class:`~svc_infra.websocket.presence.RedisPresence`.
+"""The Lua scripts behind :class:`~svc_infra.websocket.scaleout.presence.RedisPresence`.
 
 Every script takes the key prefix as ``ARGV[1]`` and runs atomically, so two
 processes never see half of a change. Keys under the prefix ``K``:

@@ -23,7 +23,7 @@ from typing import Any
 
 from ..layer_messages import Frame
 from ..server._history import META_TTL, Entry, Replay, replay_of
-from .presence import close_client
+from .layers import close_client, redis_text
 
 __all__ = ["RedisHistory"]
 
@@ -81,10 +81,6 @@ return {epoch, top, fresh}
 """
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 class RedisHistory:
     """History shared by every process, on the layer's Redis.
 
@@ -115,7 +111,7 @@ class RedisHistory:
         binary = isinstance(frame, bytes)
         args = [frame, "1" if binary else "0", exclude or "", size, _ms(ttl), self._meta_ms(ttl)]
         offset, epoch = await self._append(keys=self._keys(stream), args=args)
-        return int(offset), _text(epoch)
+        return int(offset), redis_text(epoch)
 
     async def since(
         self, stream: str, position: tuple[str, int] | None, size: int, ttl: float
@@ -132,10 +128,10 @@ class RedisHistory:
         entries = []
         for entry_id, fields in raw:
             data = dict(zip(fields[::2], fields[1::2], strict=True))
-            frame: Frame = data[b"d"] if data.get(b"b") == b"1" else _text(data[b"d"])
-            exclude = _text(data.get(b"x", b"")) or None
-            entries.append(Entry(int(_text(entry_id).split("-")[0]), frame, exclude))
-        return replay_of(_text(epoch), int(top), entries, position)
+            frame: Frame = data[b"d"] if data.get(b"b") == b"1" else redis_text(data[b"d"])
+            exclude = redis_text(data.get(b"x", b"")) or None
+            entries.append(Entry(int(redis_text(entry_id).split("-")[0]), frame, exclude))
+        return replay_of(redis_text(epoch), int(top), entries, position)
 
     def _meta_ms(self, ttl: float) -> int:
         return _ms(max(self.meta_ttl, ttl))

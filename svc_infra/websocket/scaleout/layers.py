@@ -9,6 +9,7 @@ Django) only when a layer is built, never at import.
 from __future__ import annotations
 
 import fnmatch
+import logging
 import re
 import sys
 import uuid
@@ -16,6 +17,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from ..config import check_redis_url
 from ..exceptions import ConfigurationError
 
 __all__ = [
@@ -25,12 +27,16 @@ __all__ = [
     "batch_receiver",
     "build_layer",
     "capabilities",
+    "close_client",
     "manager_channel",
     "presence_client",
     "redis_host",
+    "redis_text",
     "reserve_capacity",
     "with_redis_defaults",
 ]
+
+logger = logging.getLogger("svc_infra.websocket.presence")
 
 # A manager's own channel carries every message for this process. Channels'
 # default of 100 would drop bursts silently (group_send never raises when full).
@@ -52,8 +58,6 @@ REDIS_HOST_DEFAULTS: dict[str, Any] = {
     "socket_connect_timeout": 2.0,
     "socket_timeout": 15.0,
 }
-
-_REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
 
 def redis_host(url: str, **overrides: Any) -> dict[str, Any]:
@@ -89,8 +93,7 @@ def build_layer(*, redis_url: str | None = None, kind: str = "core") -> Any:
             is not installed.
     """
     if redis_url:
-        if not redis_url.startswith(_REDIS_SCHEMES):
-            raise ConfigurationError("redis_url", redis_url, "a redis://, rediss:// or unix:// URL")
+        check_redis_url(redis_url, "redis_url")
         try:
             from channels_redis.core import RedisChannelLayer
             from channels_redis.pubsub import RedisPubSubChannelLayer
@@ -224,8 +227,8 @@ def presence_client(
     import redis.asyncio
     from channels_redis.utils import create_pool
 
-    if url is not None and not url.startswith(_REDIS_SCHEMES):
-        raise ConfigurationError("presence_redis_url", url, "a redis://, rediss:// or unix:// URL")
+    if url is not None:
+        check_redis_url(url, "presence_redis_url")
     entry = {"address": url} if url is not None else caps.redis_hosts[0]
     # Presence commands are short: unlike the layer's blocking reads, they may
     # carry a read timeout, so a Redis that hangs makes them fail, not wait.
@@ -236,6 +239,23 @@ def presence_client(
 
 #: Messages taken from Redis per round trip by :func:`batch_receiver`.
 RECEIVE_BATCH = 100
+
+
+async def close_client(client: Any) -> None:
+    """Close a redis-py client of :func:`presence_client`, its pool, and a Sentinel
+    pool's sentinel clients (closing the pool alone leaves those open)."""
+    try:
+        await client.aclose(close_connection_pool=True)
+        sentinels = getattr(client.connection_pool, "sentinel_manager", None)
+        if sentinels is not None:
+            await sentinels.aclose()
+    except Exception:  # pragma: no cover - closing a broken pool
+        logger.debug("closing a Redis client failed", exc_info=True)
+
+
+def redis_text(value: Any) -> str:
+    """A Redis reply as text (redis-py answers bytes unless told to decode)."""
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 async def manager_channel(layer: Any, caps: LayerCapabilities, prefix: str) -> str:

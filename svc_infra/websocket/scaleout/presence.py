@@ -47,6 +47,7 @@ from ..models import ConnectionInfo
 from ..server.aio import cancel_and_wait
 from ..server.protocols import PresenceHost
 from . import _scripts as lua
+from .layers import close_client, redis_text
 
 __all__ = ["RedisPresence", "close_client"]
 
@@ -59,22 +60,6 @@ _CHUNK = 500
 _ROOMS_HORIZON_US = 600 * 1_000_000
 #: Heartbeats between two full comparisons of the mirrors with Redis.
 RECONCILE_BEATS = 4
-
-
-async def close_client(client: Any) -> None:
-    """Close a redis-py client, its pool, and a Sentinel pool's sentinel clients
-    (closing the pool alone leaves those open)."""
-    try:
-        await client.aclose(close_connection_pool=True)
-        sentinels = getattr(client.connection_pool, "sentinel_manager", None)
-        if sentinels is not None:
-            await sentinels.aclose()
-    except Exception:  # pragma: no cover - closing a broken pool
-        logger.debug("closing the presence client failed", exc_info=True)
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 class RedisPresence:
@@ -204,7 +189,7 @@ class RedisPresence:
         except Exception:
             self._failed()
             raise
-        return int(version), [_text(r) for r in rooms]
+        return int(version), [redis_text(r) for r in rooms]
 
     async def claim(self, user: str, connection_id: str, cap: int) -> bool:
         """Take one of the user's ``cap`` connection slots, cluster-wide, atomically.
@@ -381,7 +366,7 @@ class RedisPresence:
             if not result[0]:
                 self._failed(count=False)
                 return False
-            live = {_text(i) for i in result[1]}
+            live = {redis_text(i) for i in result[1]}
             for origin in [o for o in self._remote if o not in live]:
                 self._drop(origin)
             await self._evict(result[3])  # first: the script has forgotten them
@@ -416,7 +401,7 @@ class RedisPresence:
             # a replica changes it): room sets joined after its snapshot may be missing.
             server = (await self.client.info("server")).get("run_id")
             version, boot, registered = await self._run("RESET", self.ttl_ms, channel, *args)
-            version, boot = int(version), (_text(boot), str(server))
+            version, boot = int(version), (redis_text(boot), str(server))
             known = self.owner.known_rooms()
             # Room sets are written back only when Redis may have lost some (a new
             # boot id or another server). When it kept them (we were reaped after a
@@ -458,7 +443,7 @@ class RedisPresence:
             self._rooms_since = int(result[1])
             live = {}
             for origin, version in result[2]:
-                if (origin := _text(origin)) != self.owner.id:
+                if (origin := redis_text(origin)) != self.owner.id:
                     live[origin] = int(version)
             for origin in [o for o in self._remote if o not in live]:
                 self._drop(origin)
@@ -466,7 +451,9 @@ class RedisPresence:
                 if self._versions.get(origin) != version or origin not in self._remote:
                     await self._load_one(origin)
             for user, version, members in result[3]:
-                await self.owner.apply_rooms(_text(user), [_text(r) for r in members], int(version))
+                await self.owner.apply_rooms(
+                    redis_text(user), [redis_text(r) for r in members], int(version)
+                )
             # A room set here that Redis never had (or no longer has, its change
             # out of the index) shows only in the counts. Under churn they can
             # differ for a moment: a full read only when they differ twice in a row.
@@ -483,7 +470,7 @@ class RedisPresence:
         self.reloads += 1
         self._drop(origin)
         if len(result) > 1:  # still alive
-            self._apply(origin, {"add": [_text(v) for v in result[2]]})
+            self._apply(origin, {"add": [redis_text(v) for v in result[2]]})
             self._versions[origin] = int(result[1])
 
     async def _load(self, known: list[tuple[str, int, list[str]]]) -> None:
@@ -503,14 +490,14 @@ class RedisPresence:
         self._versions.clear()
         self._snapshots.clear()
         for origin, version, values in instances:
-            origin = _text(origin)
+            origin = redis_text(origin)
             if origin != self.owner.id:
-                self._apply(origin, {"add": [_text(v) for v in values]})
+                self._apply(origin, {"add": [redis_text(v) for v in values]})
                 self._versions[origin] = int(version)
         loaded = set()
         for user, version, members in rooms:
-            loaded.add(user := _text(user))
-            await self.owner.apply_rooms(user, [_text(r) for r in members], int(version))
+            loaded.add(user := redis_text(user))
+            await self.owner.apply_rooms(user, [redis_text(r) for r in members], int(version))
         for user, version, _ in known:
             if user not in loaded:  # emptied in Redis, at a version newer than ours
                 await self.owner.apply_rooms(user, [], version + 1)
@@ -543,7 +530,7 @@ class RedisPresence:
         in one message."""
         users = []
         for i in range(0, len(gone), 2):
-            user, version = _text(gone[i]), int(gone[i + 1])
+            user, version = redis_text(gone[i]), int(gone[i + 1])
             await self.owner.apply_rooms(user, [], version)
             users.append([user, [], version])
         if users:
@@ -556,7 +543,7 @@ class RedisPresence:
         for channel, users, rooms in dead:
             self.evicted += 1
             await self.owner.evict_channel(
-                _text(channel), [_text(u) for u in users], [_text(r) for r in rooms]
+                redis_text(channel), [redis_text(u) for u in users], [redis_text(r) for r in rooms]
             )
 
     def _failed(self, count: bool = True) -> None:

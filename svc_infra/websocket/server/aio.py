@@ -30,10 +30,8 @@ def start_eagerly(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None] | None:
     the frame goes out within the fan-out loop and no task is created: a task per
     frame per connection was the largest cost of a broadcast. Only a write that
     must wait (a full buffer) gets a task, which resumes the coroutine where it
-    stopped. This is what Python 3.12's eager tasks do, available on 3.11 too, and
-    cheaper on every version: ``asyncio.Task(coro, eager_start=True)`` still builds a
-    Task per write, measured here on 3.12 at 2.5x the cost (510 against 205 ns per
-    completed write), so the standard library does not do this job better yet.
+    stopped. Python 3.12's eager tasks do the same, but still build a Task per
+    write, which costs more than the write (``docs/benchmarks.md``).
 
     Returns:
         None if ``coro`` finished, else the task that finishes it.

@@ -17,7 +17,13 @@ from typing import Any, Protocol, runtime_checkable
 
 from ..layer_messages import Frame
 
-__all__ = ["Transport", "adapt", "register_transport", "register_transport_loader"]
+__all__ = [
+    "AsgiTransport",
+    "Transport",
+    "adapt",
+    "register_transport",
+    "register_transport_loader",
+]
 
 
 @runtime_checkable
@@ -55,6 +61,28 @@ _Key = tuple[str, str]  # (module, qualified name) of a socket class
 _adapters: dict[_Key, Callable[[Any], Transport]] = {}
 _loaders: dict[_Key, Callable[[], None]] = {}
 _by_class: dict[type, Callable[[Any], Transport]] = {}  # what adapt() found, per class
+
+
+class AsgiTransport:
+    """What every ASGI socket's adapter reads from the handshake's scope: the
+    offered subprotocols and the query string. A subclass gives :attr:`scope`."""
+
+    __slots__ = ()
+
+    @property
+    def scope(self) -> Any:
+        """The ASGI scope (also where the manager finds the principal, its expiry)."""
+        raise NotImplementedError
+
+    @property
+    def subprotocols(self) -> list[str]:
+        # From the scope, not a header: uvicorn's wsproto backend drops the header.
+        return list(self.scope.get("subprotocols") or ())
+
+    @property
+    def query_string(self) -> bytes:
+        # Where a v1 client's positions travel.
+        return bytes(self.scope.get("query_string") or b"")
 
 
 def _key(cls: type) -> _Key:
