@@ -4,6 +4,7 @@ PY312 ?= $(shell scripts/find-python 3.12)
 VENV ?= .venv
 VENV312 ?= .venv312
 VENVDOCS ?= .venvdocs
+VENVOLD ?= .venvold
 HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
@@ -11,7 +12,7 @@ PYTEST_ARGS ?=
 REQS := requirements/base.txt requirements/dev.txt pyproject.toml
 
 PHONY_EXTRA := run-uvicorn run-fastapi
-.PHONY: help install run $(PHONY_EXTRA) test test-fast test-py312 lint format bench soak docs clean
+.PHONY: help install run $(PHONY_EXTRA) test test-fast test-py312 test-oldest lint format bench soak docs clean
 
 help:
 	@echo "make run        run the demo project (Daphne) on http://$(HOST):$(PORT)/"
@@ -20,6 +21,7 @@ help:
 	@echo "make test       run the whole test suite (starts Redis if none answers)"
 	@echo "make test-fast  run the quick unit subset (no server processes)"
 	@echo "make test-py312 run the suite on Python 3.12 with the newest Django"
+	@echo "make test-oldest run the suite on the oldest versions requirements allow"
 	@echo "make lint       ruff (lint + format check), mypy --strict, lint-imports"
 	@echo "make bench      run the benchmarks in bench/"
 	@echo "make soak       the soak and chaos run (MINUTES=10 by default)"
@@ -38,6 +40,14 @@ $(VENV312)/.installed: $(REQS)
 	$(VENV312)/bin/python -m pip install --quiet --upgrade pip
 	$(VENV312)/bin/python -m pip install --quiet --upgrade -r requirements/dev.txt
 	$(VENV312)/bin/python -m pip install --quiet --no-deps -e .
+	touch $@
+
+# The oldest versions base.txt allows (requirements/oldest.txt).
+$(VENVOLD)/.installed: $(REQS) requirements/oldest.txt
+	$(PYTHON) -m venv $(VENVOLD)
+	$(VENVOLD)/bin/python -m pip install --quiet --upgrade pip
+	$(VENVOLD)/bin/python -m pip install --quiet -r requirements/oldest.txt -r requirements/dev.txt
+	$(VENVOLD)/bin/python -m pip install --quiet --no-deps -e .
 	touch $@
 
 $(VENVDOCS)/.installed: requirements/docs.txt
@@ -69,6 +79,9 @@ test-fast: $(VENV)/.installed
 test-py312: $(VENV312)/.installed
 	$(VENV312)/bin/python -m pytest -q $(PYTEST_ARGS)
 
+test-oldest: $(VENVOLD)/.installed
+	$(VENVOLD)/bin/python -m pytest -q $(PYTEST_ARGS)
+
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -93,4 +106,4 @@ docs: $(VENVDOCS)/.installed
 	NO_MKDOCS_2_WARNING=1 $(VENVDOCS)/bin/mkdocs build --strict
 
 clean:
-	rm -rf $(VENV) $(VENV312) $(VENVDOCS) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) $(VENV312) $(VENVOLD) $(VENVDOCS) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

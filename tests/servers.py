@@ -150,27 +150,14 @@ def runserver(env: dict[str, str] | None = None) -> Iterator[Server]:
 @contextlib.contextmanager
 def uvicorn(app: str, env: dict[str, str] | None = None) -> Iterator[Server]:
     """Run ``uvicorn app`` on a socket bound here to port 0 and handed over by fd."""
-    with _server_on_fd(
-        lambda fd: [
-            "-m",
-            "uvicorn",
-            app,
-            "--fd",
-            fd,
-            "--log-level",
-            "warning",
-            "--timeout-graceful-shutdown",
-            "5",
-        ],
-        env,
-    ) as server:
+    with _server_on_fd(lambda fd: [*_uvicorn_args(fd), app], env) as server:
         yield server
 
 
 @contextlib.contextmanager
 def daphne(app: str, env: dict[str, str] | None = None) -> Iterator[Server]:
     """Run ``daphne app`` on a socket bound here to port 0 and handed over by fd."""
-    with _server_on_fd(lambda fd: ["-m", "daphne", "--fd", fd, "-v", "0", app], env) as server:
+    with _server_on_fd(lambda fd: [*_daphne_args(fd), app], env) as server:
         yield server
 
 

@@ -157,5 +157,6 @@ async def close_layer(layer: Any) -> None:
     ]
     close = getattr(layer, "close_pools", None) or layer.flush  # core, pub/sub
     await close()
-    for manager in sentinels:
-        await manager.aclose()
+    for manager in sentinels:  # one by one: Sentinel.aclose() is redis-py 8.1's
+        for sentinel in manager.sentinels:
+            await sentinel.aclose()

@@ -136,3 +136,80 @@ def test_lint_imports_keeps_every_contract() -> None:
     out = subprocess.run([str(lint_imports)], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "0 broken" in out.stdout
+
+
+# --- other libraries' private internals stay in the compat modules ----------------------
+
+#: Underscore names that are public API where they come from (namedtuple's methods).
+PUBLIC_UNDERSCORE = frozenset({"_replace", "_asdict", "_fields", "_make"})
+#: Names channels_redis does not document as API, though they have no underscore.
+NON_API = frozenset({"consistent_hash", "deserialize"})
+
+
+def own_names() -> set[str]:
+    """Names svc_infra defines: functions, classes, slots, module constants and
+    their string values, attributes set on ``self`` or ``cls``, arguments."""
+    names: set[str] = set()
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                names.add(node.name)
+            elif isinstance(node, ast.arg):
+                names.add(node.arg)
+            elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+                names.add(node.id)
+            elif (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.ctx, ast.Store)
+                and isinstance(node.value, ast.Name)
+                and node.value.id in {"self", "cls"}
+            ):
+                names.add(node.attr)
+            elif isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant):
+                if isinstance(node.value.value, str):
+                    names.add(node.value.value)  # _ACCEPTED = "_svc_infra_accepted"
+            elif isinstance(node, ast.Assign) and any(
+                isinstance(t, ast.Name) and t.id == "__slots__" for t in node.targets
+            ):
+                names.update(e.value for e in ast.walk(node.value) if isinstance(e, ast.Constant))
+    return names
+
+
+def foreign_internals(path: Path, own: set[str]) -> list[str]:
+    """``line: name`` for each use of another library's private or non-API name."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        name = None
+        if isinstance(node, ast.Attribute):
+            name = node.attr
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            name = node.value if node.value.isidentifier() else None
+        if name is None or name in PUBLIC_UNDERSCORE or name.startswith("__"):
+            continue
+        if (name.startswith("_") and name not in own) or name in NON_API:
+            found.append(f"{node.lineno}: {name}")
+    return found
+
+
+def test_private_internals_of_other_libraries_stay_in_compat_modules() -> None:
+    """Starlette's ``_send``, asyncio's ``_asyncio_future_blocking``, channels_redis'
+    ``_group_key`` and ``consistent_hash`` ...: only ``_compat_<library>.py`` modules
+    may use them, each pinned by a test, so an upstream change breaks one place."""
+    own = own_names()
+    outside = {
+        str(path.relative_to(ROOT)): found
+        for path in PACKAGE.rglob("*.py")
+        if not path.name.startswith("_compat_") and (found := foreign_internals(path, own))
+    }
+    assert outside == {}
+
+
+def test_the_compat_check_sees_a_private_attribute() -> None:
+    """The check above is not vacuous: it finds what the compat modules hold."""
+    own = own_names()
+    starlette = PACKAGE / "websocket" / "integrations" / "_compat_starlette.py"
+    assert any(item.endswith(": _send") for item in foreign_internals(starlette, own))
+    asyncio_compat = PACKAGE / "websocket" / "server" / "_compat_asyncio.py"
+    assert any(
+        i.endswith("_asyncio_future_blocking") for i in foreign_internals(asyncio_compat, own)
+    )

@@ -186,19 +186,24 @@ async def run(browser: Any, scenario: Scenario) -> None:
     try:
         async with page_following(browser, a, url) as page:
             browser_rooms = 0
-            await wait_until(lambda: bool(python.recovered), limit=15)
-            await page.wait_for_function("window.recoveries.length > 0")
-            await asyncio.sleep(0.3)  # both joined the room right after connecting
-            await pump(scenario.publisher or a, 0)
-            for life in range(1, RESTARTS + 1):
-                # Each life of A serves both clients for a while before it stops.
+
+            async def progress() -> None:
+                # Both clients get PER_LIFE more room messages from this life of A.
+                nonlocal browser_rooms
                 python_rooms = python.rooms() + PER_LIFE
-                await wait_until(lambda: python.rooms() >= python_rooms, limit=20)  # noqa: B023
+                await wait_until(lambda: python.rooms() >= python_rooms, limit=20)
                 browser_rooms += PER_LIFE
                 await page.wait_for_function(
                     f"window.events.filter((e) => e[1] === 'room').length >= {browser_rooms}"
                 )
                 browser_rooms = (await page_log(page)).rooms()
+
+            await wait_until(lambda: bool(python.recovered), limit=15)
+            await page.wait_for_function("window.recoveries.length > 0")
+            await asyncio.sleep(0.3)  # both joined the room right after connecting
+            await pump(scenario.publisher or a, 0)
+            for life in range(1, RESTARTS + 1):
+                await progress()
                 await asyncio.to_thread(a.stop, signal.SIGTERM)
                 a = await asyncio.to_thread(
                     start_on, sock, scenario.kind, scenario.app, scenario.env
@@ -206,6 +211,7 @@ async def run(browser: Any, scenario: Scenario) -> None:
                 if scenario.publisher is None:
                     pumps.clear()  # that pump died with its process
                     await pump(a, life * LIFE_BASE)
+            await progress()  # the last life too (in memory: its pump has sent)
             server, name = pumps[-1]
             status, answer = await asyncio.to_thread(server.ctl, "pump_stop", name=name)
             assert status == 200

@@ -241,7 +241,8 @@ class WebSocketClient:
         except TimeoutError as exc:
             reason = f"no connection within open_timeout={cfg.open_timeout:g}s"
             raise ConnectionFailedError(self._url, reason) from exc
-        except (OSError, WebSocketException) as exc:
+        except (OSError, EOFError, WebSocketException) as exc:
+            # EOFError: a peer gone mid-handshake, as websockets < 14.2 reports it.
             raise ConnectionFailedError(self._url, str(exc) or type(exc).__name__) from exc
         finally:
             self._connecting = False
@@ -443,9 +444,16 @@ class WebSocketClient:
         """
         error: WebSocketError
         cause = exc.__cause__
-        if isinstance(cause, PayloadTooBig):
+        sent = exc.sent
+        if isinstance(cause, PayloadTooBig) or (
+            # Older websockets close with 1009 without chaining PayloadTooBig: a
+            # 1009 we sent first (not an echo of the peer's) is the same case.
+            sent is not None and sent.code == CloseCode.MESSAGE_TOO_BIG and not exc.rcvd_then_sent
+        ):
             # With compression the size is unknown: only the inflated limit was hit.
-            size = None if cause.size is None else cause.size + (cause.current_size or 0)
+            size = getattr(cause, "size", None)
+            if size is not None:
+                size += getattr(cause, "current_size", None) or 0
             error = MessageTooLargeError(size, self._config.max_message_size)
             error.__cause__ = exc
             return error

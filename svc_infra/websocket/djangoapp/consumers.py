@@ -30,6 +30,7 @@ from ..exceptions import ServerDrainingError, TooManyConnectionsError
 from ..layer_messages import Frame
 from ..manager import ConnectionManager
 from ..server.transport import AsgiTransport, register_transport
+from ._compat_daphne import served_by_daphne
 
 __all__ = ["ChannelsTransport", "ManagedJsonWebsocketConsumer", "ManagedWebsocketConsumer"]
 
@@ -85,18 +86,12 @@ class ChannelsTransport(AsgiTransport):
             return
         setattr(self.consumer, _CLOSED, True)
         code = int(code)  # a plain int: Daphne's autobahn refuses an IntEnum
-        if _served_by_daphne(self.consumer):
+        if served_by_daphne(getattr(self.consumer, "base_send", None)):
             # autobahn drops the connection without a close frame (1006) for the
             # codes it cannot send (docs/close-codes.md).
             code = daphne_code(code)
         with contextlib.suppress(Exception):
             await self.consumer.close(code, reason or None)
-
-
-def _served_by_daphne(consumer: Any) -> bool:
-    # Daphne hands each application partial(Server.handle_reply, protocol) as send.
-    owner = getattr(getattr(consumer, "base_send", None), "func", None)
-    return type(getattr(owner, "__self__", None)).__module__.startswith("daphne.")
 
 
 class ManagedWebsocketConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]

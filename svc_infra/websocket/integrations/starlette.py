@@ -16,6 +16,7 @@ from ..exceptions import ServerDrainingError, TooManyConnectionsError, WebSocket
 from ..layer_messages import Frame
 from ..manager import ConnectionManager, process_manager
 from ..server.transport import AsgiTransport, register_transport
+from ._compat_starlette import asgi_send, wrap_receive
 
 __all__ = ["StarletteTransport", "add_metrics_route", "add_websocket_manager", "get_ws_manager"]
 
@@ -29,10 +30,11 @@ _SHUTDOWN_REASON = "server shutting down"
 class StarletteTransport(AsgiTransport):
     """A Starlette/FastAPI ``WebSocket`` as the manager sees it."""
 
-    __slots__ = ("websocket",)
+    __slots__ = ("_asgi_send", "websocket")
 
     def __init__(self, websocket: WebSocket) -> None:
         self.websocket = websocket
+        self._asgi_send = asgi_send(websocket)
 
     @property
     def accepted(self) -> bool:
@@ -45,9 +47,7 @@ class StarletteTransport(AsgiTransport):
     def guard_inbound(self, check: Callable[[Mapping[str, Any]], tuple[int, str] | None]) -> None:
         """Run ``check`` on every message the client sends, before the route sees it;
         when it answers (code, reason), close with it and give the route a disconnect."""
-        websocket = self.websocket
-        # What Starlette's WebSocket.receive() awaits.
-        websocket._receive = _GuardedReceive(websocket._receive, check, self)
+        wrap_receive(self.websocket, lambda receive: _GuardedReceive(receive, check, self))
 
     async def accept(self, subprotocol: str | None = None) -> None:
         await self.websocket.accept(subprotocol=subprotocol)
@@ -70,7 +70,7 @@ class StarletteTransport(AsgiTransport):
         last_frame, message = _last
         if frame is not last_frame:
             message = _message(frame)
-        return ws._send(message)  # type: ignore[return-value]
+        return self._asgi_send(message)  # type: ignore[no-any-return]
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         ws = self.websocket

@@ -27,6 +27,8 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
+from ._compat_channels_redis import group_key, shard_client, shard_of
+
 __all__ = ["GROUP_CHANGES", "MAX_BATCH", "GroupBatcher"]
 
 #: Changes per pipeline: a larger storm takes several round trips, none of which
@@ -99,7 +101,7 @@ class GroupBatcher:
                 ops, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
                 shards: dict[int, list[_Op]] = defaultdict(list)
                 for op in ops:
-                    shards[self.layer.consistent_hash(op[0])].append(op)
+                    shards[shard_of(self.layer, op[0])].append(op)
                 failed = await asyncio.gather(
                     *(self._flush(i, batch) for i, batch in shards.items())
                 )
@@ -122,11 +124,11 @@ class GroupBatcher:
         keys: list[str] = []
         args: list[Any] = [time.time(), layer.group_expiry]
         for group, channel, member, _ in ops:
-            keys.append(layer._group_key(group))  # the layer's own key for the group
+            keys.append(group_key(layer, group))
             args += ("1" if member else "0", channel)
         try:
             async with asyncio.timeout(self.timeout()):
-                client = layer.connection(index)
+                client = shard_client(layer, index)
                 if self._script is None:
                     self._script = client.register_script(GROUP_CHANGES)
                 self.round_trips += 1

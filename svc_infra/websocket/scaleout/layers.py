@@ -19,6 +19,14 @@ from typing import Any, Literal
 
 from ..config import check_redis_url
 from ..exceptions import ConfigurationError
+from ._compat_channels import inmemory_groups
+from ._compat_channels_redis import (
+    channel_key,
+    decode_message,
+    pubsub_arguments,
+    shard_client,
+    shard_of,
+)
 
 __all__ = [
     "MANAGER_CHANNEL_CAPACITY",
@@ -170,11 +178,7 @@ def capabilities(layer: Any) -> LayerCapabilities:
     if _instance_of(layer, "channels_redis.pubsub", "RedisPubSubChannelLayer"):
         from channels_redis.utils import decode_hosts
 
-        # The pub/sub layer keeps its arguments only in private attributes (it
-        # builds one inner layer per event loop from them); read them here only.
-        # Not getattr: the layer forwards unknown attributes to a per-loop layer.
-        kwargs = vars(layer)["_kwargs"]
-        args = vars(layer)["_args"]
+        args, kwargs = pubsub_arguments(layer)
         hosts = decode_hosts(kwargs.get("hosts", args[0] if args else None))
         return LayerCapabilities(
             networked=True,
@@ -187,7 +191,7 @@ def capabilities(layer: Any) -> LayerCapabilities:
     if type(layer) is memory:
         # Its ``groups`` attribute is the layer's live table (the layer has no public
         # way to ask who is in a group); read here only.
-        return LayerCapabilities(networked=False, local_groups=vars(layer)["groups"])
+        return LayerCapabilities(networked=False, local_groups=inmemory_groups(layer))
     return LayerCapabilities(networked=True)
 
 
@@ -246,9 +250,11 @@ async def close_client(client: Any) -> None:
     pool's sentinel clients (closing the pool alone leaves those open)."""
     try:
         await client.aclose(close_connection_pool=True)
-        sentinels = getattr(client.connection_pool, "sentinel_manager", None)
-        if sentinels is not None:
-            await sentinels.aclose()
+        manager = getattr(client.connection_pool, "sentinel_manager", None)
+        if manager is not None:
+            # One by one: Sentinel.aclose() exists only from redis-py 8.1.
+            for sentinel in manager.sentinels:
+                await sentinel.aclose()
     except Exception:  # pragma: no cover - closing a broken pool
         logger.debug("closing a Redis client failed", exc_info=True)
 
@@ -291,23 +297,17 @@ def batch_receiver(
     """
     if not caps.batch_receive or "!" in channel:
         return None
-    key = f"{layer.prefix}{channel}"
-    # The shard group_send() writes a plain channel's messages to
-    # (channels_redis.core._map_channel_keys_to_connection: consistent_hash of the name).
-    index = layer.consistent_hash(channel)
+    key = channel_key(layer, channel)
+    # The shard group_send() writes a plain channel's messages to.
+    index = shard_of(layer, channel)
 
     async def receive(_: str) -> list[Any]:
-        connection = layer.connection(index)
+        connection = shard_client(layer, index)
         first = await connection.bzpopmin(key, timeout=layer.brpop_timeout)
         if first is None:
             return []
         members = [first[1]]
         members += [member for member, _ in await connection.zpopmin(key, RECEIVE_BATCH - 1)]
-        messages = []
-        for member in members:
-            message = layer.deserialize(member)
-            message.pop("__asgi_channel__", None)
-            messages.append(message)
-        return messages
+        return [decode_message(layer, member) for member in members]
 
     return receive

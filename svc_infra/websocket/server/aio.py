@@ -6,6 +6,8 @@ import asyncio
 from collections.abc import Coroutine, Iterable
 from typing import Any
 
+from ._compat_asyncio import release
+
 __all__ = ["cancel_and_wait", "resume", "start_eagerly"]
 
 
@@ -49,7 +51,7 @@ async def resume(coro: Coroutine[Any, Any, None], awaited: Any) -> None:
     while True:
         try:
             if isinstance(awaited, asyncio.Future):
-                awaited._asyncio_future_blocking = False
+                release(awaited)
                 await _done(awaited)
             else:  # a bare yield, as in asyncio.sleep(0)
                 await asyncio.sleep(0)

@@ -69,6 +69,7 @@ async def test_a_storm_of_group_joins_needs_the_larger_pool(
 ) -> None:
     """500 sockets opening at once make 500 concurrent group_add calls: redis-py's
     default pool (100 connections) refuses some; the pool redis_host() sets does not."""
+    import redis
     import redis.exceptions
 
     async def storm(layer: RedisChannelLayer) -> list[BaseException]:
@@ -81,6 +82,8 @@ async def test_a_storm_of_group_joins_needs_the_larger_pool(
     stock = RedisChannelLayer(hosts=[redis_server], prefix=redis_prefix)
     ours = RedisChannelLayer(hosts=[redis_host(redis_server)], prefix=redis_prefix)
     try:
+        if stock.connection(0).connection_pool.max_connections > 500:
+            pytest.skip(f"redis-py {redis.__version__}'s default pool has no small bound")
         failures = await storm(stock)
         assert failures
         assert all(isinstance(f, redis.exceptions.ConnectionError) for f in failures)
