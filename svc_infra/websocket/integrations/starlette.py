@@ -11,7 +11,6 @@ from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message
 from starlette.websockets import WebSocket, WebSocketState
 
-from ..close_codes import CloseCode
 from ..exceptions import ServerDrainingError, TooManyConnectionsError, WebSocketError
 from ..layer_messages import Frame
 from ..manager import ConnectionManager, process_manager
@@ -24,7 +23,6 @@ logger = logging.getLogger("svc_infra.websocket.manager")
 
 # Where the manager lives on the application.
 STATE_KEY = "ws_manager"
-_SHUTDOWN_REASON = "server shutting down"
 
 
 class StarletteTransport(AsgiTransport):
@@ -212,7 +210,7 @@ def add_websocket_manager(
         finally:
             if restore is not None:
                 restore()
-            await manager.shutdown(CloseCode.GOING_AWAY, _SHUTDOWN_REASON)
+            await manager.shutdown()  # 1001, "server shutting down"
 
     router.lifespan_context = lifespan
     # A connection over the per-user cap (closed with 4008 by connect()), or one

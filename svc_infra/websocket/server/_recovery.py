@@ -195,11 +195,13 @@ class Recovery:
         away_rooms = {room_stream(r) for r in self.registry.rooms_of(user)}
         recovering = bool(session.claimed)  # a client back, not a new one
         replays: dict[str, Replay] = {}
+        seen: set[str] = set()
         # Until the control frame is out, every live frame is held, and a room the
         # user joins meanwhile (another connection's join) is replayed here, not by
         # replay_room: so the streams are read again after each await, until none
         # is new. The last look and the release below have no await between them.
-        while todo := [s for s in self._streams_of(user) if s not in replays]:
+        while todo := [s for s in self._streams_of(user) if s not in seen]:
+            seen.update(todo)
             for stream in todo:
                 position = session.claimed.pop(stream, None)
                 try:
@@ -208,8 +210,8 @@ class Recovery:
                     self._defer(conn, exc)
                     return
                 if replay is None:
-                    replay = _NO_HISTORY
-                elif (
+                    continue  # keeps no history, and the client claimed nothing
+                if (
                     recovering
                     and position is None
                     and stream in away_rooms
@@ -220,7 +222,6 @@ class Recovery:
                     # what came before, so the client is told it was not recovered.
                     replay = dataclasses.replace(replay, recovered=False)
                 replays[stream] = replay
-        replays = {s: r for s, r in replays.items() if r is not _NO_HISTORY}
         claimed = [s for s, r in replays.items() if r.recovered is not None]
         unrecovered = [s for s in claimed if replays[s].recovered is False]
         if claimed:
@@ -366,10 +367,6 @@ class Recovery:
         # The client now stands at the top, whatever was (or was not) replayed.
         if replay.epoch:
             session.advance(conn, stream, replay.epoch, replay.top)
-
-
-#: In :meth:`Recovery.begin`, a stream looked at that keeps no history.
-_NO_HISTORY = Replay(None, "", 0)
 
 
 def _v1(stream: str, entry: Any, replay: Replay) -> Frame:
