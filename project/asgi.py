@@ -20,7 +20,7 @@ if settings.DEBUG:
 from channels.routing import ChannelNameRouter, ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
-from svc_infra.websocket.auth.channels import JWTAuthMiddlewareStack  # noqa: E402
+from svc_infra.websocket.djangoapp.auth import JWTAuthMiddlewareStack  # noqa: E402
 from svc_infra.websocket.djangoapp.workers import NOTIFY_CHANNEL, NotifyWorker  # noqa: E402
 
 from .routing import websocket_urlpatterns  # noqa: E402

@@ -10,8 +10,8 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from svc_infra.websocket import ChannelLayerError
-from svc_infra.websocket.auth.channels import RequireWSIdentityMixin
-from svc_infra.websocket.integrations.channels import (
+from svc_infra.websocket.djangoapp.auth import RequireWSIdentityMixin
+from svc_infra.websocket.djangoapp.consumers import (
     ManagedJsonWebsocketConsumer,
     ManagedWebsocketConsumer,
 )

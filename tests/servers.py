@@ -148,9 +148,9 @@ def runserver(env: dict[str, str] | None = None) -> Iterator[Server]:
 
 
 @contextlib.contextmanager
-def uvicorn(app: str, env: dict[str, str] | None = None) -> Iterator[Server]:
-    """Run ``uvicorn app`` on a socket bound here to port 0 and handed over by fd."""
-    with _server_on_fd(lambda fd: [*_uvicorn_args(fd), app], env) as server:
+def uvicorn(app: str, env: dict[str, str] | None = None, *options: str) -> Iterator[Server]:
+    """Run ``uvicorn [options] app`` on a socket bound here to port 0 and handed over by fd."""
+    with _server_on_fd(lambda fd: [*_uvicorn_args(fd), *options, app], env) as server:
         yield server
 
 

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from svc_infra.websocket.layers import redis_host
+from svc_infra.websocket.scaleout.layers import redis_host
 from tests.support import redis_answers, start_redis_server, timeout
 
 pytestmark = pytest.mark.redis

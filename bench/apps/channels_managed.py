@@ -15,7 +15,7 @@ django.setup()
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.urls import path  # noqa: E402
 
-from svc_infra.websocket.integrations.channels import ManagedWebsocketConsumer  # noqa: E402
+from svc_infra.websocket.djangoapp.consumers import ManagedWebsocketConsumer  # noqa: E402
 
 _ids = itertools.count()
 

@@ -14,7 +14,7 @@ from django.conf import settings
 
 REDIS_URL = os.environ.get("BENCH_REDIS_URL")
 if REDIS_URL:
-    from svc_infra.websocket.layers import redis_host
+    from svc_infra.websocket.scaleout.layers import redis_host
 
     LAYER = {
         "BACKEND": "channels_redis.core.RedisChannelLayer",

@@ -1,8 +1,14 @@
-"""The documented import path of the Redis host helpers (re-exported).
+"""Deprecated: import these from :mod:`svc_infra.websocket.scaleout.layers`.
 
-They live in :mod:`svc_infra.websocket.scaleout.layers`.
+Importing a name from here still works, with a ``DeprecationWarning``.
 """
 
-from .scaleout.layers import REDIS_HOST_DEFAULTS, build_layer, redis_host, with_redis_defaults
+from ._deprecated import moved
 
-__all__ = ["REDIS_HOST_DEFAULTS", "build_layer", "redis_host", "with_redis_defaults"]
+__all__: list[str] = []
+
+__getattr__ = moved(
+    __name__,
+    "svc_infra.websocket.scaleout.layers",
+    ["REDIS_HOST_DEFAULTS", "build_layer", "redis_host", "with_redis_defaults"],
+)

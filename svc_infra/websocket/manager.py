@@ -41,6 +41,7 @@ from .server._connections import check_metadata
 from .server._drain import SHUTDOWN_REASON, Gate, drain, drain_on_signals
 from .server._parts import build_parts
 from .server._recovery import SUBPROTOCOL, chosen_subprotocol, parse_positions
+from .server._rooms import RoomChange
 from .server._session import Session
 from .server._target import Target
 from .server.stats import ManagerStats
@@ -484,7 +485,7 @@ class ConnectionManager:
         # Started first: a process that has not (a Django worker with no socket
         # yet) would not know it should go through Redis.
         await self.start()
-        await self._rooms.change(user_key(user_id), room, lm.JOIN)
+        await self._rooms.change(user_key(user_id), room, RoomChange.JOIN)
 
     async def leave_room(self, user_id: str, room: str) -> None:
         """Remove ``user_id`` from ``room`` (all the user's connections).
@@ -493,7 +494,7 @@ class ConnectionManager:
             ChannelLayerError: As :meth:`join_room`.
         """
         await self.start()
-        await self._rooms.change(user_key(user_id), room, lm.LEAVE)
+        await self._rooms.change(user_key(user_id), room, RoomChange.LEAVE)
 
     def room_sizes(self) -> dict[str, int]:
         """Members per room (in the cluster, with Redis presence), largest first."""

@@ -8,7 +8,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from channels.routing import URLRouter
 from django.urls import path
 
-from svc_infra.websocket.auth.channels import JWTAuthMiddlewareStack, RequireWSIdentityMixin
+from svc_infra.websocket.djangoapp.auth import JWTAuthMiddlewareStack, RequireWSIdentityMixin
 
 
 class Secure(RequireWSIdentityMixin, AsyncJsonWebsocketConsumer):  # type: ignore[misc]

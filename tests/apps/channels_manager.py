@@ -8,8 +8,8 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from channels.routing import URLRouter
 from django.urls import path
 
-from svc_infra.websocket.auth.channels import JWTAuthMiddlewareStack
-from svc_infra.websocket.integrations.channels import ManagedJsonWebsocketConsumer
+from svc_infra.websocket.djangoapp.auth import JWTAuthMiddlewareStack
+from svc_infra.websocket.djangoapp.consumers import ManagedJsonWebsocketConsumer
 
 
 class Commands(ManagedJsonWebsocketConsumer):

@@ -35,7 +35,7 @@ from django.urls import path
 from django.views.decorators.csrf import csrf_exempt
 
 from svc_infra.websocket.djangoapp import get_process_manager
-from svc_infra.websocket.integrations.channels import ManagedWebsocketConsumer
+from svc_infra.websocket.djangoapp.consumers import ManagedWebsocketConsumer
 from tests.apps.cluster_control import NAME, control
 
 

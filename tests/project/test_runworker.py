@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from svc_infra.websocket import WebSocketClient, WebSocketConfig
-from svc_infra.websocket.layers import redis_host
+from svc_infra.websocket.scaleout.layers import redis_host
 from tests.servers import uvicorn
 from tests.support import ROOT, flush_db, python_cmd, timeout, wait_until
 from tests.tokens import SECRET, token

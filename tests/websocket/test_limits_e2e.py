@@ -134,6 +134,27 @@ async def test_oversized_and_flooding_clients_are_closed_others_keep_receiving(k
                 assert json.loads(await asyncio.wait_for(calm.recv(), timeout(5))) == {"n": n}
 
 
+async def test_a_flooding_client_is_closed_at_once_on_uvicorns_legacy_implementation() -> None:
+    """uvicorn's ``--ws websockets`` (its default before 0.50) finishes a close only
+    once its inbound queue has room for the client's reply: the flood fills it, so
+    unless the adapter keeps reading while it closes, the 4429 waits for uvicorn's
+    close timeout (10 s) and the client sees nothing meanwhile."""
+    env = {
+        "WS_INBOUND_RATE": "20",
+        "WS_INBOUND_BURST": "20",
+        "WS_CHANNEL_PREFIX": f"l{uuid.uuid4().hex[:8]}.",
+        "CLUSTER_NAME": "legacy",
+    }
+    with uvicorn(CLUSTER, env, "--ws", "websockets") as server:
+        async with connect(server.ws("/ws/flood?room=r"), open_timeout=timeout(10)) as flood:
+            with contextlib.suppress(ConnectionClosed):
+                for _ in range(200):
+                    await flood.send("spam")
+            with pytest.raises(ConnectionClosed):
+                await asyncio.wait_for(flood.recv(), 5)  # not scaled: 10 s is the fault
+            assert (flood.close_code, flood.close_reason) == (4429, "rate limit")
+
+
 @pytest.mark.redis
 async def test_the_connection_cap_holds_across_processes(redis_server: str) -> None:
     """Cap 3, ten connections of one user at once on two processes: exactly 3 stay,

@@ -8,7 +8,7 @@ import pytest
 from channels_redis.core import RedisChannelLayer
 
 from svc_infra.websocket import ConnectionManager, WebSocketConfig
-from svc_infra.websocket.layers import redis_host
+from svc_infra.websocket.scaleout.layers import redis_host
 from svc_infra.websocket.testing import MemoryTransport
 from tests.support import timeout
 

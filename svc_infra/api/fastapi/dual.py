@@ -2,8 +2,9 @@
 
 ``ws_public_router``, ``ws_protected_router``, ``ws_user_router``,
 ``ws_scopes_router`` and ``ws_optional_router`` return a :class:`DualAPIRouter`
-whose routes carry the matching guard (see :mod:`svc_infra.api.fastapi.dx`). The
-auth names of the spec are importable from here too.
+whose routes carry the matching guard (see :mod:`svc_infra.api.fastapi.dx`, the
+home of the auth types and guards, which re-exports these routers as the spec
+documents).
 """
 
 from __future__ import annotations
@@ -14,25 +15,10 @@ from typing import Any
 from fastapi import APIRouter, Depends
 from fastapi import params as fastapi_params
 
-from . import ws_auth
-from .ws_auth import (
-    AllowWSIdentity,
-    OptionalWSIdentity,
-    RequireWSAnyScope,
-    RequireWSIdentity,
-    RequireWSScopes,
-    WSIdentity,
-    WSPrincipal,
-)
+from ...websocket._deprecated import moved
+from . import _ws_auth as ws_auth
 
 __all__ = [
-    "AllowWSIdentity",
-    "OptionalWSIdentity",
-    "RequireWSAnyScope",
-    "RequireWSIdentity",
-    "RequireWSScopes",
-    "WSIdentity",
-    "WSPrincipal",
     "DualAPIRouter",
     "ws_optional_router",
     "ws_protected_router",
@@ -40,6 +26,22 @@ __all__ = [
     "ws_scopes_router",
     "ws_user_router",
 ]
+
+
+# The auth names were importable from here too; their home is ``dx``.
+__getattr__ = moved(
+    __name__,
+    "svc_infra.api.fastapi.dx",
+    [
+        "AllowWSIdentity",
+        "OptionalWSIdentity",
+        "RequireWSAnyScope",
+        "RequireWSIdentity",
+        "RequireWSScopes",
+        "WSIdentity",
+        "WSPrincipal",
+    ],
+)
 
 
 def _twin(path: str) -> str | None:

@@ -5,14 +5,7 @@ Types (``WSPrincipal``, ``WSIdentity``, ``OptionalWSIdentity``), guards
 ``RequireWSAnyScope``) and routers (``ws_*_router``). See ``docs/auth.md``.
 """
 
-from .dual import (
-    ws_optional_router,
-    ws_protected_router,
-    ws_public_router,
-    ws_scopes_router,
-    ws_user_router,
-)
-from .ws_auth import (
+from ._ws_auth import (
     AllowWSIdentity,
     OptionalWSIdentity,
     RequireWSAnyScope,
@@ -20,6 +13,13 @@ from .ws_auth import (
     RequireWSScopes,
     WSIdentity,
     WSPrincipal,
+)
+from .dual import (
+    ws_optional_router,
+    ws_protected_router,
+    ws_public_router,
+    ws_scopes_router,
+    ws_user_router,
 )
 
 __all__ = [

@@ -1,7 +1,8 @@
 """JWT (and API key) authentication for WebSocket handshakes.
 
 :mod:`.core` works on ASGI scopes with no framework; the FastAPI side lives in
-:mod:`svc_infra.api.fastapi.dx`, the Channels side in :mod:`.channels`.
+:mod:`svc_infra.api.fastapi.dx`, the Channels side in
+:mod:`svc_infra.websocket.djangoapp.auth`.
 """
 
 from .core import (

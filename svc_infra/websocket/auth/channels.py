@@ -1,20 +1,20 @@
-"""The documented import path of the Channels auth middleware (re-exported).
+"""Deprecated: import these from :mod:`svc_infra.websocket.djangoapp.auth`.
 
-It lives with the rest of the Django glue, in :mod:`svc_infra.websocket.djangoapp.auth`.
+Importing a name from here still works, with a ``DeprecationWarning``.
 """
 
-from ..djangoapp.auth import (
-    AnonymousWSUser,
-    JWTAuthMiddleware,
-    JWTAuthMiddlewareStack,
-    RequireWSIdentityMixin,
-    WSUser,
-)
+from .._deprecated import moved
 
-__all__ = [
-    "AnonymousWSUser",
-    "JWTAuthMiddleware",
-    "JWTAuthMiddlewareStack",
-    "RequireWSIdentityMixin",
-    "WSUser",
-]
+__all__: list[str] = []
+
+__getattr__ = moved(
+    __name__,
+    "svc_infra.websocket.djangoapp.auth",
+    [
+        "AnonymousWSUser",
+        "JWTAuthMiddleware",
+        "JWTAuthMiddlewareStack",
+        "RequireWSIdentityMixin",
+        "WSUser",
+    ],
+)

@@ -1,7 +1,7 @@
 """Authenticating a WebSocket handshake from its ASGI scope, with no web framework.
 
 Shared by the FastAPI dependencies (:mod:`svc_infra.api.fastapi.dx`) and the
-Channels middleware (:mod:`svc_infra.websocket.auth.channels`).
+Channels middleware (:mod:`svc_infra.websocket.djangoapp.auth`).
 
 Where the token is looked for, first found wins:
 

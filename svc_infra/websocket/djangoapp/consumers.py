@@ -1,7 +1,5 @@
 """Django Channels: the consumer adapter and consumers that join the manager.
 
-Documented import path: :mod:`svc_infra.websocket.integrations.channels`.
-
 ``manager.connect(user_id, consumer)`` takes an ``AsyncWebsocketConsumer`` (or its
 JSON variant) as it takes a FastAPI ``WebSocket``. Let the manager accept: call
 ``connect`` from the consumer's ``connect()`` instead of ``self.accept()``. The

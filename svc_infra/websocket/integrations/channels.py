@@ -1,13 +1,14 @@
-"""The documented import path of the Channels consumers (re-exported).
+"""Deprecated: import these from :mod:`svc_infra.websocket.djangoapp.consumers`.
 
-The Django and Channels glue lives in :mod:`svc_infra.websocket.djangoapp`; see
-:mod:`svc_infra.websocket.djangoapp.consumers`.
+Importing a name from here still works, with a ``DeprecationWarning``.
 """
 
-from ..djangoapp.consumers import (
-    ChannelsTransport,
-    ManagedJsonWebsocketConsumer,
-    ManagedWebsocketConsumer,
-)
+from .._deprecated import moved
 
-__all__ = ["ChannelsTransport", "ManagedJsonWebsocketConsumer", "ManagedWebsocketConsumer"]
+__all__: list[str] = []
+
+__getattr__ = moved(
+    __name__,
+    "svc_infra.websocket.djangoapp.consumers",
+    ["ChannelsTransport", "ManagedJsonWebsocketConsumer", "ManagedWebsocketConsumer"],
+)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
@@ -105,9 +106,27 @@ class _GuardedReceive:
             verdict = self.check(message)
             if verdict is not None:
                 code, reason = verdict
-                await self.transport.close(code, reason)
+                await self._close(code, reason)
                 return {"type": "websocket.disconnect", "code": code, "reason": reason}
         return message
+
+    async def _close(self, code: int, reason: str) -> None:
+        # The client may still be sending (it is flooding us, after all). A
+        # server that finishes the close handshake only once its inbound queue
+        # has room for the client's close reply (uvicorn's legacy ``websockets``
+        # implementation, its default before 0.50) would otherwise hold the
+        # close for its whole close timeout: read and drop meanwhile.
+        discard = asyncio.ensure_future(self._discard())
+        try:
+            await self.transport.close(code, reason)
+        finally:
+            discard.cancel()
+
+    async def _discard(self) -> None:
+        # Whatever the server answers once the socket is gone is no news here.
+        with contextlib.suppress(Exception):
+            while (await self.inner()).get("type") == "websocket.receive":
+                pass
 
 
 # The last frame sent and its ASGI message. A fan-out sends one frame object to

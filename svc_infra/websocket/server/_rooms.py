@@ -13,6 +13,7 @@ is in the :class:`~._registry.Registry`; this part decides how a change travels:
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 
 from .. import layer_messages as lm
@@ -25,9 +26,27 @@ from ._registry import Registry
 from ._runtime import Runtime
 from .protocols import Presence
 
-__all__ = ["Rooms"]
+__all__ = ["RoomChange", "Rooms"]
 
 logger = logging.getLogger("svc_infra.websocket.manager")
+
+
+class RoomChange(enum.Enum):
+    """Joining or leaving a room, with each name the change goes by.
+
+    Attributes:
+        message_type: The layer message that carries it (``ws.join``/``ws.leave``).
+        op: The operation the presence store applies (``"join"``/``"leave"``).
+        operation: The manager verb named in errors (``"join_room"``/``"leave_room"``).
+    """
+
+    JOIN = (lm.JOIN, "join", "join_room")
+    LEAVE = (lm.LEAVE, "leave", "leave_room")
+
+    def __init__(self, message_type: str, op: str, operation: str) -> None:
+        self.message_type = message_type
+        self.op = op
+        self.operation = operation
 
 
 class Rooms:
@@ -62,40 +81,43 @@ class Rooms:
         self.publisher = publisher
         self.runtime = runtime
 
-    async def change(self, user: str, room: str, kind: str) -> None:
-        """Join (``kind`` is ``ws.join``) or leave ``room``: see ``join_room``.
+    async def change(self, user: str, room: str, kind: RoomChange) -> None:
+        """Join or leave ``room``: see ``ConnectionManager.join_room``.
 
         Raises:
             ChannelLayerError: As ``ConnectionManager.join_room``.
             ValueError: With Redis presence, for text that is not valid UTF-8.
         """
-        operation = "join_room" if kind == lm.JOIN else "leave_room"
         # The manager is started (the facade sees to it): a process that had not
         # would not know it should go through Redis.
         presence = self.runtime.presence
         if presence is None:
             await self.apply_change(user, room, kind)
-            change = {"type": kind, "user": user, "room": room}
+            change = {"type": kind.message_type, "user": user, "room": room}
             await self.publisher.publish(
-                user_group(user, self.membership.prefix), change, operation
+                user_group(user, self.membership.prefix), change, kind.operation
             )
             return
         # Shielded: a caller cancelled after Redis applied the change must not
         # leave this process and the others without it.
-        await asyncio.shield(self._change_in_redis(presence, user, room, kind, operation))
+        await asyncio.shield(self._change_in_redis(presence, user, room, kind))
 
-    async def change_quietly(self, user: str, room: str, kind: str) -> None:
+    async def change_quietly(self, user: str, room: str, kind: RoomChange) -> None:
         """:meth:`change`, for a request that came from the layer: failures are logged."""
         try:
             await self.change(user, room, kind)
         except ChannelLayerError as exc:
-            logger.warning("%s from the layer for %r failed: %s", kind, user, exc)
+            logger.warning("%s from the layer for %r failed: %s", kind.message_type, user, exc)
 
-    async def apply_change(self, user: str, room: str, kind: str) -> None:
+    async def apply_change(self, user: str, room: str, kind: RoomChange) -> None:
         """Apply a join or leave here only (the layer told us, or we are alone)."""
-        joined = kind == lm.JOIN and room not in self.registry.rooms_of(user)
-        held = self.recovery.hold_room(user, room) if joined else []
-        self.registry.set_member(user, room, kind == lm.JOIN)
+        joins = kind is RoomChange.JOIN
+        held = (
+            self.recovery.hold_room(user, room)
+            if joins and room not in self.registry.rooms_of(user)
+            else []
+        )
+        self.registry.set_member(user, room, joins)
         await self.membership.sync_room(room)
         if held:
             await self.recovery.replay_room(held, room)
@@ -158,13 +180,13 @@ class Rooms:
             presence.user_left_here(user)
 
     async def _change_in_redis(
-        self, presence: Presence, user: str, room: str, kind: str, operation: str
+        self, presence: Presence, user: str, room: str, kind: RoomChange
     ) -> None:
         check_utf8("user_id", user)
         check_utf8("room", room)
-        op = "join" if kind == lm.JOIN else "leave"
+        operation = kind.operation
         try:
-            version, rooms = await presence.update_rooms(user, op, room)
+            version, rooms = await presence.update_rooms(user, kind.op, room)
         except Exception as exc:
             raise ChannelLayerError(operation, exc) from exc
         await self.apply(user, rooms, version)

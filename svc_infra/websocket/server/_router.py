@@ -16,7 +16,7 @@ from typing import Any
 
 from .. import layer_messages as lm
 from ._publisher import Publisher
-from ._rooms import Rooms
+from ._rooms import RoomChange, Rooms
 from ._runtime import Runtime
 from .stats import ManagerStats
 
@@ -133,11 +133,11 @@ class LayerRouter:
 
     async def ws_join(self, message: dict[str, Any]) -> None:
         """``ws.join``: a user joined a room (from a manager without presence, or other code)."""
-        await self._room_change(message, lm.JOIN)
+        await self._room_change(message, RoomChange.JOIN)
 
     async def ws_leave(self, message: dict[str, Any]) -> None:
         """``ws.leave``: a user left a room."""
-        await self._room_change(message, lm.LEAVE)
+        await self._room_change(message, RoomChange.LEAVE)
 
     async def ws_close(self, message: dict[str, Any]) -> None:
         """``ws.close``: close a user's local connections."""
@@ -165,7 +165,7 @@ class LayerRouter:
         if presence is not None and isinstance(origin, str):
             presence.handle(origin, message)
 
-    async def _room_change(self, message: dict[str, Any], kind: str) -> None:
+    async def _room_change(self, message: dict[str, Any], kind: RoomChange) -> None:
         user, room = message.get("user"), message.get("room")
         if not (isinstance(user, str) and isinstance(room, str)):
             return

@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 import pytest
 from channels_redis.core import RedisChannelLayer
 
-from svc_infra.websocket.layers import redis_host
 from svc_infra.websocket.scaleout.groups import MAX_BATCH, GroupBatcher
+from svc_infra.websocket.scaleout.layers import redis_host
 from tests.support import close_layer
 
 pytestmark = pytest.mark.timeout(60)

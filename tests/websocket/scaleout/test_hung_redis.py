@@ -25,7 +25,7 @@ from channels_redis.core import RedisChannelLayer
 from channels_redis.pubsub import RedisPubSubChannelLayer
 
 from svc_infra.websocket import ChannelLayerError, ConnectionManager, WebSocketConfig
-from svc_infra.websocket.layers import redis_host
+from svc_infra.websocket.scaleout.layers import redis_host
 from svc_infra.websocket.scaleout.presence import RedisPresence
 from svc_infra.websocket.testing import MemoryTransport
 from tests.support import close_layer, start_redis_server, timeout, wait_until

@@ -17,7 +17,7 @@ from svc_infra.websocket import (
     ConnectionManager,
     WebSocketConfig,
 )
-from svc_infra.websocket.layers import redis_host
+from svc_infra.websocket.scaleout.layers import redis_host
 from svc_infra.websocket.testing import MemoryTransport
 from tests.support import close_layer, free_port, timeout, wait_until
 

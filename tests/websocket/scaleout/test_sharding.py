@@ -20,7 +20,7 @@ from channels_redis.utils import _consistent_hash
 
 from svc_infra.websocket import ConnectionManager, WebSocketConfig
 from svc_infra.websocket.groups import room_group, user_group
-from svc_infra.websocket.layers import redis_host
+from svc_infra.websocket.scaleout.layers import redis_host
 from svc_infra.websocket.testing import MemoryTransport
 from tests.support import close_layer, start_redis_server, timeout, wait_until
 

@@ -1,4 +1,4 @@
-"""FastAPI types and guards for authenticated WebSocket routes (exported by :mod:`.dx`).
+"""FastAPI types and guards for authenticated WebSocket routes; import them from :mod:`.dx`.
 
 ``WSIdentity`` and ``OptionalWSIdentity`` are annotated types for route
 parameters; ``RequireWSIdentity``, ``AllowWSIdentity``, ``RequireWSScopes(...)``
