@@ -32,8 +32,9 @@ def start_eagerly(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None] | None:
     the frame goes out within the fan-out loop and no task is created: a task per
     frame per connection was the largest cost of a broadcast. Only a write that
     must wait (a full buffer) gets a task, which resumes the coroutine where it
-    stopped. Python 3.12's eager tasks do the same, but still build a Task per
-    write, which costs more than the write (``docs/benchmarks.md``).
+    stopped. Python 3.12's eager tasks (``Task(..., eager_start=True)``) do the
+    same, but build a Task for every write, finished or not: about twice the
+    cost of running a write that completes (``docs/development.md``).
 
     Returns:
         None if ``coro`` finished, else the task that finishes it.
