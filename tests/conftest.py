@@ -59,6 +59,27 @@ def redis_prefix(redis_server: str) -> Iterator[str]:
         client.close()
 
 
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[Any]:
+    """A real Redis Cluster (3 masters, 3 replicas) of ``redis-server`` processes
+    for the session (:mod:`tests.rediscluster`). Skipped without ``redis-server``
+    and ``redis-cli``, except under ``CI=true``."""
+    from tests.rediscluster import redis_cluster as start_cluster
+
+    try:
+        context = start_cluster()
+        cluster = context.__enter__()
+    except FileNotFoundError as exc:
+        message = f"{exc.filename or exc} is not installed: no Redis Cluster"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    try:
+        yield cluster
+    finally:
+        context.__exit__(None, None, None)
+
+
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
 

@@ -1,0 +1,461 @@
+"""A Channels layer on Redis Cluster: queues in hash-tagged keys, groups on sharded pub/sub.
+
+Configured like channels_redis::
+
+    CHANNEL_LAYERS = {"default": {
+        "BACKEND": "svc_infra.websocket.scaleout.RedisClusterChannelLayer",
+        "CONFIG": {"hosts": ["redis://node-1:6379", "redis://node-2:6379"]},
+    }}
+
+``hosts`` are seed nodes (any of them finds the rest); ``rediss://`` for TLS and a
+password in the URL work. It runs on redis-py's asyncio ``RedisCluster`` and its
+public API only (redis-py 8 or newer, for sharded pub/sub).
+
+Where each thing lives, so that no slot is everyone's:
+
+- a channel's queue is a Redis list, ``<prefix>:q:{<channel>}``: its own slot; a
+  process-specific channel (``<name>.<process>!<local>``, from ``new_channel()``)
+  queues in its process's list, ``<prefix>:p:{<process>}``, which one task per
+  process reads;
+- a group is a sharded pub/sub channel, ``<prefix>:g:{<group>}``: ``group_send`` is
+  one ``SPUBLISH`` however many processes listen, and each process subscribes
+  (``SSUBSCRIBE``) to the groups its channels are in and hands the message to
+  them. Group membership lives in the process that receives for the channel.
+
+Differences from channels_redis, by design: a group member must be a channel of
+this layer's process (from :meth:`new_channel`), as with channels_redis' pub/sub
+layer; a message published to a group while a process's subscription is being
+re-established (a failover) does not reach that process, as any pub/sub; a
+cancelled :meth:`receive` of a plain (not process-specific) channel may lose the
+message it was taking.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import string
+import time
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+from urllib.parse import unquote, urlsplit
+
+import msgpack  # type: ignore[import-untyped]
+from channels.exceptions import ChannelFull
+from channels.layers import BaseChannelLayer
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.exceptions import RedisError
+
+from ..exceptions import ConfigurationError
+
+try:  # redis-py 8.0 added sharded pub/sub to its asyncio cluster client.
+    from redis.asyncio.cluster import ClusterPubSub
+except ImportError:  # pragma: no cover - depends on the installation
+    ClusterPubSub = None  # type: ignore[misc,assignment]
+
+__all__ = ["RedisClusterChannelLayer", "cluster_client"]
+
+logger = logging.getLogger("svc_infra.websocket.cluster")
+
+# BLPOP blocks this long per round (seconds); the client's read timeout exceeds it.
+_BLOCK = 1.0
+
+# Append if the queue has room, and keep the queue alive for the message's expiry.
+# KEYS[1] queue; ARGV: message, capacity, expiry in ms.
+_SEND = """
+if redis.call('LLEN', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
+redis.call('RPUSH', KEYS[1], ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 1
+"""
+
+
+def _cancelled() -> bool:
+    """Whether the current task was asked to stop.
+
+    redis-py's cluster client can swallow a ``CancelledError`` that arrives while
+    it releases a connection, so loops around its calls check after each call
+    rather than trusting the cancellation to surface.
+    """
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
+def _process_of(channel: str) -> str:
+    """The process part of a process-specific channel: ``<prefix>.<process>!<local>``."""
+    return channel.split("!", 1)[0].rsplit(".", 1)[-1]
+
+
+def _seed(host: Any) -> tuple[ClusterNode, dict[str, Any]]:
+    """A seed node and the client options of one ``hosts`` entry."""
+    if isinstance(host, Mapping):
+        options = dict(host)
+        address = options.pop("address", None)
+    else:
+        options, address = {}, host
+    if not isinstance(address, str):
+        raise ConfigurationError("hosts", host, "a redis:// or rediss:// URL, or {'address': URL}")
+    parts = urlsplit(address)
+    if parts.scheme not in ("redis", "rediss", "redis+cluster", "rediss+cluster"):
+        raise ConfigurationError("hosts", address, "a redis:// or rediss:// URL")
+    if parts.scheme.startswith("rediss"):
+        options.setdefault("ssl", True)
+    if parts.username:
+        options.setdefault("username", unquote(parts.username))
+    if parts.password:
+        options.setdefault("password", unquote(parts.password))
+    return ClusterNode(parts.hostname or "127.0.0.1", parts.port or 6379), options
+
+
+def _require_cluster_pubsub(hosts: list[Any]) -> None:
+    if ClusterPubSub is None:
+        raise ConfigurationError(
+            "hosts", hosts, "redis-py 8.0 or newer: pip install 'svc-infra-websocket[cluster]'"
+        )
+
+
+def cluster_client(hosts: Iterable[Any], **overrides: Any) -> RedisCluster:
+    """A redis-py ``RedisCluster`` on the seed ``hosts`` (URLs or ``{"address": URL}``).
+
+    Raises:
+        ConfigurationError: If a host entry is not a Redis URL.
+    """
+    hosts = list(hosts)
+    _require_cluster_pubsub(hosts)
+    seeds = [_seed(host) for host in hosts]
+    if not seeds:
+        raise ConfigurationError("hosts", [], "at least one seed node")
+    options: dict[str, Any] = {
+        "socket_connect_timeout": 2.0,
+        # Above the blocking reads' _BLOCK: a node that hangs fails the call.
+        "socket_timeout": 5.0,
+        "max_connections": 2000,
+        **seeds[0][1],
+        **overrides,
+    }
+    return RedisCluster(startup_nodes=[node for node, _ in seeds], **options)
+
+
+@dataclass
+class _LoopState:
+    """What the layer holds on one event loop (redis-py clients are bound to one)."""
+
+    client: RedisCluster
+    pubsub: ClusterPubSub | None = None
+    # Local channel -> (expires at, message) waiting for it.
+    queues: dict[str, asyncio.Queue[tuple[float, dict[str, Any]]]] = field(default_factory=dict)
+    # Group -> {local channel: when its membership expires}.
+    groups: dict[str, dict[str, float]] = field(default_factory=dict)
+    reader: asyncio.Task[None] | None = None
+    listeners: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    closed: bool = False
+
+
+class RedisClusterChannelLayer(BaseChannelLayer):  # type: ignore[misc]
+    """A Channels layer on Redis Cluster (see the module's documentation).
+
+    Args:
+        hosts: Seed nodes: ``redis://``/``rediss://`` URLs, or ``{"address": URL, **options}``
+            with redis-py client options.
+        prefix: Prefix of every key and pub/sub channel.
+        expiry: Seconds a message waits in a queue before it is dropped.
+        group_expiry: Seconds a group membership lasts without a new ``group_add``.
+        capacity: Messages a queue holds before ``send`` raises ``ChannelFull``.
+        channel_capacity: ``{pattern: capacity}`` per channel name (globs or regexes).
+    """
+
+    extensions: ClassVar[list[str]] = ["groups", "flush"]
+
+    def __init__(
+        self,
+        hosts: Iterable[Any] | None = None,
+        prefix: str = "asgi",
+        expiry: int = 60,
+        group_expiry: int = 86400,
+        capacity: int = 100,
+        channel_capacity: Mapping[Any, int] | None = None,
+    ) -> None:
+        super().__init__(expiry=expiry, capacity=capacity)
+        self.channel_capacity = self.compile_capacities(channel_capacity or {})
+        self.hosts = list(hosts or ["redis://127.0.0.1:6379"])
+        _require_cluster_pubsub(self.hosts)
+        for host in self.hosts:
+            _seed(host)  # a bad entry fails here, not at the first call
+        self.prefix = prefix
+        self.group_expiry = group_expiry
+        # This process's name for its specific channels ("<client>!<local>").
+        self.client_prefix = "".join(random.choices(string.ascii_letters, k=12))
+        self._states: dict[asyncio.AbstractEventLoop, _LoopState] = {}
+
+    # -- keys ---------------------------------------------------------------
+
+    def _queue_key(self, channel: str) -> str:
+        if "!" in channel:  # a process-specific channel queues in its process's list
+            return self._process_key(_process_of(channel))
+        return f"{self.prefix}:q:{{{channel}}}"
+
+    def _process_key(self, process: str) -> str:
+        return f"{self.prefix}:p:{{{process}}}"
+
+    def _group_channel(self, group: str) -> str:
+        return f"{self.prefix}:g:{{{group}}}"
+
+    def _state(self) -> _LoopState:
+        loop = asyncio.get_running_loop()
+        state = self._states.get(loop)
+        if state is None:
+            # Loops that have closed take their state with them.
+            for old in [lp for lp in self._states if lp.is_closed()]:
+                del self._states[old]
+            state = _LoopState(client=cluster_client(self.hosts))
+            self._states[loop] = state
+        return state
+
+    # -- the Channels layer API ---------------------------------------------
+
+    async def send(self, channel: str, message: dict[str, Any]) -> None:
+        """Queue ``message`` for ``channel``.
+
+        Raises:
+            ChannelFull: If the channel's queue holds ``capacity`` messages.
+            TypeError: If ``channel`` is not a valid channel name.
+            RedisError: If the cluster cannot take it.
+        """
+        assert isinstance(message, dict), "message is not a dict"
+        self.require_valid_channel_name(channel)
+        state = self._state()
+        if "!" in channel and channel in state.queues:
+            # A channel of this very process: no round trip needed.
+            queue = state.queues[channel]
+            if queue.qsize() >= self.get_capacity(channel):
+                raise ChannelFull(channel)
+            queue.put_nowait((time.time() + self.expiry, message))
+            return
+        payload = msgpack.packb(
+            {"c": channel, "m": message, "e": time.time() + self.expiry}, use_bin_type=True
+        )
+        added = await state.client.eval(
+            _SEND,
+            1,
+            self._queue_key(channel),
+            payload,
+            self.get_capacity(channel),
+            int(self.expiry * 1000),
+        )
+        if not added:
+            raise ChannelFull(channel)
+
+    async def receive(self, channel: str) -> dict[str, Any]:
+        """The next message for ``channel``, waiting for one.
+
+        Cancelling is safe for a process-specific channel (nothing is taken from
+        Redis for it); for a plain channel a message being taken may be lost.
+
+        Raises:
+            TypeError: If ``channel`` is not a valid channel name.
+            RedisError: If the cluster cannot be read (plain channels).
+        """
+        self.require_valid_channel_name(channel)
+        state = self._state()
+        if "!" in channel:
+            queue = self._local_queue(state, channel)
+            self._ensure_reader(state)
+            while True:
+                expires, message = await queue.get()
+                if expires >= time.time():
+                    return message
+        key = self._queue_key(channel)
+        while True:
+            popped = await state.client.blpop([key], timeout=_BLOCK)
+            if popped is None:
+                if _cancelled():
+                    raise asyncio.CancelledError
+                continue
+            entry = msgpack.unpackb(popped[1], raw=False)
+            if entry["e"] >= time.time():
+                return dict(entry["m"])
+
+    async def new_channel(self, prefix: str = "specific") -> str:
+        """A new process-specific channel name (``<prefix>.<process>!<random>``)."""
+        channel = f"{prefix}.{self.client_prefix}!{uuid.uuid4().hex}"
+        state = self._state()
+        self._local_queue(state, channel)
+        self._ensure_reader(state)
+        return channel
+
+    async def group_add(self, group: str, channel: str) -> None:
+        """Add ``channel`` (a channel of this process, from :meth:`new_channel`) to ``group``.
+
+        Raises:
+            TypeError: If a name is not valid.
+            ValueError: If ``channel`` is not this process's channel.
+            RedisError: If the subscription cannot be made.
+        """
+        self.require_valid_group_name(group)
+        self.require_valid_channel_name(channel)
+        state = self._state()
+        if "!" not in channel or _process_of(channel) != self.client_prefix:
+            raise ValueError(
+                f"{channel!r} is not a channel of this process: RedisClusterChannelLayer "
+                "groups hold channels from its new_channel()"
+            )
+        self._local_queue(state, channel)
+        members = state.groups.setdefault(group, {})
+        first = not members
+        members[channel] = time.time() + self.group_expiry
+        if first:
+            await self._subscribe(state, group)
+
+    async def group_discard(self, group: str, channel: str) -> None:
+        """Remove ``channel`` from ``group``; the last local member unsubscribes.
+
+        Raises:
+            TypeError: If a name is not valid.
+        """
+        self.require_valid_group_name(group)
+        self.require_valid_channel_name(channel)
+        state = self._state()
+        members = state.groups.get(group)
+        if members is None or members.pop(channel, None) is None:
+            return
+        if not members:
+            del state.groups[group]
+            if state.pubsub is not None:
+                with contextlib.suppress(RedisError):
+                    await state.pubsub.sunsubscribe(self._group_channel(group))
+
+    async def group_send(self, group: str, message: dict[str, Any]) -> None:
+        """Send ``message`` to every channel in ``group``, in every process: one
+        ``SPUBLISH``. A member whose queue is full misses it (never raises for that).
+
+        Raises:
+            TypeError: If ``group`` is not a valid group name.
+            RedisError: If the cluster cannot take it.
+        """
+        assert isinstance(message, dict), "message is not a dict"
+        self.require_valid_group_name(group)
+        state = self._state()
+        payload = msgpack.packb(message, use_bin_type=True)
+        await state.client.spublish(self._group_channel(group), payload)
+
+    async def flush(self) -> None:
+        """Delete every key of this prefix on every master, and forget local state."""
+        state = self._state()
+        for members in state.groups.values():
+            members.clear()
+        state.groups.clear()
+        state.queues.clear()
+        async for key in state.client.scan_iter(match=f"{self.prefix}:*", count=1000):
+            await state.client.delete(key)
+
+    async def close(self) -> None:
+        """Stop this loop's readers and close its connections."""
+        loop = asyncio.get_running_loop()
+        state = self._states.pop(loop, None)
+        if state is None:
+            return
+        state.closed = True
+        tasks = [t for t in (state.reader, *state.listeners.values()) if t is not None]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            # Each loop also ends by itself within one blocking read (see _cancelled).
+            _, pending = await asyncio.wait(tasks, timeout=_BLOCK * 3)
+            if pending:
+                logger.warning("%d reader(s) did not stop on close", len(pending))
+        if state.pubsub is not None:
+            with contextlib.suppress(Exception):
+                await state.pubsub.aclose()
+        await state.client.aclose()
+
+    # -- this process's side ------------------------------------------------
+
+    def _local_queue(
+        self, state: _LoopState, channel: str
+    ) -> asyncio.Queue[tuple[float, dict[str, Any]]]:
+        queue = state.queues.get(channel)
+        if queue is None:
+            queue = state.queues[channel] = asyncio.Queue()
+        return queue
+
+    def _ensure_reader(self, state: _LoopState) -> None:
+        if state.reader is None or state.reader.done():
+            key = self._process_key(self.client_prefix)
+            state.reader = asyncio.get_running_loop().create_task(self._read_queue(state, key))
+
+    async def _read_queue(self, state: _LoopState, key: str) -> None:
+        """Move this process's queued messages to its channels' local queues."""
+        backoff = 0.1
+        while not state.closed and not _cancelled():
+            try:
+                popped = await state.client.blpop([key], timeout=_BLOCK)
+                backoff = 0.1
+            except RedisError as exc:
+                logger.warning("reading %s failed (%s); retrying in %.1f s", key, exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+                continue
+            if popped is None:
+                continue
+            entry = msgpack.unpackb(popped[1], raw=False)
+            if entry["e"] >= time.time():
+                self._local_queue(state, entry["c"]).put_nowait((entry["e"], dict(entry["m"])))
+
+    async def _subscribe(self, state: _LoopState, group: str) -> None:
+        if state.pubsub is None:
+            state.pubsub = state.client.pubsub()
+        await state.pubsub.ssubscribe(self._group_channel(group))
+        self._ensure_listeners(state)
+
+    def _ensure_listeners(self, state: _LoopState) -> None:
+        """One reader per node that holds our shard subscriptions."""
+        assert state.pubsub is not None
+        loop = asyncio.get_running_loop()
+        for name in list(state.pubsub.node_pubsub_mapping):
+            task = state.listeners.get(name)
+            if task is None or task.done():
+                state.listeners[name] = loop.create_task(self._listen(state, name))
+
+    async def _listen(self, state: _LoopState, node_name: str) -> None:
+        """Hand group messages from one node to the local members."""
+        pubsub = state.pubsub
+        assert pubsub is not None
+        while not state.closed and not _cancelled():
+            node = state.client.get_node(node_name=node_name)
+            if node is None or node_name not in pubsub.node_pubsub_mapping:
+                return  # its subscriptions moved: the new owner's reader has them
+            try:
+                message = await pubsub.get_sharded_message(
+                    ignore_subscribe_messages=True, timeout=_BLOCK, target_node=node
+                )
+            except (RedisError, OSError) as exc:
+                logger.warning("shard subscription on %s failed: %s", node_name, exc)
+                await asyncio.sleep(0.5)
+                self._ensure_listeners(state)
+                continue
+            if message is None or message.get("type") != "smessage":
+                self._ensure_listeners(state)
+                continue
+            self._deliver(state, message)
+
+    def _deliver(self, state: _LoopState, message: Mapping[str, Any]) -> None:
+        channel = message["channel"]
+        name = channel.decode() if isinstance(channel, bytes) else str(channel)
+        group = name[len(self.prefix) + 4 : -1]  # "<prefix>:g:{" ... "}"
+        members = state.groups.get(group)
+        if not members:
+            return
+        body = msgpack.unpackb(message["data"], raw=False)
+        now = time.time()
+        expires = now + self.expiry
+        for member, expires in list(members.items()):
+            if expires < now:
+                del members[member]
+                continue
+            queue = self._local_queue(state, member)
+            if queue.qsize() < self.get_capacity(member):
+                queue.put_nowait((expires, dict(body)))

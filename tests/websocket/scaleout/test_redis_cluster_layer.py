@@ -1,0 +1,136 @@
+"""RedisClusterChannelLayer beyond the Channels specification (which
+``test_layer_conformance.py`` covers): its configuration, where its keys live on
+a real cluster, and its refusal of another process's channel in a group."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from svc_infra.websocket.exceptions import ConfigurationError
+from tests.support import timeout
+
+pytest.importorskip("redis", "8.0", reason="redis-py < 8.0: no async sharded pub/sub")
+
+from svc_infra.websocket.scaleout import RedisClusterChannelLayer
+from svc_infra.websocket.scaleout.cluster import cluster_client
+
+pytestmark = [pytest.mark.timeout(60), pytest.mark.cluster, pytest.mark.redis]
+
+
+@pytest.fixture
+async def layer(redis_cluster: Any) -> AsyncIterator[RedisClusterChannelLayer]:
+    layer = RedisClusterChannelLayer(hosts=[redis_cluster.url], prefix=f"t{uuid.uuid4().hex[:8]}")
+    yield layer
+    await layer.flush()
+    await layer.close()
+
+
+@pytest.mark.parametrize(
+    "hosts",
+    [["http://node:6379"], [{"address": 6379}], ["node:6379"]],
+)
+def test_a_host_that_is_not_a_redis_url_names_hosts(hosts: list[Any]) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        RedisClusterChannelLayer(hosts=hosts)
+    assert caught.value.name == "hosts"
+
+
+def test_seed_urls_carry_tls_and_credentials() -> None:
+    client = cluster_client(["rediss://user:p%40ss@node-1:7000", "redis://node-2:7001"])
+    seeds = [(n.host, n.port) for n in client.nodes_manager.startup_nodes.values()]
+    assert ("node-1", 7000) in seeds
+    assert ("node-2", 7001) in seeds
+    options = client.nodes_manager.connection_kwargs
+    assert options["password"] == "p@ss"
+    assert options["username"] == "user"
+    assert options["connection_class"].__name__ == "SSLConnection"
+
+
+def test_channels_builds_it_from_channel_layers() -> None:
+    """The ``BACKEND`` path of the docs resolves, with the ``CONFIG`` keys of channels_redis."""
+    from channels.layers import ChannelLayerManager
+    from django.test import override_settings
+
+    config = {
+        "BACKEND": "svc_infra.websocket.scaleout.RedisClusterChannelLayer",
+        "CONFIG": {
+            "hosts": ["redis://127.0.0.1:7000"],
+            "prefix": "app",
+            "capacity": 7,
+            "expiry": 9,
+            "channel_capacity": {"http.*": 3},
+        },
+    }
+    with override_settings(CHANNEL_LAYERS={"default": config}):
+        built = ChannelLayerManager()["default"]
+    assert isinstance(built, RedisClusterChannelLayer)
+    assert (built.prefix, built.capacity, built.expiry) == ("app", 7, 9)
+    assert built.get_capacity("http.request") == 3
+
+
+async def test_group_add_refuses_another_process_channel(
+    layer: RedisClusterChannelLayer, redis_cluster: Any
+) -> None:
+    other = RedisClusterChannelLayer(hosts=[redis_cluster.url], prefix=layer.prefix)
+    try:
+        theirs = await other.new_channel()
+        with pytest.raises(ValueError, match="not a channel of this process"):
+            await layer.group_add("g", theirs)
+        with pytest.raises(ValueError, match="not a channel of this process"):
+            await layer.group_add("g", "plain-worker-channel")
+    finally:
+        await other.close()
+
+
+async def test_keys_spread_over_every_master(
+    layer: RedisClusterChannelLayer, redis_cluster: Any
+) -> None:
+    """Each plain channel queues in a key of its own slot: 300 channels put keys on
+    every master, none with fewer than a tenth of them."""
+    for n in range(300):
+        await layer.send(f"worker-{n}", {"type": "t"})
+    counts = []
+    for port in redis_cluster.masters():
+        keys = redis_cluster.cli(port, "--scan", "--pattern", f"{layer.prefix}:*").split()
+        counts.append(len(keys))
+    assert sum(counts) == 300
+    assert min(counts) >= 30, counts
+
+
+async def test_a_group_send_is_one_publish_for_many_processes(
+    layer: RedisClusterChannelLayer, redis_cluster: Any
+) -> None:
+    """Three more layers (three processes) in one group: one group_send reaches
+    each member, and the cluster counted one SPUBLISH."""
+    others = [
+        RedisClusterChannelLayer(hosts=[redis_cluster.url], prefix=layer.prefix) for _ in range(3)
+    ]
+    try:
+        members = []
+        for other in others:
+            channel = await other.new_channel()
+            await other.group_add("fan", channel)
+            members.append((other, channel))
+        before = _spublish_calls(redis_cluster)
+        await layer.group_send("fan", {"type": "t", "n": 1})
+        for other, channel in members:
+            got = await asyncio.wait_for(other.receive(channel), timeout(5))
+            assert got == {"type": "t", "n": 1}
+        assert _spublish_calls(redis_cluster) - before == 1
+    finally:
+        for other in others:
+            await other.close()
+
+
+def _spublish_calls(cluster: Any) -> int:
+    total = 0
+    for port in cluster.masters():
+        for line in cluster.cli(port, "info", "commandstats").splitlines():
+            if line.startswith("cmdstat_spublish:"):
+                total += int(line.split("calls=")[1].split(",")[0])
+    return total
