@@ -18,11 +18,14 @@ from typing import Any
 from .exceptions import ConfigurationError
 
 __all__ = [
+    "CLUSTER_SCHEMES",
     "ENV_PREFIX",
     "REDIS_SCHEMES",
     "WebSocketConfig",
     "check_redis_url",
+    "check_server_url",
     "get_default_config",
+    "is_cluster_url",
     "sentinel_hosts",
 ]
 
@@ -59,10 +62,14 @@ class WebSocketConfig:
         outbox_limit: Server side: bytes (characters for text) a connection may
             have waiting to be written before it is closed as a slow consumer.
         channel_prefix: Server side: prefix of the manager's Channels group names.
-        redis_url: Server side: a ``redis://`` URL; the manager then builds a
-            ``channels_redis`` layer. ``None`` keeps the in-memory (or Django) layer.
-        redis_layer: Server side: which ``channels_redis`` layer ``redis_url``
-            builds: ``"core"`` (lists, the default) or ``"pubsub"``.
+        redis_url: Server side: a ``redis://`` URL, and the manager builds a
+            ``channels_redis`` layer; or a ``redis+cluster://`` (``rediss+cluster://``)
+            URL of any node of a Redis Cluster, and it builds
+            :class:`~svc_infra.websocket.scaleout.RedisClusterChannelLayer`.
+            ``None`` keeps the in-memory (or Django) layer.
+        redis_layer: Server side: which ``channels_redis`` layer a ``redis://``
+            ``redis_url`` builds: ``"core"`` (lists, the default) or ``"pubsub"``.
+            A Redis Cluster has one layer: ``"pubsub"`` is refused there.
         redis_sentinels: Django's ``channel_layers_from_env()``: Redis Sentinel
             instead of ``redis_url``, as ``"host:port[,host:port...]"``.
         redis_sentinel_master: The primary those sentinels monitor.
@@ -72,7 +79,9 @@ class WebSocketConfig:
             that holds presence, history and connection slots (a ``redis://`` URL);
             ``None`` keeps them on the layer's first host. Give it when the layer
             shards over several hosts, so that they do not load (and depend on)
-            one shard. Every process of a cluster must use the same.
+            one shard. Every process of a cluster must use the same. On a Redis
+            Cluster layer, history stays on the Cluster and this one Redis holds
+            presence and connection slots (without it, presence is per process).
         history_size: Server side: messages kept per stream for recovery after a
             reconnect (``docs/recovery.md``); 0 (the default) keeps none.
         history_ttl: Server side: seconds a stream's messages are kept at most.
@@ -244,8 +253,16 @@ def _parse_optional_str(raw: str, name: str) -> str | None:
     return raw.strip() or None
 
 
-#: The URL schemes of a Redis server (``redis_url``, ``presence_redis_url``).
-REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+#: The URL schemes of a Redis Cluster (``redis_url``): any node is a seed.
+CLUSTER_SCHEMES = ("redis+cluster://", "rediss+cluster://")
+
+#: The URL schemes ``redis_url`` takes: one Redis server, or a Redis Cluster.
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://", *CLUSTER_SCHEMES)
+
+
+def is_cluster_url(url: str | None) -> bool:
+    """Whether ``url`` names a Redis Cluster (``redis+cluster://``, ``rediss+cluster://``)."""
+    return isinstance(url, str) and url.startswith(CLUSTER_SCHEMES)
 
 
 def check_redis_url(url: str, name: str) -> None:
@@ -253,11 +270,26 @@ def check_redis_url(url: str, name: str) -> None:
     ``ConnectionManager(redis_url=...)`` and ``build_layer()``.
 
     Raises:
+        ConfigurationError: If ``url`` is not a ``redis://``, ``rediss://``,
+            ``unix://``, ``redis+cluster://`` or ``rediss+cluster://`` URL; it names
+            ``name``.
+    """
+    if not isinstance(url, str) or not url.startswith(REDIS_SCHEMES):
+        raise ConfigurationError(
+            name, url, "a redis://, rediss://, unix://, redis+cluster:// or rediss+cluster:// URL"
+        )
+
+
+def check_server_url(url: str, name: str) -> None:
+    """:func:`check_redis_url` for a setting that takes one Redis server, not a Cluster
+    (``presence_redis_url``: presence's scripts need one server's keys).
+
+    Raises:
         ConfigurationError: If ``url`` is not a ``redis://``, ``rediss://`` or
             ``unix://`` URL; it names ``name``.
     """
-    if not isinstance(url, str) or not url.startswith(REDIS_SCHEMES):
-        raise ConfigurationError(name, url, "a redis://, rediss:// or unix:// URL")
+    if is_cluster_url(url) or not isinstance(url, str) or not url.startswith(REDIS_SCHEMES):
+        raise ConfigurationError(name, url, "a redis://, rediss:// or unix:// URL of one Redis")
 
 
 def sentinel_hosts(value: str, name: str = "redis_sentinels") -> list[tuple[str, int]]:
@@ -358,7 +390,7 @@ _SPECS: dict[str, _Spec] = {
     "outbox_limit": _Spec(_parse_int, "int", minimum=0, exclusive_minimum=True),
     "channel_prefix": _Spec(_parse_str, "str"),
     "redis_url": _Spec(_parse_optional_str, "str", optional=True, extra=check_redis_url),
-    "presence_redis_url": _Spec(_parse_optional_str, "str", optional=True, extra=check_redis_url),
+    "presence_redis_url": _Spec(_parse_optional_str, "str", optional=True, extra=check_server_url),
     "redis_layer": _Spec(_parse_choice, "str", choices=("core", "pubsub")),
     "redis_sentinels": _Spec(_parse_optional_str, "str", optional=True, extra=sentinel_hosts),
     "redis_sentinel_master": _Spec(_parse_str, "str"),

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import ENV_PREFIX, WebSocketConfig
+from ..exceptions import ConfigurationError
 from ..manager import ConnectionManager
 
 __all__ = [
@@ -34,7 +35,8 @@ def channel_layers_from_env(environ: Any = None) -> dict[str, Any]:
 
     - ``WS_REDIS_SENTINELS=host:port,host:port`` (with ``WS_REDIS_SENTINEL_MASTER``,
       default ``mymaster``): channels_redis through Redis Sentinel;
-    - else ``WS_REDIS_URL``: channels_redis on that URL;
+    - else ``WS_REDIS_URL``: channels_redis on that URL, or, for a
+      ``redis+cluster://`` URL, :class:`~svc_infra.websocket.scaleout.RedisClusterChannelLayer`;
     - else: the in-memory layer (one process).
 
     ``WS_REDIS_LAYER=pubsub`` picks channels_redis' pub/sub layer. Host entries
@@ -44,13 +46,20 @@ def channel_layers_from_env(environ: Any = None) -> dict[str, Any]:
         ConfigurationError: If a ``WS_*`` variable is invalid (it is named), such as
             ``WS_REDIS_SENTINELS`` that is not a list of host:port.
     """
-    from ..config import sentinel_hosts
+    from ..config import is_cluster_url, sentinel_hosts
     from ..scaleout.layers import redis_host, with_redis_defaults
 
     config = WebSocketConfig.from_env(os.environ if environ is None else environ)
     url, sentinels = config.redis_url, config.redis_sentinels
     if url is None and sentinels is None:
         return {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    if sentinels is None and is_cluster_url(url):
+        if config.redis_layer != "core":
+            raise ConfigurationError(
+                "WS_REDIS_LAYER", config.redis_layer, '"core" on a Redis Cluster (it has one layer)'
+            )
+        backend = "svc_infra.websocket.scaleout.RedisClusterChannelLayer"
+        return {"default": {"BACKEND": backend, "CONFIG": {"hosts": [url]}}}
     backend = (
         "channels_redis.pubsub.RedisPubSubChannelLayer"
         if config.redis_layer == "pubsub"

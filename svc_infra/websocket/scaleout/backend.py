@@ -8,6 +8,7 @@ elsewhere.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
@@ -16,10 +17,18 @@ from ..server._router import Receive
 from ..server.protocols import HistoryStore, PresenceHost
 from .groups import GroupBatcher
 from .history import RedisHistory
-from .layers import LayerCapabilities, batch_receiver, manager_channel, presence_client
+from .layers import (
+    LayerCapabilities,
+    batch_receiver,
+    history_client,
+    manager_channel,
+    presence_client,
+)
 from .presence import RedisPresence
 
 __all__ = ["LayerBackend"]
+
+logger = logging.getLogger("svc_infra.websocket.presence")
 
 
 class LayerBackend:
@@ -99,13 +108,21 @@ class LayerBackend:
             return None
         client, key_prefix = presence_client(self.caps, self.prefix, self.presence_url)
         if client is None:
+            if self.caps.redis == "cluster":
+                logger.warning(
+                    "presence is per process on a Redis Cluster layer: set "
+                    "WS_PRESENCE_REDIS_URL (presence_redis_url) to one Redis for "
+                    "cluster-wide presence and connection caps"
+                )
             return None
         return RedisPresence(client, host, key_prefix=key_prefix, ttl=self.presence_ttl)
 
     def make_history(self, meta_ttl: float = META_TTL) -> HistoryStore:
         """History on the layer's Redis (shared by the cluster), else in memory;
         ``meta_ttl`` is ``history_meta_ttl``."""
-        client, key_prefix = presence_client(self.caps, self.prefix, self.presence_url)
+        client, key_prefix = history_client(self.caps, self.prefix, self.presence_url)
         if client is None:  # one process: history in memory
             return MemoryHistory(meta_ttl)
-        return RedisHistory(client, key_prefix=key_prefix, meta_ttl=meta_ttl)
+        return RedisHistory(
+            client, key_prefix=key_prefix, meta_ttl=meta_ttl, hash_tags=self.caps.redis == "cluster"
+        )

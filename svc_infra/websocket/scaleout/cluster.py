@@ -9,7 +9,7 @@ Configured like channels_redis::
 
 ``hosts`` are seed nodes (any of them finds the rest); ``rediss://`` for TLS and a
 password in the URL work. It runs on redis-py's asyncio ``RedisCluster`` and its
-public API only (redis-py 8 or newer, for sharded pub/sub).
+public API only (redis-py 8.0 or newer: sharded pub/sub on asyncio).
 
 Where each thing lives, so that no slot is everyone's:
 
@@ -33,7 +33,6 @@ message it was taking.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import string
@@ -51,18 +50,14 @@ from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.exceptions import RedisError
 
 from ..exceptions import ConfigurationError
-
-try:  # redis-py 8.0 added sharded pub/sub to its asyncio cluster client.
-    from redis.asyncio.cluster import ClusterPubSub
-except ImportError:  # pragma: no cover - depends on the installation
-    ClusterPubSub = None  # type: ignore[misc,assignment]
+from ._shards import READ_BLOCK, ShardSubscriptions, cancelled
 
 __all__ = ["RedisClusterChannelLayer", "cluster_client"]
 
 logger = logging.getLogger("svc_infra.websocket.cluster")
 
 # BLPOP blocks this long per round (seconds); the client's read timeout exceeds it.
-_BLOCK = 1.0
+_BLOCK = READ_BLOCK
 
 # Append if the queue has room, and keep the queue alive for the message's expiry.
 # KEYS[1] queue; ARGV: message, capacity, expiry in ms.
@@ -72,17 +67,6 @@ redis.call('RPUSH', KEYS[1], ARGV[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return 1
 """
-
-
-def _cancelled() -> bool:
-    """Whether the current task was asked to stop.
-
-    redis-py's cluster client can swallow a ``CancelledError`` that arrives while
-    it releases a connection, so loops around its calls check after each call
-    rather than trusting the cancellation to surface.
-    """
-    task = asyncio.current_task()
-    return task is not None and task.cancelling() > 0
 
 
 def _process_of(channel: str) -> str:
@@ -111,8 +95,10 @@ def _seed(host: Any) -> tuple[ClusterNode, dict[str, Any]]:
     return ClusterNode(parts.hostname or "127.0.0.1", parts.port or 6379), options
 
 
-def _require_cluster_pubsub(hosts: list[Any]) -> None:
-    if ClusterPubSub is None:
+def _require_sharded_pubsub(hosts: list[Any]) -> None:
+    from redis.asyncio.client import PubSub
+
+    if not hasattr(PubSub, "ssubscribe"):  # redis-py 8.0 added it to asyncio
         raise ConfigurationError(
             "hosts", hosts, "redis-py 8.0 or newer: pip install 'svc-infra-websocket[cluster]'"
         )
@@ -124,8 +110,6 @@ def cluster_client(hosts: Iterable[Any], **overrides: Any) -> RedisCluster:
     Raises:
         ConfigurationError: If a host entry is not a Redis URL.
     """
-    hosts = list(hosts)
-    _require_cluster_pubsub(hosts)
     seeds = [_seed(host) for host in hosts]
     if not seeds:
         raise ConfigurationError("hosts", [], "at least one seed node")
@@ -145,13 +129,12 @@ class _LoopState:
     """What the layer holds on one event loop (redis-py clients are bound to one)."""
 
     client: RedisCluster
-    pubsub: ClusterPubSub | None = None
+    shards: ShardSubscriptions
     # Local channel -> (expires at, message) waiting for it.
     queues: dict[str, asyncio.Queue[tuple[float, dict[str, Any]]]] = field(default_factory=dict)
     # Group -> {local channel: when its membership expires}.
     groups: dict[str, dict[str, float]] = field(default_factory=dict)
     reader: asyncio.Task[None] | None = None
-    listeners: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     closed: bool = False
 
 
@@ -182,7 +165,7 @@ class RedisClusterChannelLayer(BaseChannelLayer):  # type: ignore[misc]
         super().__init__(expiry=expiry, capacity=capacity)
         self.channel_capacity = self.compile_capacities(channel_capacity or {})
         self.hosts = list(hosts or ["redis://127.0.0.1:6379"])
-        _require_cluster_pubsub(self.hosts)
+        _require_sharded_pubsub(self.hosts)
         for host in self.hosts:
             _seed(host)  # a bad entry fails here, not at the first call
         self.prefix = prefix
@@ -211,8 +194,15 @@ class RedisClusterChannelLayer(BaseChannelLayer):  # type: ignore[misc]
             # Loops that have closed take their state with them.
             for old in [lp for lp in self._states if lp.is_closed()]:
                 del self._states[old]
-            state = _LoopState(client=cluster_client(self.hosts))
-            self._states[loop] = state
+            client = cluster_client(self.hosts)
+            shards = ShardSubscriptions(
+                client,
+                _seed(self.hosts[0])[1],
+                # Late-bound: ``made`` is the state made on the next line.
+                lambda channel, data: self._deliver(made, channel, data),
+            )
+            made = self._states[loop] = _LoopState(client, shards)
+            return made
         return state
 
     # -- the Channels layer API ---------------------------------------------
@@ -272,7 +262,7 @@ class RedisClusterChannelLayer(BaseChannelLayer):  # type: ignore[misc]
         while True:
             popped = await state.client.blpop([key], timeout=_BLOCK)
             if popped is None:
-                if _cancelled():
+                if cancelled():
                     raise asyncio.CancelledError
                 continue
             entry = msgpack.unpackb(popped[1], raw=False)
@@ -308,7 +298,13 @@ class RedisClusterChannelLayer(BaseChannelLayer):  # type: ignore[misc]
         first = not members
         members[channel] = time.time() + self.group_expiry
         if first:
-            await self._subscribe(state, group)
+            try:
+                await state.shards.subscribe(self._group_channel(group))
+            except BaseException:
+                members.pop(channel, None)
+                if not members:
+                    state.groups.pop(group, None)
+                raise
 
     async def group_discard(self, group: str, channel: str) -> None:
         """Remove ``channel`` from ``group``; the last local member unsubscribes.
@@ -324,9 +320,7 @@ class RedisClusterChannelLayer(BaseChannelLayer):  # type: ignore[misc]
             return
         if not members:
             del state.groups[group]
-            if state.pubsub is not None:
-                with contextlib.suppress(RedisError):
-                    await state.pubsub.sunsubscribe(self._group_channel(group))
+            await state.shards.unsubscribe(self._group_channel(group))
 
     async def group_send(self, group: str, message: dict[str, Any]) -> None:
         """Send ``message`` to every channel in ``group``, in every process: one
@@ -359,17 +353,13 @@ class RedisClusterChannelLayer(BaseChannelLayer):  # type: ignore[misc]
         if state is None:
             return
         state.closed = True
-        tasks = [t for t in (state.reader, *state.listeners.values()) if t is not None]
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            # Each loop also ends by itself within one blocking read (see _cancelled).
-            _, pending = await asyncio.wait(tasks, timeout=_BLOCK * 3)
+        if state.reader is not None:
+            state.reader.cancel()
+            # It also ends by itself within one blocking read (see cancelled()).
+            _, pending = await asyncio.wait([state.reader], timeout=_BLOCK * 3)
             if pending:
-                logger.warning("%d reader(s) did not stop on close", len(pending))
-        if state.pubsub is not None:
-            with contextlib.suppress(Exception):
-                await state.pubsub.aclose()
+                logger.warning("the queue reader did not stop on close")
+        await state.shards.close()
         await state.client.aclose()
 
     # -- this process's side ------------------------------------------------
@@ -390,7 +380,7 @@ class RedisClusterChannelLayer(BaseChannelLayer):  # type: ignore[misc]
     async def _read_queue(self, state: _LoopState, key: str) -> None:
         """Move this process's queued messages to its channels' local queues."""
         backoff = 0.1
-        while not state.closed and not _cancelled():
+        while not state.closed and not cancelled():
             try:
                 popped = await state.client.blpop([key], timeout=_BLOCK)
                 backoff = 0.1
@@ -405,51 +395,13 @@ class RedisClusterChannelLayer(BaseChannelLayer):  # type: ignore[misc]
             if entry["e"] >= time.time():
                 self._local_queue(state, entry["c"]).put_nowait((entry["e"], dict(entry["m"])))
 
-    async def _subscribe(self, state: _LoopState, group: str) -> None:
-        if state.pubsub is None:
-            state.pubsub = state.client.pubsub()
-        await state.pubsub.ssubscribe(self._group_channel(group))
-        self._ensure_listeners(state)
-
-    def _ensure_listeners(self, state: _LoopState) -> None:
-        """One reader per node that holds our shard subscriptions."""
-        assert state.pubsub is not None
-        loop = asyncio.get_running_loop()
-        for name in list(state.pubsub.node_pubsub_mapping):
-            task = state.listeners.get(name)
-            if task is None or task.done():
-                state.listeners[name] = loop.create_task(self._listen(state, name))
-
-    async def _listen(self, state: _LoopState, node_name: str) -> None:
-        """Hand group messages from one node to the local members."""
-        pubsub = state.pubsub
-        assert pubsub is not None
-        while not state.closed and not _cancelled():
-            node = state.client.get_node(node_name=node_name)
-            if node is None or node_name not in pubsub.node_pubsub_mapping:
-                return  # its subscriptions moved: the new owner's reader has them
-            try:
-                message = await pubsub.get_sharded_message(
-                    ignore_subscribe_messages=True, timeout=_BLOCK, target_node=node
-                )
-            except (RedisError, OSError) as exc:
-                logger.warning("shard subscription on %s failed: %s", node_name, exc)
-                await asyncio.sleep(0.5)
-                self._ensure_listeners(state)
-                continue
-            if message is None or message.get("type") != "smessage":
-                self._ensure_listeners(state)
-                continue
-            self._deliver(state, message)
-
-    def _deliver(self, state: _LoopState, message: Mapping[str, Any]) -> None:
-        channel = message["channel"]
-        name = channel.decode() if isinstance(channel, bytes) else str(channel)
-        group = name[len(self.prefix) + 4 : -1]  # "<prefix>:g:{" ... "}"
+    def _deliver(self, state: _LoopState, channel: str, data: bytes) -> None:
+        """Hand a group message to the group's members in this process."""
+        group = channel[len(self.prefix) + 4 : -1]  # "<prefix>:g:{" ... "}"
         members = state.groups.get(group)
         if not members:
             return
-        body = msgpack.unpackb(message["data"], raw=False)
+        body = msgpack.unpackb(data, raw=False)
         now = time.time()
         expires = now + self.expiry
         for member, expires in list(members.items()):

@@ -9,6 +9,10 @@ Keys (``<prefix>`` is the layer's prefix and the manager's, as for presence):
   empty), ``t`` (Redis time in ms); trimmed to the stream's size (exact MAXLEN)
   and expiring ``history_ttl`` after the last message.
 
+On a Redis Cluster the stream's name is a hash tag (``<prefix>hm:{<stream>}``,
+``<prefix>h:{<stream>}``): both keys of a stream share a slot, as the scripts
+need, and the streams spread over the Cluster's slots.
+
 One script per published message assigns the offset and appends (one round trip);
 one script per replay reads the position and the entries after it atomically.
 The epoch is made from Redis' clock when the hash does not exist: after a flush,
@@ -85,20 +89,31 @@ class RedisHistory:
     """History shared by every process, on the layer's Redis.
 
     Args:
-        client: A ``redis.asyncio.Redis`` (owned: closed by :meth:`close`).
+        client: A ``redis.asyncio.Redis`` or ``RedisCluster`` (owned: closed by
+            :meth:`close`).
         key_prefix: Prefix of every key.
         meta_ttl: ``history_meta_ttl``.
+        hash_tags: Put the stream's name in a hash tag (for a Redis Cluster).
     """
 
-    def __init__(self, client: Any, *, key_prefix: str, meta_ttl: float = META_TTL) -> None:
+    def __init__(
+        self,
+        client: Any,
+        *,
+        key_prefix: str,
+        meta_ttl: float = META_TTL,
+        hash_tags: bool = False,
+    ) -> None:
         self.client = client
         self.key_prefix = key_prefix
         self.meta_ttl = meta_ttl
+        self._tag = "{%s}" if hash_tags else "%s"
         self._append = client.register_script(_APPEND)
         self._since = client.register_script(_SINCE)
 
     def _keys(self, stream: str) -> list[str]:
-        return [f"{self.key_prefix}hm:{stream}", f"{self.key_prefix}h:{stream}"]
+        tagged = self._tag % stream
+        return [f"{self.key_prefix}hm:{tagged}", f"{self.key_prefix}h:{tagged}"]
 
     async def append(
         self, stream: str, frame: Frame, exclude: str | None, size: int, ttl: float

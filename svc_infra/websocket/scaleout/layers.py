@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ..config import check_redis_url
+from ..config import check_redis_url, check_server_url, is_cluster_url
 from ..exceptions import ConfigurationError
 from ._compat_channels import inmemory_groups
 from ._compat_channels_redis import (
@@ -36,6 +36,7 @@ __all__ = [
     "build_layer",
     "capabilities",
     "close_client",
+    "history_client",
     "manager_channel",
     "presence_client",
     "redis_host",
@@ -91,17 +92,28 @@ def with_redis_defaults(host: dict[str, Any]) -> dict[str, Any]:
 def build_layer(*, redis_url: str | None = None, kind: str = "core") -> Any:
     """Return the layer for a manager built without one.
 
+    - ``redis_url`` a ``redis+cluster://`` URL: a
+      :class:`~.cluster.RedisClusterChannelLayer` on that seed node;
     - ``redis_url`` set: a ``channels_redis`` layer on it, ``RedisChannelLayer``
       (``kind="core"``) or ``RedisPubSubChannelLayer`` (``kind="pubsub"``);
     - else, Django configured with ``CHANNEL_LAYERS``: its ``default`` layer;
     - else: a new ``InMemoryChannelLayer`` (this process only).
 
     Raises:
-        ConfigurationError: If the URL is not a Redis URL, or ``channels-redis``
-            is not installed.
+        ConfigurationError: If the URL is not a Redis URL, ``channels-redis`` (or,
+            for a Cluster, redis-py 8) is not installed, or ``kind="pubsub"`` is
+            asked of a Cluster.
     """
     if redis_url:
         check_redis_url(redis_url, "redis_url")
+        if is_cluster_url(redis_url):
+            if kind != "core":
+                raise ConfigurationError(
+                    "redis_layer", kind, '"core" on a Redis Cluster (it has one layer)'
+                )
+            from .cluster import RedisClusterChannelLayer
+
+            return RedisClusterChannelLayer(hosts=[redis_url])
         try:
             from channels_redis.core import RedisChannelLayer
             from channels_redis.pubsub import RedisPubSubChannelLayer
@@ -140,9 +152,11 @@ class LayerCapabilities:
         networked: Calls may suspend and hang (a layer behind a network): they get
             a timeout, and calls for one group are serialised. False for
             Channels' in-memory layer.
-        redis: ``"core"`` or ``"pubsub"`` for channels_redis' layers, else None.
-        redis_hosts: The channels_redis host entries (where presence lives).
-        redis_prefix: The channels_redis key prefix.
+        redis: ``"core"`` or ``"pubsub"`` for channels_redis' layers,
+            ``"cluster"`` for :class:`~.cluster.RedisClusterChannelLayer`, else None.
+        redis_hosts: The layer's host entries (where presence lives; a Cluster's
+            seed nodes).
+        redis_prefix: The layer's key prefix.
         batch_receive: A plain channel with batched receives is possible: the
             channels_redis' core layer, on any number of hosts (see :func:`batch_receiver`).
         local_groups: For Channels' in-memory layer, its own table of groups
@@ -151,7 +165,7 @@ class LayerCapabilities:
     """
 
     networked: bool
-    redis: Literal["core", "pubsub"] | None = None
+    redis: Literal["core", "pubsub", "cluster"] | None = None
     redis_hosts: tuple[Any, ...] = ()
     redis_prefix: str = ""
     batch_receive: bool = False
@@ -186,6 +200,13 @@ def capabilities(layer: Any) -> LayerCapabilities:
             redis_hosts=tuple(hosts),
             redis_prefix=str(kwargs.get("prefix", "asgi")),
         )
+    if _instance_of(layer, "svc_infra.websocket.scaleout.cluster", "RedisClusterChannelLayer"):
+        return LayerCapabilities(
+            networked=True,
+            redis="cluster",
+            redis_hosts=tuple(layer.hosts),
+            redis_prefix=str(layer.prefix),
+        )
     # Exactly Channels' own class: a subclass may well suspend in its group calls.
     memory = getattr(sys.modules.get("channels.layers"), "InMemoryChannelLayer", None)
     if type(layer) is memory:
@@ -219,20 +240,21 @@ def presence_client(
 
     On ``url`` (``presence_redis_url``) when given, else on the layer's Redis: with
     several hosts (sharding), the first. ``(None, "")`` when the layer is not a
-    ``channels_redis`` layer (presence announcements travel through the layer).
-    Sentinel host entries work: the pool comes from channels_redis' own
-    ``create_pool``.
+    ``channels_redis`` layer (presence stays per process), and on a Redis Cluster
+    layer without ``url``: presence's scripts need one server (see
+    ``docs/scaling.md``). Sentinel host entries work: the pool comes from
+    channels_redis' own ``create_pool``.
 
     Raises:
-        ConfigurationError: If ``url`` is not a Redis URL.
+        ConfigurationError: If ``url`` is not the URL of one Redis.
     """
-    if caps.redis is None:
+    if caps.redis is None or (caps.redis == "cluster" and url is None):
         return None, ""
     import redis.asyncio
     from channels_redis.utils import create_pool
 
     if url is not None:
-        check_redis_url(url, "presence_redis_url")
+        check_server_url(url, "presence_redis_url")
     entry = {"address": url} if url is not None else caps.redis_hosts[0]
     # Presence commands are short: unlike the layer's blocking reads, they may
     # carry a read timeout, so a Redis that hangs makes them fail, not wait.
@@ -241,14 +263,37 @@ def presence_client(
     return client, f"{caps.redis_prefix}:{manager_prefix}p:"
 
 
+def history_client(
+    caps: LayerCapabilities, manager_prefix: str, url: str | None = None
+) -> tuple[Any, str]:
+    """A Redis client for history shared by every process, and the key prefix.
+
+    On a Redis Cluster layer, a client of the Cluster (each stream's keys share
+    one hash slot, and streams spread over the slots); elsewhere where
+    :func:`presence_client` puts presence. ``(None, "")``: history in memory.
+
+    Raises:
+        ConfigurationError: If ``url`` is not the URL of one Redis.
+    """
+    if caps.redis != "cluster":
+        return presence_client(caps, manager_prefix, url)
+    from .cluster import cluster_client
+
+    return cluster_client(caps.redis_hosts), f"{caps.redis_prefix}:{manager_prefix}p:"
+
+
 #: Messages taken from Redis per round trip by :func:`batch_receiver`.
 RECEIVE_BATCH = 100
 
 
 async def close_client(client: Any) -> None:
-    """Close a redis-py client of :func:`presence_client`, its pool, and a Sentinel
-    pool's sentinel clients (closing the pool alone leaves those open)."""
+    """Close a redis-py client of :func:`presence_client` or :func:`history_client`,
+    its pool, and a Sentinel pool's sentinel clients (closing the pool alone leaves
+    those open)."""
     try:
+        if not hasattr(client, "connection_pool"):  # a RedisCluster: pools per node
+            await client.aclose()
+            return
         await client.aclose(close_connection_pool=True)
         manager = getattr(client.connection_pool, "sentinel_manager", None)
         if manager is not None:

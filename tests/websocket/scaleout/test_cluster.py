@@ -1,6 +1,8 @@
 """Several real server processes on one Redis: two FastAPI (uvicorn), one Django (Daphne).
 
-Every scenario runs on both channels_redis layers (core and pub/sub). The
+Every scenario runs on both channels_redis layers (core and pub/sub), and on a
+real Redis Cluster (``redis+cluster://``: RedisClusterChannelLayer and history on
+the Cluster, presence on one Redis through ``WS_PRESENCE_REDIS_URL``). The
 processes are driven over HTTP (``/ctl/<op>``, see ``tests/apps/cluster_control.py``)
 and their sockets are real ``websockets`` clients.
 """
@@ -37,11 +39,18 @@ def cluster_env(redis_url: str, layer: str, ttl: float = 30) -> dict[str, str]:
     }
 
 
-@pytest.fixture(scope="module", params=["core", "pubsub"])
+@pytest.fixture(scope="module", params=["core", "pubsub", "redis-cluster"])
 def cluster(request: pytest.FixtureRequest, redis_server: str) -> Iterator[list[Server]]:
-    """fa and fb (FastAPI under uvicorn) and dj (Django under Daphne), one Redis."""
+    """fa and fb (FastAPI under uvicorn) and dj (Django under Daphne), one Redis
+    (and a Redis Cluster for the ``redis-cluster`` case)."""
     url = f"{redis_server}/{DB}"
-    env = cluster_env(url, request.param)
+    if request.param == "redis-cluster":
+        pytest.importorskip("redis", "8.0", reason="redis-py < 8.0: no async sharded pub/sub")
+        request.applymarker(pytest.mark.cluster)
+        seed = request.getfixturevalue("redis_cluster").url.replace("redis://", "redis+cluster://")
+        env = {**cluster_env(seed, "core"), "WS_PRESENCE_REDIS_URL": url}
+    else:
+        env = cluster_env(url, request.param)
     with contextlib.ExitStack() as stack:
         servers = [
             stack.enter_context(uvicorn(FASTAPI, {**env, "CLUSTER_NAME": "fa"})),

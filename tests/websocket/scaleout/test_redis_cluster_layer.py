@@ -134,3 +134,37 @@ def _spublish_calls(cluster: Any) -> int:
             if line.startswith("cmdstat_spublish:"):
                 total += int(line.split("calls=")[1].split(",")[0])
     return total
+
+
+@pytest.mark.e2e
+async def test_a_stock_channels_chat_across_two_daphne_processes(redis_cluster: Any) -> None:
+    """Channels' own ``AsyncWebsocketConsumer`` with ``group_send``, configured
+    through ``CHANNEL_LAYERS``, in two Daphne processes: a message sent to one
+    reaches the sockets of both."""
+    import contextlib
+
+    from websockets.asyncio.client import connect
+
+    from tests.servers import daphne
+
+    env = {
+        "STOCK_LAYER": "svc_infra.websocket.scaleout.RedisClusterChannelLayer",
+        "STOCK_HOSTS": redis_cluster.url,
+        "STOCK_PREFIX": f"stock{uuid.uuid4().hex[:6]}",
+    }
+    with contextlib.ExitStack() as stack:
+        one = stack.enter_context(daphne("tests.apps.stock_chat:application", env))
+        two = stack.enter_context(daphne("tests.apps.stock_chat:application", env))
+        async with (
+            connect(one.ws("/chat/lobby/"), open_timeout=timeout(10)) as a,
+            connect(two.ws("/chat/lobby/"), open_timeout=timeout(10)) as b,
+            connect(two.ws("/chat/other/"), open_timeout=timeout(10)) as c,
+        ):
+            await a.send("hello from one")
+            assert await asyncio.wait_for(a.recv(), timeout(5)) == "hello from one"
+            assert await asyncio.wait_for(b.recv(), timeout(5)) == "hello from one"
+            await b.send("and back")
+            assert await asyncio.wait_for(a.recv(), timeout(5)) == "and back"
+            assert await asyncio.wait_for(b.recv(), timeout(5)) == "and back"
+            with pytest.raises(TimeoutError):  # another room hears nothing
+                await asyncio.wait_for(c.recv(), 0.3)

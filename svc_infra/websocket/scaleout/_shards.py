@@ -1,0 +1,196 @@
+"""Sharded pub/sub subscriptions of one process on a Redis Cluster.
+
+One subscription connection per master that owns a subscribed channel's slot,
+each with one reader task. Why not redis-py's ``ClusterPubSub``: it serialises a
+subscribe with the node's reader behind one lock, so every ``SSUBSCRIBE`` waits
+for the reader's read timeout (measured: 650 ms per ``group_add``). A plain
+``PubSub`` per node sends a subscribe while its reader waits, as one Redis does.
+
+A reader whose connection fails (its master died, a slot moved: ``MOVED``)
+moves its channels to their owners of now, retrying with backoff until the
+Cluster has promoted a replica. Messages published meanwhile do not reach this
+process: pub/sub keeps nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis.asyncio
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import ClusterDownError, RedisError
+
+__all__ = ["ShardSubscriptions", "cancelled"]
+
+logger = logging.getLogger("svc_infra.websocket.cluster")
+
+#: Seconds a reader waits for a message before it checks whether to stop.
+READ_BLOCK = 1.0
+
+
+def cancelled() -> bool:
+    """Whether the current task was asked to stop.
+
+    redis-py's cluster client can swallow a ``CancelledError`` that arrives while
+    it releases a connection, so loops around its calls check after each call
+    rather than trust the cancellation to surface.
+    """
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
+@dataclass
+class _Node:
+    """The subscription connection to one master."""
+
+    name: str
+    client: Any  # redis.asyncio.Redis
+    pubsub: Any  # its PubSub
+    channels: set[str] = field(default_factory=set)
+    reader: asyncio.Task[None] | None = None
+    # Serialises (un)subscribes: PubSub opens its connection on the first one,
+    # and two at once would each open one. Never held while reading.
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+class ShardSubscriptions:
+    """This process's ``SSUBSCRIBE``\\ s on a Redis Cluster.
+
+    Args:
+        cluster: The Cluster client (routes, and refreshes its slot map).
+        options: Connection options for a node (TLS, credentials).
+        deliver: Called with (channel, data) for each message.
+    """
+
+    def __init__(
+        self,
+        cluster: RedisCluster,
+        options: dict[str, Any],
+        deliver: Callable[[str, bytes], None],
+    ) -> None:
+        self._cluster = cluster
+        self._options = options
+        self._deliver = deliver
+        self._nodes: dict[str, _Node] = {}
+        self._where: dict[str, str] = {}  # channel -> node name
+        self._wanted: set[str] = set()
+        self._closed = False
+
+    def nodes(self) -> list[str]:
+        """The nodes this process holds subscriptions on (``host:port``)."""
+        return sorted(self._nodes)
+
+    async def subscribe(self, channel: str) -> None:
+        """Subscribe to ``channel`` on the master that owns its slot.
+
+        Raises:
+            RedisError: If that master cannot be reached.
+        """
+        self._wanted.add(channel)
+        if channel in self._where:
+            return
+        await self._cluster.initialize()  # no-op once it knows the slots
+        owner = self._cluster.get_node_from_key(channel)
+        if owner is None:
+            raise ClusterDownError(f"no master serves the slot of {channel}")
+        node = self._nodes.get(owner.name)
+        if node is None:
+            client = redis.asyncio.Redis(
+                host=owner.host,
+                port=int(owner.port),
+                socket_connect_timeout=2.0,
+                **self._options,
+            )
+            node = self._nodes[owner.name] = _Node(owner.name, client, client.pubsub())
+        self._where[channel] = node.name
+        node.channels.add(channel)
+        try:
+            async with node.lock:
+                await node.pubsub.ssubscribe(channel)
+        except BaseException:
+            self._where.pop(channel, None)
+            node.channels.discard(channel)
+            raise
+        if node.reader is None or node.reader.done():
+            node.reader = asyncio.get_running_loop().create_task(self._read(node))
+
+    async def unsubscribe(self, channel: str) -> None:
+        """Stop listening to ``channel``; never raises for a connection that failed."""
+        self._wanted.discard(channel)
+        node = self._nodes.get(self._where.pop(channel, ""))
+        if node is None:
+            return
+        node.channels.discard(channel)
+        with contextlib.suppress(RedisError, OSError):
+            async with node.lock:
+                await node.pubsub.sunsubscribe(channel)
+
+    async def close(self) -> None:
+        """Stop the readers and close the connections (safe to call twice)."""
+        self._closed = True
+        nodes, self._nodes = list(self._nodes.values()), {}
+        readers = [node.reader for node in nodes if node.reader is not None]
+        for reader in readers:
+            reader.cancel()
+        if readers:
+            await asyncio.wait(readers, timeout=READ_BLOCK * 3)
+        for node in nodes:
+            await _close(node)
+
+    def _stopping(self) -> bool:
+        return self._closed
+
+    async def _read(self, node: _Node) -> None:
+        while not self._closed and not cancelled():
+            try:
+                message = await node.pubsub.get_message(
+                    ignore_subscribe_messages=True, timeout=READ_BLOCK
+                )
+            except (RedisError, OSError) as exc:
+                if self._stopping():  # close() came while it read
+                    return
+                logger.warning("shard subscriptions on %s failed: %r; moving them", node.name, exc)
+                await self._move_off(node)
+                return
+            if message is not None and message.get("type") == "smessage":
+                channel = message["channel"]
+                name = channel.decode() if isinstance(channel, bytes) else str(channel)
+                self._deliver(name, message["data"])
+
+    async def _move_off(self, node: _Node) -> None:
+        """Subscribe ``node``'s channels again on their owners of now (a failover
+        promoted a replica, or a slot moved), retrying until the Cluster answers."""
+        if self._nodes.get(node.name) is node:
+            del self._nodes[node.name]
+        await _close(node)
+        for channel in node.channels:
+            if self._where.get(channel) == node.name:
+                del self._where[channel]
+        pending = sorted(node.channels & self._wanted)
+        delay = 0.1
+        while pending and not self._closed and not cancelled():
+            channel = pending[0]
+            try:
+                # A keyed call on the channel's slot: the Cluster client follows
+                # MOVED and refreshes its slot map on a dead master.
+                await self._cluster.exists(channel)
+                if channel in self._wanted:
+                    await self.subscribe(channel)
+                pending.pop(0)
+                delay = 0.1
+            except (RedisError, OSError) as exc:
+                logger.debug("moving %s: %r; retrying in %.1f s", channel, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+
+async def _close(node: _Node) -> None:
+    with contextlib.suppress(Exception):
+        await node.pubsub.aclose()
+    with contextlib.suppress(Exception):
+        await node.client.aclose()
