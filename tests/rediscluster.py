@@ -64,6 +64,7 @@ class RedisCluster:
                 "--save", "",
                 "--appendonly", "no",
                 "--dir", str(node_dir),
+                "--logfile", "redis.log",
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -92,6 +93,17 @@ class RedisCluster:
                     if "master" in line.split()[2] and "fail" not in line.split()[2]
                 )
         raise RuntimeError("no live cluster node")
+
+    def replicas_synced(self, expected: int) -> bool:
+        """Whether ``expected`` live replicas have their link to their master up."""
+        synced = 0
+        for port in self.ports:
+            if self.procs[port].poll() is not None:
+                continue
+            with contextlib.suppress(subprocess.SubprocessError):
+                info = self.cli(port, "info", "replication")
+                synced += "role:slave" in info and "master_link_status:up" in info
+        return synced >= expected
 
     def wait_ok(self, limit: float = 30.0) -> None:
         """Until every live node reports ``cluster_state:ok`` and agrees on the slots."""
@@ -182,11 +194,13 @@ def _start(cluster: RedisCluster, masters: int, replicas: int) -> None:
         timeout=20,
     )  # fmt: skip
     cluster.wait_ok(20)
-    # The replicas are assigned after the slots: wait until every node sees them.
+    # The replicas are assigned after the slots, and sync after that. A replica
+    # that never synced cannot be promoted (its data counts as too old): wait
+    # until every one has its link to its master up.
     deadline = time.monotonic() + 20
-    while len(cluster.masters()) != masters:
+    while len(cluster.masters()) != masters or not cluster.replicas_synced(masters * replicas):
         if time.monotonic() > deadline:
-            raise TimeoutError("the cluster's replicas were not assigned")
+            raise TimeoutError("the cluster's replicas did not sync")
         time.sleep(0.1)
 
 

@@ -131,6 +131,7 @@ def stats(manager: ConnectionManager, query: dict[str, Any]) -> dict[str, Any]:
     presence = manager.ops.presence
     return {
         "name": NAME,
+        "channel": manager.ops.channel_name,
         "active_users": sorted(manager.active_users),
         "connection_count": manager.connection_count,
         "local": manager.local_connection_count,

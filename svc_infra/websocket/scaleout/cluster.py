@@ -33,6 +33,7 @@ message it was taking.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import random
 import string
@@ -47,6 +48,8 @@ import msgpack  # type: ignore[import-untyped]
 from channels.exceptions import ChannelFull
 from channels.layers import BaseChannelLayer
 from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import RedisError
 
 from ..exceptions import ConfigurationError
@@ -118,9 +121,17 @@ def cluster_client(hosts: Iterable[Any], **overrides: Any) -> RedisCluster:
         # Above the blocking reads' _BLOCK: a node that hangs fails the call.
         "socket_timeout": 5.0,
         "max_connections": 2000,
+        # After a failover, a process that has not touched the promoted slots yet
+        # still routes to the dead master: its call must outlive one topology
+        # refresh (about a second of retries here), or one message per process
+        # and stale slot is lost once the Cluster is whole again.
+        "retry": Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), retries=6),
         **seeds[0][1],
         **overrides,
     }
+    if "topology_refresh_min_interval" in inspect.signature(RedisCluster).parameters:
+        # redis-py 8.2+: refresh after an error at most this often (its default: 1 s).
+        options.setdefault("topology_refresh_min_interval", 0.25)
     return RedisCluster(startup_nodes=[node for node, _ in seeds], **options)
 
 

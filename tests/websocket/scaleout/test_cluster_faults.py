@@ -255,3 +255,79 @@ async def test_delivery_resumes_after_redis_restarts(layer: str) -> None:
                     limit=10,
                     interval=0.05,
                 )
+
+
+@pytest.mark.cluster
+async def test_delivery_resumes_after_a_cluster_master_is_killed(redis_server: str) -> None:
+    """kill -9 the Redis Cluster master that holds a user's group, under traffic to
+    that user: calls fail fast with ChannelLayerError while its slots have no
+    master, delivery to every user resumes within 10 s of the kill (a replica is
+    promoted), presence stays right, and no process crashes or restarts."""
+    pytest.importorskip("redis", "8.0", reason="redis-py < 8.0: no async sharded pub/sub")
+    from redis.cluster import RedisCluster as SyncCluster
+
+    from svc_infra.websocket.groups import user_group
+    from tests.rediscluster import redis_cluster
+
+    url = f"{redis_server}/{DB}"
+    with redis_cluster() as cluster:
+        seed = cluster.url.replace("redis://", "redis+cluster://")
+        env = {**cluster_env(seed, "core", ttl=5), "WS_PRESENCE_REDIS_URL": url}
+        users = [uid(f"u{n}") for n in range(12)]  # their groups spread over the masters
+        try:
+            with (
+                uvicorn(FASTAPI, {**env, "CLUSTER_NAME": "fa"}) as fa,
+                uvicorn(FASTAPI, {**env, "CLUSTER_NAME": "fb"}) as fb,
+            ):
+                servers = [fa, fb]
+                async with contextlib.AsyncExitStack() as stack:
+                    sockets = [await stack.enter_async_context(client(fb, u)) for u in users]
+                    total = len(users)
+                    await everywhere(servers, lambda s: s["connection_count"] == total)
+                    # The master that holds users[0]'s group (a sharded pub/sub channel).
+                    group = user_group(users[0], env["WS_CHANNEL_PREFIX"])
+                    view = SyncCluster.from_url(cluster.url)
+                    victim = int(view.get_node_from_key(f"asgi:g:{{{group}}}").port)
+                    view.close()
+
+                    received: list[tuple[int, float]] = []
+
+                    async def read() -> None:
+                        while True:
+                            message = json.loads(await sockets[0].recv())
+                            received.append((message["seq"], time.monotonic()))
+
+                    reader = asyncio.create_task(read())
+                    with Traffic(fa, users[0]) as traffic:
+                        await wait_until(lambda: len(received) >= 10)
+                        cluster.kill(victim)
+                        killed = time.monotonic()
+                        await wait_until(
+                            lambda: any(traffic.sent_at[seq] > killed for seq, _ in list(received)),
+                            limit=timeout(15),
+                        )
+                        resumed = min(t for seq, t in received if traffic.sent_at[seq] > killed)
+                    reader.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await reader
+                    failed = [body for _, _, status, body in traffic.answers if status == 503]
+                    print(
+                        f"[redis-cluster] delivery resumed {resumed - killed:.2f}s after a master"
+                        f" was killed; {len(failed)} calls failed fast"
+                        f" (longest call {traffic.longest:.3f}s)"
+                    )
+                    assert resumed - killed <= 10.0, f"resumed after {resumed - killed:.2f}s"
+                    assert failed, "the killed master held the user's group: calls must fail"
+                    assert all(
+                        body == {"error": "ChannelLayerError", "operation": "send_to_user"}
+                        for body in failed
+                    )
+                    assert traffic.longest < 5.0, "a call hung while a master was down"
+                    # Every user, whichever master their group lived on.
+                    for user, ws in zip(users[1:], sockets[1:], strict=True):
+                        ok(fa, "send", user=user, msg={"seq": -1})
+                        assert await recv(ws) == {"seq": -1}
+                    await everywhere(servers, lambda s: s["connection_count"] == total)
+                    assert all(s.proc.poll() is None for s in servers)
+        finally:
+            flush_db(url)
