@@ -5,7 +5,17 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from bench import broadcast, client_overhead, cluster, core, fanout, flood, instructions, scale
+from bench import (
+    broadcast,
+    client_overhead,
+    cluster,
+    core,
+    fanout,
+    flood,
+    instructions,
+    rcluster,
+    scale,
+)
 
 BENCHMARKS = {
     "client": client_overhead.main,
@@ -15,6 +25,7 @@ BENCHMARKS = {
     "fanout": fanout.main,
     "flood": flood.main,
     "instructions": instructions.main,
+    "redis-cluster": rcluster.main,
     "scale": scale.main,
 }
 

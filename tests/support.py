@@ -145,7 +145,11 @@ def flush_db(url: str) -> None:
 
 async def close_layer(layer: Any) -> None:
     """Close a channels_redis layer's connections, Sentinel clients included
-    (channels_redis closes its pools but not the sentinel clients behind them)."""
+    (channels_redis closes its pools but not the sentinel clients behind them), or a
+    RedisClusterChannelLayer's."""
+    if type(layer).__name__ == "RedisClusterChannelLayer":
+        await layer.close()
+        return
     clients: list[Any] = []
     for loop_layer in list(getattr(layer, "_layers", {}).values()):
         clients += getattr(loop_layer, "_connections", {}).values()  # core

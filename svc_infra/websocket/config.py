@@ -65,7 +65,7 @@ class WebSocketConfig:
         redis_url: Server side: a ``redis://`` URL, and the manager builds a
             ``channels_redis`` layer; or a ``redis+cluster://`` (``rediss+cluster://``)
             URL of any node of a Redis Cluster, and it builds
-            :class:`~svc_infra.websocket.scaleout.RedisClusterChannelLayer`.
+            :class:`~svc_infra.websocket.scaleout.cluster.RedisClusterChannelLayer`.
             ``None`` keeps the in-memory (or Django) layer.
         redis_layer: Server side: which ``channels_redis`` layer a ``redis://``
             ``redis_url`` builds: ``"core"`` (lists, the default) or ``"pubsub"``.

@@ -10,9 +10,8 @@ from typing import Any
 import pytest
 
 from svc_infra.websocket import WebSocketClient, WebSocketConfig
-from svc_infra.websocket.scaleout.layers import redis_host
 from tests.servers import uvicorn
-from tests.support import ROOT, flush_db, python_cmd, timeout, wait_until
+from tests.support import ROOT, close_layer, flush_db, python_cmd, timeout, wait_until
 from tests.tokens import SECRET, token
 
 pytestmark = [pytest.mark.e2e, pytest.mark.redis]
@@ -26,6 +25,26 @@ def redis_db_url(redis_server: str) -> Iterator[str]:
     url = f"{redis_server}/{DB}"
     yield url
     flush_db(url)
+
+
+@pytest.fixture(params=["redis", "redis-cluster"])
+def scaleout_env(request: pytest.FixtureRequest, redis_db_url: str) -> dict[str, str]:
+    """``WS_*`` for one Redis, or for a Redis Cluster (presence on the one Redis)."""
+    env = {"WS_REDIS_URL": redis_db_url, "AUTH_JWT__SECRET": SECRET}
+    if request.param == "redis-cluster":
+        pytest.importorskip("redis", "8.0", reason="redis-py < 8.0: no async sharded pub/sub")
+        request.applymarker(pytest.mark.cluster)
+        seed = request.getfixturevalue("redis_cluster").url
+        env["WS_REDIS_URL"] = seed.replace("redis://", "redis+cluster://")
+        env["WS_PRESENCE_REDIS_URL"] = redis_db_url
+    return env
+
+
+def sending_layer(env: dict[str, str]) -> Any:
+    """A layer of the test's own on the same Redis (or Cluster) as the processes."""
+    from svc_infra.websocket.scaleout.layers import build_layer
+
+    return build_layer(redis_url=env["WS_REDIS_URL"])
 
 
 def test_runworker_refuses_the_in_memory_layer() -> None:
@@ -44,11 +63,11 @@ def test_runworker_refuses_the_in_memory_layer() -> None:
     assert "WS_REDIS_URL" in result.stderr
 
 
-async def test_worker_delivers_to_a_user_on_another_process(redis_db_url: str) -> None:
+async def test_worker_delivers_to_a_user_on_another_process(
+    scaleout_env: dict[str, str],
+) -> None:
     """A ws.notify sent to the ws-notify channel reaches the user's socket on the server."""
-    from channels_redis.core import RedisChannelLayer
-
-    env = {"WS_REDIS_URL": redis_db_url, "AUTH_JWT__SECRET": SECRET}
+    env = scaleout_env
     worker = subprocess.Popen(
         python_cmd("manage.py", "runworker", "ws-notify"),
         cwd=ROOT,
@@ -56,7 +75,7 @@ async def test_worker_delivers_to_a_user_on_another_process(redis_db_url: str) -
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    layer = RedisChannelLayer(hosts=[redis_host(redis_db_url)])
+    layer = sending_layer(env)
     try:
         with uvicorn("project.asgi:application", env=env) as server:
             client = WebSocketClient(
@@ -79,12 +98,12 @@ async def test_worker_delivers_to_a_user_on_another_process(redis_db_url: str) -
     finally:
         worker.terminate()
         worker.wait(timeout=timeout(10))
-        await layer.close_pools()
+        await close_layer(layer)
 
 
-async def test_django_and_fastapi_processes_share_rooms(redis_db_url: str) -> None:
+async def test_django_and_fastapi_processes_share_rooms(scaleout_env: dict[str, str]) -> None:
     """With WS_REDIS_URL, a chat room spans the Django project and the FastAPI twin."""
-    env = {"WS_REDIS_URL": redis_db_url, "AUTH_JWT__SECRET": SECRET}
+    env = scaleout_env
     config = WebSocketConfig(open_timeout=timeout(10))
 
     def chat(server: Any, user: str) -> WebSocketClient:

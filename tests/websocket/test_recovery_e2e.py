@@ -183,6 +183,25 @@ async def test_a_client_recovers_from_the_other_process_on_redis(redis_server: s
 
 
 @pytest.mark.redis
+@pytest.mark.cluster
+async def test_a_client_recovers_from_the_other_process_on_a_redis_cluster(
+    redis_server: str, redis_cluster: Any
+) -> None:
+    """The same on a Redis Cluster (``redis+cluster://``; history on the Cluster,
+    presence on one Redis): every message once, in order, ``recovered`` True."""
+    pytest.importorskip("redis", "8.0", reason="redis-py < 8.0: no async sharded pub/sub")
+    url = f"{redis_server}/{DB}"
+    seed = redis_cluster.url.replace("redis://", "redis+cluster://")
+    values = {**env(history=5000, redis_url=seed), "WS_PRESENCE_REDIS_URL": url}
+    with contextlib.ExitStack() as stack:
+        fa = stack.enter_context(uvicorn(FASTAPI, {**values, "CLUSTER_NAME": "fa"}))
+        fb = stack.enter_context(uvicorn(FASTAPI, {**values, "CLUSTER_NAME": "fb"}))
+        got = await cut_and_check(fa, fa.ws(""), history_kept=True, switch=fb.port)
+    flush_db(url)
+    assert_lossless(got)
+
+
+@pytest.mark.redis
 async def test_two_publishers_in_two_processes_lose_nothing(redis_server: str) -> None:
     """Both processes publish to the same room, user and broadcast at once: frames of
     one stream overtake each other between processes, and still reach the client in

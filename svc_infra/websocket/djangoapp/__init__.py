@@ -36,7 +36,8 @@ def channel_layers_from_env(environ: Any = None) -> dict[str, Any]:
     - ``WS_REDIS_SENTINELS=host:port,host:port`` (with ``WS_REDIS_SENTINEL_MASTER``,
       default ``mymaster``): channels_redis through Redis Sentinel;
     - else ``WS_REDIS_URL``: channels_redis on that URL, or, for a
-      ``redis+cluster://`` URL, :class:`~svc_infra.websocket.scaleout.RedisClusterChannelLayer`;
+      ``redis+cluster://`` URL,
+      :class:`~svc_infra.websocket.scaleout.cluster.RedisClusterChannelLayer`;
     - else: the in-memory layer (one process).
 
     ``WS_REDIS_LAYER=pubsub`` picks channels_redis' pub/sub layer. Host entries

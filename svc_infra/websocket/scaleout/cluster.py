@@ -23,10 +23,10 @@ Where each thing lives, so that no slot is everyone's:
   them. Group membership lives in the process that receives for the channel.
 
 Differences from channels_redis, by design: a group member must be a channel of
-this layer's process (from :meth:`new_channel`), as with channels_redis' pub/sub
+this layer's process (from ``new_channel()``), as with channels_redis' pub/sub
 layer; a message published to a group while a process's subscription is being
 re-established (a failover) does not reach that process, as any pub/sub; a
-cancelled :meth:`receive` of a plain (not process-specific) channel may lose the
+cancelled ``receive()`` of a plain (not process-specific) channel may lose the
 message it was taking.
 """
 
