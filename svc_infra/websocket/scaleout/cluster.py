@@ -24,10 +24,13 @@ Where each thing lives, so that no slot is everyone's:
 
 Differences from channels_redis, by design: a group member must be a channel of
 this layer's process (from ``new_channel()``), as with channels_redis' pub/sub
-layer; a message published to a group while a process's subscription is being
-re-established (a failover) does not reach that process, as any pub/sub; a
-cancelled ``receive()`` of a plain (not process-specific) channel may lose the
-message it was taking.
+layer; for a channel of another process, ``send`` raises ``ChannelFull`` when
+that process's queue in Redis (all its channels together) holds the channel's
+capacity, and the receiving process drops a message for a channel whose local
+queue is full (its sender cannot see that queue); a message published to a
+group while a process's subscription is being re-established (a failover) does
+not reach that process, as any pub/sub; a cancelled ``receive()`` of a plain
+(not process-specific) channel may lose the message it was taking.
 """
 
 from __future__ import annotations
@@ -61,6 +64,8 @@ logger = logging.getLogger("svc_infra.websocket.cluster")
 
 # BLPOP blocks this long per round (seconds); the client's read timeout exceeds it.
 _BLOCK = READ_BLOCK
+# Messages a process's reader takes from its queue per round trip.
+_BATCH = 100
 
 # Append if the queue has room, and keep the queue alive for the message's expiry.
 # KEYS[1] queue; ARGV: message, capacity, expiry in ms.
@@ -389,11 +394,17 @@ class RedisClusterChannelLayer(BaseChannelLayer):  # type: ignore[misc]
             state.reader = asyncio.get_running_loop().create_task(self._read_queue(state, key))
 
     async def _read_queue(self, state: _LoopState, key: str) -> None:
-        """Move this process's queued messages to its channels' local queues."""
+        """Move this process's queued messages to its channels' local queues: one
+        BLPOP waits for the first, one LPOP takes up to _BATCH - 1 queued behind it.
+
+        A message for a channel whose local queue already holds its capacity is
+        dropped (the sender could not see that queue: see the module).
+        """
         backoff = 0.1
         while not state.closed and not cancelled():
             try:
                 popped = await state.client.blpop([key], timeout=_BLOCK)
+                more = await state.client.lpop(key, _BATCH - 1) if popped is not None else None
                 backoff = 0.1
             except RedisError as exc:
                 logger.warning("reading %s failed (%s); retrying in %.1f s", key, exc, backoff)
@@ -402,9 +413,12 @@ class RedisClusterChannelLayer(BaseChannelLayer):  # type: ignore[misc]
                 continue
             if popped is None:
                 continue
-            entry = msgpack.unpackb(popped[1], raw=False)
-            if entry["e"] >= time.time():
-                self._local_queue(state, entry["c"]).put_nowait((entry["e"], dict(entry["m"])))
+            now = time.time()
+            for raw in [popped[1], *(more or ())]:
+                entry = msgpack.unpackb(raw, raw=False)
+                queue = self._local_queue(state, entry["c"])
+                if entry["e"] >= now and queue.qsize() < self.get_capacity(entry["c"]):
+                    queue.put_nowait((entry["e"], dict(entry["m"])))
 
     def _deliver(self, state: _LoopState, channel: str, data: bytes) -> None:
         """Hand a group message to the group's members in this process."""
