@@ -122,6 +122,33 @@ class RedisCluster:
                 raise TimeoutError(f"cluster not ok after {limit} s")
             time.sleep(0.1)
 
+    def node_id(self, port: int) -> str:
+        return self.cli(port, "cluster", "myid").strip()
+
+    def owner(self, slot: int) -> int:
+        """The port of the master that serves ``slot`` now."""
+        for line in self.cli(self.masters()[0], "cluster", "nodes").splitlines():
+            fields = line.split()
+            if "master" not in fields[2] or "fail" in fields[2]:
+                continue
+            for part in fields[8:]:
+                low, _, high = part.partition("-")
+                if low.isdigit() and int(low) <= slot <= int(high or low):
+                    return int(fields[1].split("@")[0].rsplit(":", 1)[1])
+        raise LookupError(f"no master serves slot {slot}")
+
+    def move_slot(self, slot: int, to: int) -> None:
+        """Migrate ``slot`` and its keys to the master on port ``to``, as a resharding
+        does (IMPORTING/MIGRATING, MIGRATE of each key, then SETSLOT NODE)."""
+        source = self.owner(slot)
+        source_id, target_id = self.node_id(source), self.node_id(to)
+        self.cli(to, "cluster", "setslot", str(slot), "importing", source_id)
+        self.cli(source, "cluster", "setslot", str(slot), "migrating", target_id)
+        while keys := self.cli(source, "cluster", "getkeysinslot", str(slot), "100").split():
+            self.cli(source, "migrate", "127.0.0.1", str(to), "", "0", "5000", "keys", *keys)
+        for port in self.masters():
+            self.cli(port, "cluster", "setslot", str(slot), "node", target_id)
+
     def kill(self, port: int) -> None:
         """SIGKILL a node."""
         proc = self.procs[port]

@@ -6,10 +6,11 @@ subscribe with the node's reader behind one lock, so every ``SSUBSCRIBE`` waits
 for the reader's read timeout (measured: 650 ms per ``group_add``). A plain
 ``PubSub`` per node sends a subscribe while its reader waits, as one Redis does.
 
-A reader whose connection fails (its master died, a slot moved: ``MOVED``)
-moves its channels to their owners of now, retrying with backoff until the
-Cluster has promoted a replica. Messages published meanwhile do not reach this
-process: pub/sub keeps nothing.
+A reader whose connection fails (its master died) moves its channels to their
+owners of now, retrying with backoff until the Cluster has promoted a replica.
+A slot that migrates (resharding) ends its subscriptions with a ``sunsubscribe``
+that nobody asked for: those channels move the same way. Messages published
+meanwhile do not reach this process: pub/sub keeps nothing.
 """
 
 from __future__ import annotations
@@ -79,6 +80,7 @@ class ShardSubscriptions:
         self._nodes: dict[str, _Node] = {}
         self._where: dict[str, str] = {}  # channel -> node name
         self._wanted: set[str] = set()
+        self._moving: set[asyncio.Task[None]] = set()
         self._closed = False
 
     def nodes(self) -> list[str]:
@@ -135,6 +137,7 @@ class ShardSubscriptions:
         self._closed = True
         nodes, self._nodes = list(self._nodes.values()), {}
         readers = [node.reader for node in nodes if node.reader is not None]
+        readers += list(self._moving)
         for reader in readers:
             reader.cancel()
         if readers:
@@ -148,19 +151,27 @@ class ShardSubscriptions:
     async def _read(self, node: _Node) -> None:
         while not self._closed and not cancelled():
             try:
-                message = await node.pubsub.get_message(
-                    ignore_subscribe_messages=True, timeout=READ_BLOCK
-                )
+                message = await node.pubsub.get_message(timeout=READ_BLOCK)
             except (RedisError, OSError) as exc:
                 if self._stopping():  # close() came while it read
                     return
                 logger.warning("shard subscriptions on %s failed: %r; moving them", node.name, exc)
                 await self._move_off(node)
                 return
-            if message is not None and message.get("type") == "smessage":
-                channel = message["channel"]
-                name = channel.decode() if isinstance(channel, bytes) else str(channel)
+            if message is None:
+                continue
+            channel = message["channel"]
+            name = channel.decode() if isinstance(channel, bytes) else str(channel)
+            if message["type"] == "smessage":
                 self._deliver(name, message["data"])
+            elif message["type"] == "sunsubscribe" and self._where.get(name) == node.name:
+                # Not ours (unsubscribe() forgets the channel first): its slot moved.
+                logger.info("the slot of %s left %s; subscribing at its new owner", name, node.name)
+                del self._where[name]
+                node.channels.discard(name)
+                task = asyncio.get_running_loop().create_task(self._resubscribe([name]))
+                self._moving.add(task)
+                task.add_done_callback(self._moving.discard)
 
     async def _move_off(self, node: _Node) -> None:
         """Subscribe ``node``'s channels again on their owners of now (a failover
@@ -171,7 +182,12 @@ class ShardSubscriptions:
         for channel in node.channels:
             if self._where.get(channel) == node.name:
                 del self._where[channel]
-        pending = sorted(node.channels & self._wanted)
+        await self._resubscribe(sorted(node.channels))
+
+    async def _resubscribe(self, channels: list[str]) -> None:
+        """Subscribe ``channels`` (those still wanted) on their owners of now,
+        retrying with backoff until the Cluster answers for their slots."""
+        pending = [channel for channel in channels if channel in self._wanted]
         delay = 0.1
         while pending and not self._closed and not cancelled():
             channel = pending[0]

@@ -5,6 +5,7 @@ a real cluster, and its refusal of another process's channel in a group."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -12,7 +13,7 @@ from typing import Any
 import pytest
 
 from svc_infra.websocket.exceptions import ConfigurationError
-from tests.support import timeout
+from tests.support import timeout, wait_until
 
 pytest.importorskip("redis", "8.0", reason="redis-py < 8.0: no async sharded pub/sub")
 
@@ -141,8 +142,6 @@ async def test_a_stock_channels_chat_across_two_daphne_processes(redis_cluster: 
     """Channels' own ``AsyncWebsocketConsumer`` with ``group_send``, configured
     through ``CHANNEL_LAYERS``, in two Daphne processes: a message sent to one
     reaches the sockets of both."""
-    import contextlib
-
     from websockets.asyncio.client import connect
 
     from tests.servers import daphne
@@ -168,3 +167,52 @@ async def test_a_stock_channels_chat_across_two_daphne_processes(redis_cluster: 
             assert await asyncio.wait_for(b.recv(), timeout(5)) == "and back"
             with pytest.raises(TimeoutError):  # another room hears nothing
                 await asyncio.wait_for(c.recv(), 0.3)
+
+
+async def test_slot_migrations_under_traffic_lose_no_queue_and_keep_groups(
+    layer: RedisClusterChannelLayer, redis_cluster: Any
+) -> None:
+    """Resharding under traffic: the slot of a group (a sharded subscription, which
+    Redis ends with a ``sunsubscribe``) and then the slot of the receiving process's
+    queue move to another master. Sends never fail (MOVED and ASK are followed),
+    every queued message arrives, and the group is heard again after its move:
+    at most the messages published while it re-subscribes are missed (pub/sub)."""
+    other = RedisClusterChannelLayer(hosts=[redis_cluster.url], prefix=layer.prefix)
+    got: dict[str, list[int]] = {"direct": [], "group": []}
+    try:
+        channel = await other.new_channel()
+        await other.group_add("moving", channel)
+        slots = {
+            name: int(redis_cluster.cli(redis_cluster.ports[0], "cluster", "keyslot", key))
+            for name, key in (
+                ("group", other._group_channel("moving")),
+                ("queue", other._process_key(other.client_prefix)),
+            )
+        }
+
+        async def read() -> None:
+            while True:
+                message = await other.receive(channel)
+                got[message["k"]].append(message["n"])
+
+        reader = asyncio.create_task(read())
+        moves = {30: "group", 60: "queue"}
+        for n in range(100):
+            if n in moves:
+                slot = slots[moves[n]]
+                source = redis_cluster.owner(slot)
+                target = next(p for p in redis_cluster.masters() if p != source)
+                await asyncio.to_thread(redis_cluster.move_slot, slot, target)
+            await layer.send(channel, {"type": "t", "k": "direct", "n": n})
+            await layer.group_send("moving", {"type": "t", "k": "group", "n": n})
+            await asyncio.sleep(0.01)  # traffic over time, not a burst
+        await wait_until(lambda: got["direct"][-1:] == [99] and got["group"][-1:] == [99])
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reader
+        assert got["direct"] == list(range(100))
+        missed = set(range(100)) - set(got["group"])
+        assert len(missed) <= 5, sorted(missed)
+        assert set(range(50, 100)) <= set(got["group"])  # heard again after the move
+    finally:
+        await other.close()
