@@ -8,6 +8,10 @@ for the reader's read timeout (measured: 650 ms per ``group_add``). A plain
 
 A reader whose connection fails (its master died) moves its channels to their
 owners of now, retrying with backoff until the Cluster has promoted a replica.
+A master that hangs breaks no connection and sends nothing, so every
+AUDIT_EVERY seconds each reader asks the Cluster who owns its slots now (one
+keyed call, which refreshes the slot map when it times out) and moves the
+channels whose slot has another owner.
 A slot that migrates (resharding) ends its subscriptions with a ``sunsubscribe``
 that nobody asked for: those channels move the same way. Messages published
 meanwhile do not reach this process: pub/sub keeps nothing.
@@ -18,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +36,9 @@ logger = logging.getLogger("svc_infra.websocket.cluster")
 
 #: Seconds a reader waits for a message before it checks whether to stop.
 READ_BLOCK = 1.0
+
+#: Seconds between two checks that a node still owns its subscribed channels' slots.
+AUDIT_EVERY = 5.0
 
 
 def cancelled() -> bool:
@@ -57,6 +64,7 @@ class _Node:
     # Serialises (un)subscribes: PubSub opens its connection on the first one,
     # and two at once would each open one. Never held while reading.
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    audited: float = 0.0
 
 
 class ShardSubscriptions:
@@ -158,6 +166,10 @@ class ShardSubscriptions:
                 logger.warning("shard subscriptions on %s failed: %r; moving them", node.name, exc)
                 await self._move_off(node)
                 return
+            now = asyncio.get_running_loop().time()
+            if now - node.audited >= AUDIT_EVERY and not self._stopping():
+                node.audited = now
+                self._spawn(self._audit(node))
             if message is None:
                 continue
             channel = message["channel"]
@@ -169,9 +181,35 @@ class ShardSubscriptions:
                 logger.info("the slot of %s left %s; subscribing at its new owner", name, node.name)
                 del self._where[name]
                 node.channels.discard(name)
-                task = asyncio.get_running_loop().create_task(self._resubscribe([name]))
-                self._moving.add(task)
-                task.add_done_callback(self._moving.discard)
+                self._spawn(self._resubscribe([name]))
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._moving.add(task)  # close() waits for it
+        task.add_done_callback(self._moving.discard)
+
+    async def _audit(self, node: _Node) -> None:
+        """Move ``node``'s channels whose slot another master owns now."""
+        sample = next(iter(node.channels), None)
+        if sample is None:
+            return
+        with contextlib.suppress(RedisError, OSError):
+            # Follows MOVED; on a node that hangs it times out and the Cluster client
+            # refreshes its slot map before it retries.
+            await self._cluster.exists(sample)
+        moved = []
+        for channel in list(node.channels):
+            owner = self._cluster.get_node_from_key(channel)
+            if owner is not None and owner.name != node.name:
+                moved.append(channel)
+                node.channels.discard(channel)
+                if self._where.get(channel) == node.name:
+                    del self._where[channel]
+        if moved:
+            logger.warning(
+                "%d shard subscription(s) left %s for its slots' new owner", len(moved), node.name
+            )
+            await self._resubscribe(moved)
 
     async def _move_off(self, node: _Node) -> None:
         """Subscribe ``node``'s channels again on their owners of now (a failover

@@ -53,7 +53,9 @@ from channels.layers import BaseChannelLayer
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..exceptions import ConfigurationError
 from ._shards import READ_BLOCK, ShardSubscriptions, cancelled
@@ -123,8 +125,10 @@ def cluster_client(hosts: Iterable[Any], **overrides: Any) -> RedisCluster:
         raise ConfigurationError("hosts", [], "at least one seed node")
     options: dict[str, Any] = {
         "socket_connect_timeout": 2.0,
-        # Above the blocking reads' _BLOCK: a node that hangs fails the call.
-        "socket_timeout": 5.0,
+        # Above the blocking reads' _BLOCK, and below the manager's layer timeout
+        # (5 s): redis-py must see a hung node's timeout itself, since that is what
+        # makes it refresh its slot map; a call cancelled first teaches it nothing.
+        "socket_timeout": 2.0,
         "max_connections": 2000,
         # After a failover, a process that has not touched the promoted slots yet
         # still routes to the dead master: its call must outlive one topology
@@ -261,9 +265,12 @@ class RedisClusterChannelLayer(BaseChannelLayer):  # type: ignore[misc]
         Cancelling is safe for a process-specific channel (nothing is taken from
         Redis for it); for a plain channel a message being taken may be lost.
 
+        A plain channel's receive waits out connection errors and timeouts (a
+        failover), retrying with backoff.
+
         Raises:
             TypeError: If ``channel`` is not a valid channel name.
-            RedisError: If the cluster cannot be read (plain channels).
+            RedisError: If the Cluster refuses the read (plain channels).
         """
         self.require_valid_channel_name(channel)
         state = self._state()
@@ -275,8 +282,18 @@ class RedisClusterChannelLayer(BaseChannelLayer):  # type: ignore[misc]
                 if expires >= time.time():
                     return message
         key = self._queue_key(channel)
+        backoff = 0.1
         while True:
-            popped = await state.client.blpop([key], timeout=_BLOCK)
+            try:
+                popped = await state.client.blpop([key], timeout=_BLOCK)
+                backoff = 0.1
+            except (RedisConnectionError, RedisTimeoutError) as exc:
+                # A failover or a hung node: a worker's receive waits it out
+                # rather than end the worker.
+                logger.warning("reading %s failed (%s); retrying in %.1f s", key, exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+                continue
             if popped is None:
                 if cancelled():
                     raise asyncio.CancelledError
