@@ -91,10 +91,6 @@ class ShardSubscriptions:
         self._moving: set[asyncio.Task[None]] = set()
         self._closed = False
 
-    def nodes(self) -> list[str]:
-        """The nodes this process holds subscriptions on (``host:port``)."""
-        return sorted(self._nodes)
-
     async def subscribe(self, channel: str) -> None:
         """Subscribe to ``channel`` on the master that owns its slot.
 
@@ -123,6 +119,7 @@ class ShardSubscriptions:
             async with node.lock:
                 await node.pubsub.ssubscribe(channel)
         except BaseException:
+            # Still wanted: a move in progress retries it (_resubscribe).
             self._where.pop(channel, None)
             node.channels.discard(channel)
             raise
