@@ -446,8 +446,8 @@ class RedisClusterChannelLayer(BaseChannelLayer):  # type: ignore[misc]
         body = msgpack.unpackb(data, raw=False)
         now = time.time()
         expires = now + self.expiry
-        for member, expires in list(members.items()):
-            if expires < now:
+        for member, joined_until in list(members.items()):
+            if joined_until < now:
                 del members[member]
                 continue
             queue = self._local_queue(state, member)

@@ -248,6 +248,19 @@ async def test_messages_expire(make_layer: Callable[..., Any]) -> None:
     assert (await recv(layer, channel))["n"] == "new"
 
 
+async def test_group_messages_expire(make_layer: Callable[..., Any]) -> None:
+    layer = make_layer(expiry=1)
+    only(layer, "memory", "core", "cluster", why="pub/sub keeps no queue, so nothing to expire")
+    channel = await layer.new_channel()
+    await layer.group_add("aging", channel)
+    await layer.group_send("aging", {"type": "t", "n": "old"})
+    await asyncio.sleep(1.5)  # time passing is what is tested
+    # Sent directly: the in-memory layer also drops a channel whose message
+    # expired from its groups.
+    await layer.send(channel, {"type": "t", "n": "new"})
+    assert (await recv(layer, channel))["n"] == "new"
+
+
 async def test_flush_forgets_queued_messages(make_layer: Callable[..., Any]) -> None:
     layer = make_layer()
     only(layer, "memory", "core", "cluster", why="pub/sub keeps no queue")
