@@ -21,6 +21,7 @@ __all__ = [
     "CLUSTER_SCHEMES",
     "ENV_PREFIX",
     "REDIS_SCHEMES",
+    "SERVER_SCHEMES",
     "WebSocketConfig",
     "check_redis_url",
     "check_server_url",
@@ -256,8 +257,11 @@ def _parse_optional_str(raw: str, name: str) -> str | None:
 #: The URL schemes of a Redis Cluster (``redis_url``): any node is a seed.
 CLUSTER_SCHEMES = ("redis+cluster://", "rediss+cluster://")
 
+#: The URL schemes of one Redis server (``presence_redis_url``).
+SERVER_SCHEMES = ("redis://", "rediss://", "unix://")
+
 #: The URL schemes ``redis_url`` takes: one Redis server, or a Redis Cluster.
-REDIS_SCHEMES = ("redis://", "rediss://", "unix://", *CLUSTER_SCHEMES)
+REDIS_SCHEMES = (*SERVER_SCHEMES, *CLUSTER_SCHEMES)
 
 
 def is_cluster_url(url: str | None) -> bool:
@@ -288,7 +292,7 @@ def check_server_url(url: str, name: str) -> None:
         ConfigurationError: If ``url`` is not a ``redis://``, ``rediss://`` or
             ``unix://`` URL; it names ``name``.
     """
-    if is_cluster_url(url) or not isinstance(url, str) or not url.startswith(REDIS_SCHEMES):
+    if not isinstance(url, str) or not url.startswith(SERVER_SCHEMES):
         raise ConfigurationError(name, url, "a redis://, rediss:// or unix:// URL of one Redis")
 
 

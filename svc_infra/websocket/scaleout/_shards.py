@@ -30,7 +30,7 @@ import redis.asyncio
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ClusterDownError, RedisError
 
-__all__ = ["ShardSubscriptions", "cancelled"]
+__all__ = ["Backoff", "ShardSubscriptions", "cancelled"]
 
 logger = logging.getLogger("svc_infra.websocket.cluster")
 
@@ -50,6 +50,24 @@ def cancelled() -> bool:
     """
     task = asyncio.current_task()
     return task is not None and task.cancelling() > 0
+
+
+class Backoff:
+    """Delays between retries of a call that fails while the Cluster is
+    incomplete: 0.1 s, doubling up to 2 s, back to 0.1 s after a success."""
+
+    FIRST, LAST = 0.1, 2.0
+
+    def __init__(self) -> None:
+        self.delay = self.FIRST
+
+    def reset(self) -> None:
+        self.delay = self.FIRST
+
+    async def pause(self) -> None:
+        """Sleep the current delay and double the next (cancelling is safe)."""
+        await asyncio.sleep(self.delay)
+        self.delay = min(self.delay * 2, self.LAST)
 
 
 @dataclass
@@ -176,8 +194,7 @@ class ShardSubscriptions:
             elif message["type"] == "sunsubscribe" and self._where.get(name) == node.name:
                 # Not ours (unsubscribe() forgets the channel first): its slot moved.
                 logger.info("the slot of %s left %s; subscribing at its new owner", name, node.name)
-                del self._where[name]
-                node.channels.discard(name)
+                self._detach(node, [name])
                 self._spawn(self._resubscribe([name]))
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
@@ -195,13 +212,11 @@ class ShardSubscriptions:
             # refreshes its slot map before it retries.
             await self._cluster.exists(sample)
         moved = []
-        for channel in list(node.channels):
+        for channel in node.channels:
             owner = self._cluster.get_node_from_key(channel)
             if owner is not None and owner.name != node.name:
                 moved.append(channel)
-                node.channels.discard(channel)
-                if self._where.get(channel) == node.name:
-                    del self._where[channel]
+        self._detach(node, moved)
         if moved:
             logger.warning(
                 "%d shard subscription(s) left %s for its slots' new owner", len(moved), node.name
@@ -214,16 +229,22 @@ class ShardSubscriptions:
         if self._nodes.get(node.name) is node:
             del self._nodes[node.name]
         await _close(node)
-        for channel in node.channels:
+        channels = sorted(node.channels)
+        self._detach(node, channels)
+        await self._resubscribe(channels)
+
+    def _detach(self, node: _Node, channels: list[str]) -> None:
+        """Forget that ``channels`` are subscribed on ``node``."""
+        for channel in channels:
+            node.channels.discard(channel)
             if self._where.get(channel) == node.name:
                 del self._where[channel]
-        await self._resubscribe(sorted(node.channels))
 
     async def _resubscribe(self, channels: list[str]) -> None:
         """Subscribe ``channels`` (those still wanted) on their owners of now,
         retrying with backoff until the Cluster answers for their slots."""
         pending = [channel for channel in channels if channel in self._wanted]
-        delay = 0.1
+        backoff = Backoff()
         while pending and not self._closed and not cancelled():
             channel = pending[0]
             try:
@@ -233,11 +254,10 @@ class ShardSubscriptions:
                 if channel in self._wanted:
                     await self.subscribe(channel)
                 pending.pop(0)
-                delay = 0.1
+                backoff.reset()
             except (RedisError, OSError) as exc:
-                logger.debug("moving %s: %r; retrying in %.1f s", channel, exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
+                logger.debug("moving %s: %r; retrying in %.1f s", channel, exc, backoff.delay)
+                await backoff.pause()
 
 
 async def _close(node: _Node) -> None:

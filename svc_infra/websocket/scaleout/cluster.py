@@ -58,7 +58,7 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..exceptions import ConfigurationError
-from ._shards import READ_BLOCK, ShardSubscriptions, cancelled
+from ._shards import READ_BLOCK, Backoff, ShardSubscriptions, cancelled
 
 __all__ = ["RedisClusterChannelLayer", "cluster_client"]
 
@@ -186,8 +186,9 @@ class RedisClusterChannelLayer(BaseChannelLayer):  # type: ignore[misc]
         self.channel_capacity = self.compile_capacities(channel_capacity or {})
         self.hosts = list(hosts or ["redis://127.0.0.1:6379"])
         _require_sharded_pubsub(self.hosts)
-        for host in self.hosts:
-            _seed(host)  # a bad entry fails here, not at the first call
+        seeds = [_seed(host) for host in self.hosts]  # a bad entry fails here
+        # The first seed's options (TLS, credentials) are every node's.
+        self._node_options = seeds[0][1]
         self.prefix = prefix
         self.group_expiry = group_expiry
         # This process's name for its specific channels ("<client>!<local>").
@@ -217,7 +218,7 @@ class RedisClusterChannelLayer(BaseChannelLayer):  # type: ignore[misc]
             client = cluster_client(self.hosts)
             shards = ShardSubscriptions(
                 client,
-                _seed(self.hosts[0])[1],
+                self._node_options,
                 # Late-bound: ``made`` is the state made on the next line.
                 lambda channel, data: self._deliver(made, channel, data),
             )
@@ -240,10 +241,8 @@ class RedisClusterChannelLayer(BaseChannelLayer):  # type: ignore[misc]
         state = self._state()
         if "!" in channel and channel in state.queues:
             # A channel of this very process: no round trip needed.
-            queue = state.queues[channel]
-            if queue.qsize() >= self.get_capacity(channel):
+            if not self._offer(state, channel, time.time() + self.expiry, message):
                 raise ChannelFull(channel)
-            queue.put_nowait((time.time() + self.expiry, message))
             return
         payload = msgpack.packb(
             {"c": channel, "m": message, "e": time.time() + self.expiry}, use_bin_type=True
@@ -282,17 +281,18 @@ class RedisClusterChannelLayer(BaseChannelLayer):  # type: ignore[misc]
                 if expires >= time.time():
                     return message
         key = self._queue_key(channel)
-        backoff = 0.1
+        backoff = Backoff()
         while True:
             try:
                 popped = await state.client.blpop([key], timeout=_BLOCK)
-                backoff = 0.1
+                backoff.reset()
             except (RedisConnectionError, RedisTimeoutError) as exc:
                 # A failover or a hung node: a worker's receive waits it out
                 # rather than end the worker.
-                logger.warning("reading %s failed (%s); retrying in %.1f s", key, exc, backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 2.0)
+                logger.warning(
+                    "reading %s failed (%s); retrying in %.1f s", key, exc, backoff.delay
+                )
+                await backoff.pause()
                 continue
             if popped is None:
                 if cancelled():
@@ -405,6 +405,16 @@ class RedisClusterChannelLayer(BaseChannelLayer):  # type: ignore[misc]
             queue = state.queues[channel] = asyncio.Queue()
         return queue
 
+    def _offer(
+        self, state: _LoopState, channel: str, expires: float, message: dict[str, Any]
+    ) -> bool:
+        """Queue ``message`` for a local channel if it has room; False if full."""
+        queue = self._local_queue(state, channel)
+        if queue.qsize() >= self.get_capacity(channel):
+            return False
+        queue.put_nowait((expires, message))
+        return True
+
     def _ensure_reader(self, state: _LoopState) -> None:
         if state.reader is None or state.reader.done():
             key = self._process_key(self.client_prefix)
@@ -417,25 +427,25 @@ class RedisClusterChannelLayer(BaseChannelLayer):  # type: ignore[misc]
         A message for a channel whose local queue already holds its capacity is
         dropped (the sender could not see that queue: see the module).
         """
-        backoff = 0.1
+        backoff = Backoff()
         while not state.closed and not cancelled():
             try:
                 popped = await state.client.blpop([key], timeout=_BLOCK)
                 more = await state.client.lpop(key, _BATCH - 1) if popped is not None else None
-                backoff = 0.1
+                backoff.reset()
             except RedisError as exc:
-                logger.warning("reading %s failed (%s); retrying in %.1f s", key, exc, backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 2.0)
+                logger.warning(
+                    "reading %s failed (%s); retrying in %.1f s", key, exc, backoff.delay
+                )
+                await backoff.pause()
                 continue
             if popped is None:
                 continue
             now = time.time()
             for raw in [popped[1], *(more or ())]:
                 entry = msgpack.unpackb(raw, raw=False)
-                queue = self._local_queue(state, entry["c"])
-                if entry["e"] >= now and queue.qsize() < self.get_capacity(entry["c"]):
-                    queue.put_nowait((entry["e"], dict(entry["m"])))
+                if entry["e"] >= now:
+                    self._offer(state, entry["c"], entry["e"], dict(entry["m"]))
 
     def _deliver(self, state: _LoopState, channel: str, data: bytes) -> None:
         """Hand a group message to the group's members in this process."""
@@ -450,6 +460,4 @@ class RedisClusterChannelLayer(BaseChannelLayer):  # type: ignore[misc]
             if joined_until < now:
                 del members[member]
                 continue
-            queue = self._local_queue(state, member)
-            if queue.qsize() < self.get_capacity(member):
-                queue.put_nowait((expires, dict(body)))
+            self._offer(state, member, expires, dict(body))
