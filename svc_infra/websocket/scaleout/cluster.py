@@ -51,8 +51,6 @@ import msgpack  # type: ignore[import-untyped]
 from channels.exceptions import ChannelFull
 from channels.layers import BaseChannelLayer
 from redis.asyncio.cluster import ClusterNode, RedisCluster
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -120,6 +118,11 @@ def cluster_client(hosts: Iterable[Any], **overrides: Any) -> RedisCluster:
     Raises:
         ConfigurationError: If a host entry is not a Redis URL.
     """
+    # Here, not at import: on redis-py < 8 the module imports, and the layer
+    # refuses with a ConfigurationError that names the extra.
+    from redis.asyncio.retry import Retry
+    from redis.backoff import ExponentialWithJitterBackoff
+
     seeds = [_seed(host) for host in hosts]
     if not seeds:
         raise ConfigurationError("hosts", [], "at least one seed node")

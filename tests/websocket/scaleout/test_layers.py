@@ -92,3 +92,14 @@ async def test_a_storm_of_group_joins_needs_the_larger_pool(
     finally:
         await close_layer(stock)
         await close_layer(ours)
+
+
+def test_the_cluster_layer_names_its_extra_on_an_old_redis_py() -> None:
+    """On redis-py < 8 (no asyncio sharded pub/sub), a Cluster URL is refused with a
+    ConfigurationError that says what to install (run by ``make test-oldest``)."""
+    import redis
+
+    if int(redis.__version__.split(".")[0]) >= 8:
+        pytest.skip("redis-py 8 or newer: the Cluster layer works")
+    with pytest.raises(ConfigurationError, match=r"svc-infra-websocket\[cluster\]"):
+        build_layer(redis_url="redis+cluster://127.0.0.1:7000")
