@@ -160,11 +160,14 @@ async def storm(env: dict[str, str], cluster: RedisCluster | None) -> tuple[floa
 @contextlib.contextmanager
 def setups() -> Iterator[dict[str, tuple[dict[str, str], RedisCluster | None]]]:
     with private_redis() as (one, _), redis_cluster() as cluster:
-        seed = cluster.url.replace("redis://", "redis+cluster://")
         yield {
             "one Redis": ({"WS_REDIS_URL": one, "WS_HISTORY_SIZE": "100"}, None),
             "Cluster": (
-                {"WS_REDIS_URL": seed, "WS_PRESENCE_REDIS_URL": one, "WS_HISTORY_SIZE": "100"},
+                {
+                    "WS_REDIS_URL": cluster.seed_url,
+                    "WS_PRESENCE_REDIS_URL": one,
+                    "WS_HISTORY_SIZE": "100",
+                },
                 cluster,
             ),
         }

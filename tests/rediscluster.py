@@ -47,6 +47,11 @@ class RedisCluster:
         return f"redis://127.0.0.1:{self.ports[0]}"
 
     @property
+    def seed_url(self) -> str:
+        """The same seed node as a ``redis+cluster://`` URL (``WS_REDIS_URL``)."""
+        return self.url.replace("redis://", "redis+cluster://")
+
+    @property
     def urls(self) -> list[str]:
         return [f"redis://127.0.0.1:{port}" for port in self.ports]
 

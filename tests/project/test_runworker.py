@@ -32,10 +32,8 @@ def scaleout_env(request: pytest.FixtureRequest, redis_db_url: str) -> dict[str,
     """``WS_*`` for one Redis, or for a Redis Cluster (presence on the one Redis)."""
     env = {"WS_REDIS_URL": redis_db_url, "AUTH_JWT__SECRET": SECRET}
     if request.param == "redis-cluster":
-        pytest.importorskip("redis", "8.0", reason="redis-py < 8.0: no async sharded pub/sub")
         request.applymarker(pytest.mark.cluster)
-        seed = request.getfixturevalue("redis_cluster").url
-        env["WS_REDIS_URL"] = seed.replace("redis://", "redis+cluster://")
+        env["WS_REDIS_URL"] = request.getfixturevalue("redis_cluster").seed_url
         env["WS_PRESENCE_REDIS_URL"] = redis_db_url
     return env
 

@@ -189,10 +189,8 @@ async def test_a_client_recovers_from_the_other_process_on_a_redis_cluster(
 ) -> None:
     """The same on a Redis Cluster (``redis+cluster://``; history on the Cluster,
     presence on one Redis): every message once, in order, ``recovered`` True."""
-    pytest.importorskip("redis", "8.0", reason="redis-py < 8.0: no async sharded pub/sub")
     url = f"{redis_server}/{DB}"
-    seed = redis_cluster.url.replace("redis://", "redis+cluster://")
-    values = {**env(history=5000, redis_url=seed), "WS_PRESENCE_REDIS_URL": url}
+    values = {**env(history=5000, redis_url=redis_cluster.seed_url), "WS_PRESENCE_REDIS_URL": url}
     with contextlib.ExitStack() as stack:
         fa = stack.enter_context(uvicorn(FASTAPI, {**values, "CLUSTER_NAME": "fa"}))
         fb = stack.enter_context(uvicorn(FASTAPI, {**values, "CLUSTER_NAME": "fb"}))

@@ -45,9 +45,8 @@ def cluster(request: pytest.FixtureRequest, redis_server: str) -> Iterator[list[
     (and a Redis Cluster for the ``redis-cluster`` case)."""
     url = f"{redis_server}/{DB}"
     if request.param == "redis-cluster":
-        pytest.importorskip("redis", "8.0", reason="redis-py < 8.0: no async sharded pub/sub")
         request.applymarker(pytest.mark.cluster)
-        seed = request.getfixturevalue("redis_cluster").url.replace("redis://", "redis+cluster://")
+        seed = request.getfixturevalue("redis_cluster").seed_url
         env = {**cluster_env(seed, "core"), "WS_PRESENCE_REDIS_URL": url}
     else:
         env = cluster_env(url, request.param)

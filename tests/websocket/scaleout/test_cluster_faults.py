@@ -271,8 +271,7 @@ async def test_delivery_resumes_after_a_cluster_master_is_killed(redis_server: s
 
     url = f"{redis_server}/{DB}"
     with redis_cluster() as cluster:
-        seed = cluster.url.replace("redis://", "redis+cluster://")
-        env = {**cluster_env(seed, "core", ttl=5), "WS_PRESENCE_REDIS_URL": url}
+        env = {**cluster_env(cluster.seed_url, "core", ttl=5), "WS_PRESENCE_REDIS_URL": url}
         users = [uid(f"u{n}") for n in range(12)]  # their groups spread over the masters
         try:
             with (

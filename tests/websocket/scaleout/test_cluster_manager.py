@@ -62,9 +62,12 @@ def test_django_settings_from_the_environment() -> None:
 
 
 def manager_on(cluster: Any, prefix: str, **config: Any) -> ConnectionManager:
-    seed = cluster.url.replace("redis://", "redis+cluster://")
     settings = WebSocketConfig(
-        redis_url=seed, channel_prefix=prefix, history_size=10, close_timeout=1, **config
+        redis_url=cluster.seed_url,
+        channel_prefix=prefix,
+        history_size=10,
+        close_timeout=1,
+        **config,
     )
     return ConnectionManager(config=settings)
 

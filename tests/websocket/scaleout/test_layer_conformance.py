@@ -43,10 +43,9 @@ def _factory(kind: str, request: pytest.FixtureRequest) -> Callable[..., Any]:
 
         return lambda **kw: InMemoryChannelLayer(**kw)
     if kind == "cluster":
-        pytest.importorskip("redis", "8.0", reason="redis-py < 8.0: no async sharded pub/sub")
+        cluster = request.getfixturevalue("redis_cluster")  # skips on redis-py < 8
         from svc_infra.websocket.scaleout import RedisClusterChannelLayer
 
-        cluster = request.getfixturevalue("redis_cluster")
         return lambda **kw: RedisClusterChannelLayer(hosts=[cluster.url], prefix=prefix, **kw)
     url = f"{request.getfixturevalue('redis_server')}/{DB}"
     if kind == "core":
