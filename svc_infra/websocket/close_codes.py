@@ -16,6 +16,8 @@ Code    Name                        When
 1013    ``TRY_AGAIN_LATER``         slow consumer: the outbox overflowed
 4008    ``TOO_MANY_CONNECTIONS``    a user over ``WS_MAX_CONNECTIONS_PER_USER`` (the spec's code)
 4401    ``TOKEN_EXPIRED``           the connection's credential expired (reconnect with a new one)
+4409    ``REPLACED``                a newer connection of the user took its place
+                                    (``WS_CAP_POLICY=newest``): do not reconnect
 4429    ``RATE_LIMITED``            the client sent faster than ``WS_INBOUND_RATE``
 ======  ==========================  ====================================================
 
@@ -46,6 +48,7 @@ class CloseCode(enum.IntEnum):
     # Application codes (4000-4999).
     TOO_MANY_CONNECTIONS = 4008
     TOKEN_EXPIRED = 4401
+    REPLACED = 4409
     RATE_LIMITED = 4429
 
 

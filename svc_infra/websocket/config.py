@@ -104,6 +104,11 @@ class WebSocketConfig:
             send at once (0: the same as ``inbound_rate``, at least 1).
         max_connections_per_user: Server side: connections one user may hold
             (cluster-wide with Redis presence); 0 is no limit. Over it: 4008.
+        cap_policy: Server side: what a connection over
+            ``max_connections_per_user`` does: ``"refuse"`` (the default: it is
+            closed with 4008) or ``"newest"`` (it opens, and the user's oldest
+            connection is closed with 4409, in whatever process it is; a connection
+            of a crashed process is simply dropped).
         drain_batch: Server side: sockets closed at a time when the process drains
             (SIGTERM/SIGINT, ``ConnectionManager.drain()``).
         drain_interval: Server side: seconds between two batches.
@@ -144,6 +149,7 @@ class WebSocketConfig:
     inbound_rate: float = 0.0
     inbound_burst: int = 0
     max_connections_per_user: int = 0
+    cap_policy: str = "refuse"
     drain_batch: int = 500
     drain_interval: float = 0.5
     drain_timeout: float = 10.0
@@ -408,6 +414,7 @@ _SPECS: dict[str, _Spec] = {
     "inbound_rate": _Spec(_parse_float, "float", minimum=0),
     "inbound_burst": _Spec(_parse_int, "int", minimum=0),
     "max_connections_per_user": _Spec(_parse_int, "int", minimum=0),
+    "cap_policy": _Spec(_parse_choice, "str", choices=("refuse", "newest")),
     "drain_batch": _Spec(_parse_int, "int", minimum=0, exclusive_minimum=True),
     "drain_interval": _Spec(_parse_float, "float", minimum=0),
     "drain_timeout": _Spec(_parse_float, "float", minimum=0, exclusive_minimum=True),

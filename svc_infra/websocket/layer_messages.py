@@ -10,7 +10,8 @@ Layer message types (see ``docs/layer-messages.md``)::
      "user": id | "room": name | "all": True, "exclude": id?, "origin": str?}
     {"type": "ws.join",  "user": id, "room": name}
     {"type": "ws.leave", "user": id, "room": name}
-    {"type": "ws.close", "user": id, "code": int?, "reason": str?}
+    {"type": "ws.leave", "user": id, "rooms": [name], "departed": True}  (no presence)
+    {"type": "ws.close", "user": id, "code": int?, "reason": str?, "connection": id?}
     {"type": "ws.rooms", "user": id, "rooms": [name], "v": int}  (or "users": [[id, rooms, v]])
     {"type": "ws.presence", "origin": str, "add": [json]?, "remove": [id]?,
      "reset": bool?, "drop": bool?}

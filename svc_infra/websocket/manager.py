@@ -36,6 +36,7 @@ from .exceptions import ServerDrainingError, TooManyConnectionsError, WebSocketE
 from .groups import check_utf8, normalize_prefix, user_group, user_key
 from .models import ConnectionInfo
 from .scaleout.backend import LayerBackend
+from .scaleout.deferred import DeferredLayer
 from .scaleout.layers import build_layer, capabilities, reserve_capacity
 from .server._connections import check_metadata
 from .server._drain import SHUTDOWN_REASON, Gate, drain, drain_on_signals
@@ -74,10 +75,14 @@ class ConnectionManager:
     """Track users, their connections and rooms; deliver through a Channels layer.
 
     Args:
-        layer: A Channels channel layer. ``None`` builds one: a ``channels_redis``
-            layer when ``redis_url`` (or ``WS_REDIS_URL``) is set, else Django's
-            default layer when Django is configured, else an in-memory layer
-            (one process).
+        layer: A Channels channel layer, or a function without arguments that
+            returns one: it is then called when the layer is first needed, on the
+            running event loop (for layers that refuse to be built without one,
+            such as channels_rabbitmq's, in a manager created at import time).
+            ``None`` builds one: a ``channels_redis`` layer when ``redis_url`` (or
+            ``WS_REDIS_URL``) is set, else Django's default layer when Django is
+            configured (also built on first use unless it needs no loop), else an
+            in-memory layer (one process).
         redis_url: ``redis://host:port/db`` for a ``channels_redis`` layer.
         channel_prefix: Prefix of group names; characters Channels refuses are
             replaced (``"ws:"`` becomes ``"ws."``). Defaults to ``WS_CHANNEL_PREFIX``.
@@ -104,6 +109,9 @@ class ConnectionManager:
     ) -> None:
         self.config = config if config is not None else get_default_config()
         self.prefix = normalize_prefix(channel_prefix or self.config.channel_prefix)
+        # A layer class is a factory too; a layer instance is not callable.
+        if isinstance(layer, type) or (callable(layer) and not hasattr(layer, "group_send")):
+            layer = DeferredLayer(layer)
         layer = (
             layer
             if layer is not None

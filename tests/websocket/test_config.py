@@ -44,6 +44,7 @@ EXTRA_DEFAULTS = {
     "WS_INBOUND_RATE": ("inbound_rate", 0.0),
     "WS_INBOUND_BURST": ("inbound_burst", 0),
     "WS_MAX_CONNECTIONS_PER_USER": ("max_connections_per_user", 0),
+    "WS_CAP_POLICY": ("cap_policy", "refuse"),
     "WS_DRAIN_BATCH": ("drain_batch", 500),
     "WS_DRAIN_INTERVAL": ("drain_interval", 0.5),
     "WS_DRAIN_TIMEOUT": ("drain_timeout", 10.0),
@@ -162,6 +163,7 @@ def test_from_env_reads_a_given_mapping() -> None:
         ("WS_OUTBOX_LIMIT", "0"),
         ("WS_OUTBOX_LIMIT", "1MiB"),
         ("WS_CHANNEL_PREFIX", ""),
+        ("WS_CAP_POLICY", "oldest"),
     ],
 )
 def test_bad_variables_name_the_variable_and_value(

@@ -192,3 +192,70 @@ async def test_the_connection_cap_holds_across_processes(redis_server: str) -> N
         for ws in clients:
             await ws.close()  # type: ignore[attr-defined]
     flush_db(url)
+
+
+async def _stays_open(server: Server, user: str) -> tuple[object | None, int | None]:
+    """Connect as ``user``: (the socket, None) if it is still open after a moment,
+    else (None, its close code)."""
+    ws = await connect(server.ws(f"/ws/{user}"), open_timeout=timeout(10))
+    try:
+        await asyncio.wait_for(ws.recv(), 1.0)
+    except TimeoutError:
+        return ws, None
+    except ConnectionClosed:
+        return None, ws.close_code
+    return None, -1
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("policy", ["refuse", "newest"])
+async def test_the_cap_policies_across_a_kill_9(redis_server: str, policy: str) -> None:
+    """Cap 1, presence TTL 6 s, a user on fa, then fa killed with SIGKILL.
+
+    - ``refuse``: the user's reconnects to fb are refused with 4008 until presence
+      has reaped fa (within the TTL), then one opens;
+    - ``newest``: a second connection on fb first replaces the one on fa (4409,
+      across processes); after the kill, the reconnect opens at once.
+    """
+    url = f"{redis_server}/11"
+    ttl = 6.0
+    env = {
+        "WS_REDIS_URL": url,
+        "WS_MAX_CONNECTIONS_PER_USER": "1",
+        "WS_CAP_POLICY": policy,
+        "WS_PRESENCE_TTL": str(ttl),
+        "WS_CHANNEL_PREFIX": f"k{uuid.uuid4().hex[:8]}.",
+    }
+    user = f"kill{uuid.uuid4().hex[:6]}"
+    with contextlib.ExitStack() as stack:
+        fa = stack.enter_context(uvicorn(CLUSTER, {**env, "CLUSTER_NAME": "fa"}))
+        fb = stack.enter_context(uvicorn(CLUSTER, {**env, "CLUSTER_NAME": "fb"}))
+        first, code = await _stays_open(fa, user)
+        assert first is not None, code
+        if policy == "newest":
+            second, code = await _stays_open(fb, user)
+            assert second is not None, code
+            with pytest.raises(ConnectionClosed):
+                await asyncio.wait_for(first.recv(), timeout(5))  # type: ignore[attr-defined]
+            assert first.close_code == 4409  # type: ignore[attr-defined]
+            assert first.close_reason == "replaced by a newer connection"  # type: ignore[attr-defined]
+            first, fa, fb = second, fb, fa  # the user is on fb now: kill that one
+        fa.proc.kill()  # SIGKILL: no shutdown, no cleanup
+        killed = time.monotonic()
+        refused = 0
+        while True:
+            ws, code = await _stays_open(fb, user)
+            if ws is not None:
+                break
+            assert code == 4008 and policy == "refuse", code
+            refused += 1
+            await asyncio.sleep(0.05)  # a client's backoff, not a synchronisation
+            assert time.monotonic() - killed < ttl + timeout(3), "still locked out"
+        waited = time.monotonic() - killed
+        print(f"[{policy}] reconnected {waited:.2f}s after the kill, {refused} refused")
+        if policy == "refuse":
+            assert refused >= 1  # fa's slot held until presence reaped it
+        else:
+            assert refused == 0
+        await ws.close()  # type: ignore[attr-defined]
+    flush_db(url)

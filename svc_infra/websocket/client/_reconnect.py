@@ -162,6 +162,11 @@ class websocket_connect:  # noqa: N801 - used like a function, as websockets.con
                 await client.close()
                 if not retry:
                     return
+                if client.close_code == CloseCode.REPLACED:
+                    # A newer connection of the user took this one's slot: coming
+                    # back would take it from that one, and so on for ever.
+                    logger.warning("%s: replaced by a newer connection; stopping", client.url)
+                    return
                 if client.close_code == CloseCode.TOKEN_EXPIRED and client._token is not None:
                     continue  # at once, with a fresh token: nothing to back off from
                 # Wait even after a clean drop: when a server restarts, every client

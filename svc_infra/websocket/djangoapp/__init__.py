@@ -95,11 +95,10 @@ def get_process_manager(alias: str = "default") -> ConnectionManager:
     """
     manager = _managers.get(alias)
     if manager is None:
-        from channels.layers import get_channel_layer
-
         from ..exceptions import WebSocketError
+        from ..scaleout.deferred import channels_default_layer
 
-        layer = get_channel_layer(alias)
+        layer = channels_default_layer(alias)
         if layer is None:
             raise WebSocketError(f"CHANNEL_LAYERS has no {alias!r} layer")
         manager = _managers[alias] = ConnectionManager(layer, config=django_config())

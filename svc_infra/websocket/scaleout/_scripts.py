@@ -16,6 +16,8 @@ processes never see half of a change. Keys under the prefix ``K``:
   finds the one it knew has nothing to restore (Redis kept its data)
 - ``K cap:<user>``    hash: connection id -> process id, the user's claimed slots
   under ``WS_MAX_CONNECTIONS_PER_USER``
+- ``K capt:<user>``   sorted set: connection id -> when it claimed its slot, under
+  ``WS_CAP_POLICY=newest`` (which slot is the oldest)
 - ``K ver``           hash: process id -> version of its connections (bumped by every
   write of that process; its announcements carry it)
 - ``K rchg``          sorted set: user -> version of the user's last room change
@@ -44,8 +46,8 @@ is not supported by channels_redis either.
 from __future__ import annotations
 
 __all__ = [
-    *("BEAT", "CLAIM", "DIGEST", "LEAVE", "LIVE", "LOAD", "LOAD_ONE", "RELEASE", "RESET"),
-    *("RESTORE", "ROOMS", "SYNC"),
+    *("BEAT", "CLAIM", "CLAIM_NEWEST", "DIGEST", "LEAVE", "LIVE", "LOAD", "LOAD_ONE"),
+    *("RELEASE", "RESET", "RESTORE", "ROOMS", "SYNC"),
 ]
 
 _COMMON = """
@@ -384,9 +386,43 @@ return 1
 """
 )
 
+#: ARGV: K, id, user, connection id, cap. Take a slot for the connection whatever
+#: happens (``WS_CAP_POLICY=newest``): while the user's slots are full, the oldest
+#: is freed. Returns {{connection id, process id}...} of the freed slots of live
+#: processes, whose connections the caller closes; slots of dead ones just go.
+CLAIM_NEWEST = (
+    _COMMON
+    + """
+local key, order = K .. 'cap:' .. ARGV[3], K .. 'capt:' .. ARGV[3]
+local f = redis.call('HGETALL', key)
+local n = 0
+for i = 1, #f, 2 do
+  if alive(f[i + 1]) then n = n + 1
+  else redis.call('HDEL', key, f[i]); redis.call('ZREM', order, f[i]) end
+end
+local evicted = {}
+while n >= tonumber(ARGV[5]) and n > 0 do
+  -- A slot claimed under 'refuse' has no time: it counts as the oldest.
+  local oldest = nil
+  for _, conn in ipairs(redis.call('HKEYS', key)) do
+    if not redis.call('ZSCORE', order, conn) then oldest = conn; break end
+  end
+  if not oldest then oldest = redis.call('ZRANGE', order, 0, 0)[1] end
+  table.insert(evicted, {oldest, redis.call('HGET', key, oldest)})
+  redis.call('HDEL', key, oldest)
+  redis.call('ZREM', order, oldest)
+  n = n - 1
+end
+redis.call('HSET', key, ARGV[4], ARGV[2])
+redis.call('ZADD', order, str(now()), ARGV[4])
+return evicted
+"""
+)
+
 #: ARGV: K, user, connection id. Free a claimed slot.
 RELEASE = """
 local K = ARGV[1]
 redis.call('HDEL', K .. 'cap:' .. ARGV[2], ARGV[3])
+redis.call('ZREM', K .. 'capt:' .. ARGV[2], ARGV[3])
 return 1
 """

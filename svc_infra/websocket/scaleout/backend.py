@@ -103,8 +103,14 @@ class LayerBackend:
         return [await self.layer.receive(channel)]
 
     def make_presence(self, host: PresenceHost) -> RedisPresence | None:
-        """Cluster-wide presence on the layer's Redis, or None (per-process presence)."""
+        """Cluster-wide presence on ``presence_url`` or the layer's Redis, or None
+        (per-process presence; a warning says so on a layer shared by processes)."""
         if self.want_presence is False:
+            if self.presence_url is not None:
+                logger.warning(
+                    "presence=False: presence is per process; WS_PRESENCE_REDIS_URL "
+                    "(presence_redis_url) serves history only"
+                )
             return None
         client, key_prefix = presence_client(self.caps, self.prefix, self.presence_url)
         if client is None:
@@ -113,6 +119,13 @@ class LayerBackend:
                     "presence is per process on a Redis Cluster layer: set "
                     "WS_PRESENCE_REDIS_URL (presence_redis_url) to one Redis for "
                     "cluster-wide presence and connection caps"
+                )
+            elif self.caps.networked:  # a layer that other processes share
+                logger.warning(
+                    "presence and history are per process on %s: set "
+                    "WS_PRESENCE_REDIS_URL (presence_redis_url) to one Redis for "
+                    "cluster-wide presence, recovery and connection caps",
+                    getattr(self.layer, "name", None) or type(self.layer).__name__,
                 )
             return None
         return RedisPresence(client, host, key_prefix=key_prefix, ttl=self.presence_ttl)

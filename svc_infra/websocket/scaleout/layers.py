@@ -96,7 +96,9 @@ def build_layer(*, redis_url: str | None = None, kind: str = "core") -> Any:
       :class:`~.cluster.RedisClusterChannelLayer` on that seed node;
     - ``redis_url`` set: a ``channels_redis`` layer on it, ``RedisChannelLayer``
       (``kind="core"``) or ``RedisPubSubChannelLayer`` (``kind="pubsub"``);
-    - else, Django configured with ``CHANNEL_LAYERS``: its ``default`` layer;
+    - else, Django configured with ``CHANNEL_LAYERS``: its ``default`` layer (a
+      :class:`~.deferred.DeferredLayer` for a backend that may need a running
+      loop: built on first use);
     - else: a new ``InMemoryChannelLayer`` (this process only).
 
     Raises:
@@ -139,9 +141,9 @@ def _django_default_layer() -> Any:
 
     if not settings.configured or not getattr(settings, "CHANNEL_LAYERS", None):
         return None
-    from channels.layers import get_channel_layer
+    from .deferred import channels_default_layer
 
-    return get_channel_layer()
+    return channels_default_layer()
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,29 +240,44 @@ def presence_client(
 ) -> tuple[Any, str]:
     """A Redis client for cluster-wide presence, and the key prefix.
 
-    On ``url`` (``presence_redis_url``) when given, else on the layer's Redis: with
-    several hosts (sharding), the first. ``(None, "")`` when the layer is not a
-    ``channels_redis`` layer (presence stays per process), and on a Redis Cluster
-    layer without ``url``: presence's scripts need one server (see
-    ``docs/scaling.md``). Sentinel host entries work: the pool comes from
-    channels_redis' own ``create_pool``.
+    On ``url`` (``presence_redis_url``) when given, whatever the layer (Postgres,
+    RabbitMQ, in-memory...); else on a ``channels_redis`` layer's Redis (with
+    several hosts, the first; Sentinel host entries work: the pool comes from
+    channels_redis' own ``create_pool``). ``(None, "")`` otherwise: presence stays
+    per process, which on a Redis Cluster layer means that ``url`` is missing
+    (presence's scripts need one server, see ``docs/scaling.md``).
 
     Raises:
         ConfigurationError: If ``url`` is not the URL of one Redis.
     """
-    if caps.redis is None or (caps.redis == "cluster" and url is None):
-        return None, ""
-    import redis.asyncio
-    from channels_redis.utils import create_pool
-
     if url is not None:
         check_server_url(url, "presence_redis_url")
-    entry = {"address": url} if url is not None else caps.redis_hosts[0]
+        return _redis_client({"address": url}), _key_prefix(caps, manager_prefix)
+    if caps.redis in ("core", "pubsub"):
+        return _redis_client(caps.redis_hosts[0]), _key_prefix(caps, manager_prefix)
+    return None, ""
+
+
+def _key_prefix(caps: LayerCapabilities, manager_prefix: str) -> str:
+    # The layer's prefix keeps two layers' managers apart on one Redis; a layer
+    # that has none (not a Redis one) gets Channels' usual "asgi".
+    return f"{caps.redis_prefix or 'asgi'}:{manager_prefix}p:"
+
+
+def _redis_client(entry: Any) -> Any:
+    import redis.asyncio
+
     # Presence commands are short: unlike the layer's blocking reads, they may
     # carry a read timeout, so a Redis that hangs makes them fail, not wait.
     host = {**with_redis_defaults(entry), "socket_timeout": 5.0}
-    client = redis.asyncio.Redis(connection_pool=create_pool(host))
-    return client, f"{caps.redis_prefix}:{manager_prefix}p:"
+    try:
+        from channels_redis.utils import create_pool
+    except ImportError:  # redis-py without channels_redis: a plain URL
+        options = {k: v for k, v in host.items() if k != "address"}
+        pool = redis.asyncio.ConnectionPool.from_url(host["address"], **options)
+    else:
+        pool = create_pool(host)
+    return redis.asyncio.Redis(connection_pool=pool)
 
 
 def history_client(
@@ -270,7 +287,8 @@ def history_client(
 
     On a Redis Cluster layer, a client of the Cluster (each stream's keys share
     one hash slot, and streams spread over the slots); elsewhere where
-    :func:`presence_client` puts presence. ``(None, "")``: history in memory.
+    :func:`presence_client` puts presence (so on any layer with ``url``). ``(None, "")``: history
+    in memory (one process).
 
     Raises:
         ConfigurationError: If ``url`` is not the URL of one Redis.
@@ -279,7 +297,7 @@ def history_client(
         return presence_client(caps, manager_prefix, url)
     from .cluster import cluster_client
 
-    return cluster_client(caps.redis_hosts), f"{caps.redis_prefix}:{manager_prefix}p:"
+    return cluster_client(caps.redis_hosts), _key_prefix(caps, manager_prefix)
 
 
 #: Messages taken from Redis per round trip by :func:`batch_receiver`.

@@ -112,7 +112,7 @@ class RedisPresence:
             name: client.register_script(getattr(lua, name))
             for name in (
                 *("LIVE", "BEAT", "SYNC", "RESET", "LEAVE", "ROOMS", "RESTORE", "LOAD"),
-                *("CLAIM", "RELEASE", "DIGEST", "LOAD_ONE"),
+                *("CLAIM", "CLAIM_NEWEST", "RELEASE", "DIGEST", "LOAD_ONE"),
             )
         }
 
@@ -198,6 +198,17 @@ class RedisPresence:
             Exception: Whatever redis-py raises when Redis cannot be reached.
         """
         return bool(await self._run("CLAIM", user, connection_id, cap))
+
+    async def claim_newest(self, user: str, connection_id: str, cap: int) -> list[tuple[str, str]]:
+        """Take a slot for the connection, freeing the user's oldest while they are
+        full (``WS_CAP_POLICY=newest``); return (connection id, process id) of each
+        freed slot of a live process, whose connection the caller closes.
+
+        Raises:
+            Exception: Whatever redis-py raises when Redis cannot be reached.
+        """
+        freed = await self._run("CLAIM_NEWEST", user, connection_id, cap)
+        return [(redis_text(conn), redis_text(owner)) for conn, owner in freed]
 
     def release(self, user: str, connection_id: str) -> None:
         """Give a claimed slot back (in a task; a failure leaves the slot to the

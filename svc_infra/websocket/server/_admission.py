@@ -2,7 +2,9 @@
 
 - ``max_connections_per_user``: a slot is claimed in cluster presence when there is
   one (atomic for the cluster), else counted here, including connections whose
-  accept is still in flight;
+  accept is still in flight. Under ``cap_policy="newest"`` the new connection
+  always gets a slot, and the user's oldest connection is closed (4409), here or,
+  through the layer, in the process that holds it;
 - once registered, a connection gets its inbound check (size and rate, installed
   on the socket by its integration) and its credential's expiry (one heap and one
   timer for all, :class:`~._limits.ExpiryTimers`).
@@ -15,14 +17,21 @@ import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from .. import layer_messages as lm
 from ..close_codes import CloseCode
+from ..exceptions import ChannelLayerError
+from ..groups import user_group
 from ._limits import ExpiryTimers, InboundLimits, expiry_of
+from ._publisher import Publisher
 from ._registry import Registry
 from ._runtime import Runtime
 from .connection import LocalConnection
 from .stats import ManagerStats
 
-__all__ = ["Admission"]
+__all__ = ["REPLACED_REASON", "Admission"]
+
+#: The close reason of a connection that a newer one replaced (``cap_policy="newest"``).
+REPLACED_REASON = "replaced by a newer connection"
 
 logger = logging.getLogger("svc_infra.websocket.manager")
 
@@ -37,6 +46,10 @@ class Admission:
         stats: Where expired credentials are counted.
         end: Ends a connection with (code, reason), at once.
         cap: ``max_connections_per_user`` (0: none).
+        policy: ``cap_policy``: ``"refuse"`` or ``"newest"``.
+        origin: The manager's id (whose slots are its own).
+        publisher: Tells another process to close a replaced connection.
+        prefix: The manager's group prefix.
         close_on_expiry: ``close_on_token_expiry``.
         leeway: Returns ``AUTH_JWT__LEEWAY`` (called once, when first needed).
     """
@@ -52,7 +65,15 @@ class Admission:
         cap: int,
         close_on_expiry: bool,
         leeway: Callable[[], float],
+        policy: str = "refuse",
+        origin: str = "",
+        publisher: Publisher | None = None,
+        prefix: str = "",
     ) -> None:
+        self.policy = policy
+        self.origin = origin
+        self.publisher = publisher
+        self.prefix = prefix
         self.registry = registry
         self.runtime = runtime
         self.limits = limits
@@ -87,14 +108,50 @@ class Admission:
         cap = self.cap
         if not cap:
             return True
+        newest = self.policy == "newest"
         presence = self.runtime.presence
         if presence is not None:
             try:
-                return await presence.claim(user, connection_id, cap)
+                if not newest:
+                    return await presence.claim(user, connection_id, cap)
+                freed = await presence.claim_newest(user, connection_id, cap)
             except Exception as exc:
                 logger.warning("connection cap of %r checked locally: %r", user, exc)
+            else:
+                await self._replace(user, freed)
+                return True
         # Connections being admitted count too: their accept may be in flight.
-        return len(self.registry.users.get(user, {})) + self._claims.get(user, 1) - 1 < cap
+        local = self.registry.users.get(user, {})
+        over = len(local) + self._claims.get(user, 1) - cap
+        if over <= 0:
+            return True
+        if not newest:
+            return False
+        for conn in list(local.values())[:over]:  # oldest first (registration order)
+            self.end(conn, CloseCode.REPLACED, REPLACED_REASON)
+        return True
+
+    async def _replace(self, user: str, freed: list[tuple[str, str]]) -> None:
+        """Close the connections whose slots a newer one took: here at once,
+        elsewhere with a ``ws.close`` naming the connection on the user's group.
+        Never raises: a close that cannot be sent is logged (the slot is taken)."""
+        for connection_id, owner in freed:
+            if owner == self.origin:
+                conn = self.registry.conns.get(connection_id)
+                if conn is not None:
+                    self.end(conn, CloseCode.REPLACED, REPLACED_REASON)
+                continue
+            if self.publisher is None:
+                continue
+            message = {
+                "type": lm.CLOSE,
+                "user": user,
+                "connection": connection_id,
+                "code": int(CloseCode.REPLACED),
+                "reason": REPLACED_REASON,
+            }
+            with contextlib.suppress(ChannelLayerError):  # logged and counted by the publisher
+                await self.publisher.publish(user_group(user, self.prefix), message, "connect")
 
     def watch(self, conn: LocalConnection, transport: Any) -> None:
         """Install the inbound check and the credential's expiry on a new connection."""

@@ -134,9 +134,14 @@ class Connections:
         detached = [c for c in list(conns) if self.detach(c)]
         await asyncio.gather(*(self.finish(c, code, reason, flush=True) for c in detached))
 
-    async def close_user(self, user: str, code: int, reason: str) -> None:
-        """Close every local connection of ``user``."""
-        await self.close_many(self.registry.user_connections(user), code, reason)
+    async def close_user(
+        self, user: str, code: int, reason: str, connection: str | None = None
+    ) -> None:
+        """Close every local connection of ``user``, or only ``connection``."""
+        conns = self.registry.user_connections(user)
+        if connection is not None:
+            conns = [c for c in conns if c.id == connection]
+        await self.close_many(conns, code, reason)
 
     async def finish(self, conn: LocalConnection, code: int, reason: str, *, flush: bool) -> None:
         """After :meth:`detach`: flush, close the socket, fix groups, run hooks."""

@@ -133,6 +133,10 @@ def build_parts(
         cap=config.max_connections_per_user,
         close_on_expiry=config.close_on_token_expiry,
         leeway=leeway,
+        policy=config.cap_policy,
+        origin=manager_id,
+        publisher=publisher,
+        prefix=prefix,
     )
     router = LayerRouter(
         origin=manager_id,

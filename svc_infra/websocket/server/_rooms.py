@@ -13,8 +13,10 @@ is in the :class:`~._registry.Registry`; this part decides how a change travels:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
+from typing import Any
 
 from .. import layer_messages as lm
 from ..exceptions import ChannelLayerError
@@ -76,6 +78,7 @@ class Rooms:
         self.grace = grace
         # Users whose rooms wait out the grace: user -> the timer that ends it.
         self._departures: dict[str, asyncio.TimerHandle] = {}
+        self._tasks: set[asyncio.Task[None]] = set()  # departures being told
         self.registry = registry
         self.membership = membership
         self.publisher = publisher
@@ -174,10 +177,30 @@ class Rooms:
             return  # back here within the grace
         presence = self.runtime.presence
         if presence is None:
-            for room in self.registry.rooms_of(user):
+            rooms = list(self.registry.rooms_of(user))
+            for room in rooms:
                 self.registry.set_member(user, room, False)
+            if rooms:
+                self._tell_departed(user, rooms)
         else:
             presence.user_left_here(user)
+
+    def _tell_departed(self, user: str, rooms: list[str]) -> None:
+        """Without presence, tell every process that the user left here: a process
+        that joined the user to a room while the user was connected elsewhere
+        holds that room entry, and only hears of the departure this way. A
+        process where the user still has a connection keeps it (``departed``)."""
+        message = {"type": lm.LEAVE, "user": user, "rooms": rooms, "departed": True}
+        group = self.membership.broadcast_group
+        task = asyncio.get_running_loop().create_task(
+            self._publish_quietly(group, message, "leave_room")
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _publish_quietly(self, group: str, message: dict[str, Any], operation: str) -> None:
+        with contextlib.suppress(ChannelLayerError):  # logged and counted by the publisher
+            await self.publisher.publish(group, message, operation)
 
     async def _change_in_redis(
         self, presence: Presence, user: str, room: str, kind: RoomChange

@@ -39,7 +39,7 @@ class LayerRouter:
         publisher: Delivers ``ws.send`` to local sockets.
         rooms: Applies ``ws.join``, ``ws.leave`` and ``ws.rooms``.
         runtime: The manager's presence while it runs (None: per process).
-        close_user: Closes a user's local connections, for ``ws.close``.
+        close_user: Closes a user's local connections (or one), for ``ws.close``.
         stats: Where receive errors are counted.
     """
 
@@ -50,7 +50,7 @@ class LayerRouter:
         publisher: Publisher,
         rooms: Rooms,
         runtime: Runtime,
-        close_user: Callable[[str, int, str], Awaitable[None]],
+        close_user: Callable[[str, int, str, str | None], Awaitable[None]],
         stats: ManagerStats,
     ) -> None:
         self.origin = origin
@@ -140,11 +140,13 @@ class LayerRouter:
         await self._room_change(message, RoomChange.LEAVE)
 
     async def ws_close(self, message: dict[str, Any]) -> None:
-        """``ws.close``: close a user's local connections."""
-        user = message.get("user")
+        """``ws.close``: close a user's local connections (or the one named)."""
+        user, connection = message.get("user"), message.get("connection")
         if isinstance(user, str):
             code = message.get("code", 1000)
-            await self.close_user(user, int(code), str(message.get("reason", "")))
+            reason = str(message.get("reason", ""))
+            only = connection if isinstance(connection, str) else None
+            await self.close_user(user, int(code), reason, only)
 
     async def ws_rooms(self, message: dict[str, Any]) -> None:
         """``ws.rooms``: room sets stored in Redis, for one user or several."""
@@ -158,6 +160,17 @@ class LayerRouter:
             if isinstance(who, str) and isinstance(rooms, list) and isinstance(version, int):
                 await self.rooms.apply(who, [str(r) for r in rooms], version)
 
+    async def _departed(self, user: Any, rooms: Any) -> None:
+        """Without presence: the user's last connection in another process closed.
+        Drop the user's room entries here unless the user is connected here."""
+        if not (isinstance(user, str) and isinstance(rooms, list)):
+            return
+        if self.runtime.presence is not None or user in self.rooms.registry.users:
+            return
+        for room in rooms:
+            if isinstance(room, str):
+                await self.rooms.apply_change(user, room, RoomChange.LEAVE)
+
     async def ws_presence(self, message: dict[str, Any]) -> None:
         """``ws.presence``: another process's connections changed."""
         origin = message.get("origin")
@@ -167,6 +180,9 @@ class LayerRouter:
 
     async def _room_change(self, message: dict[str, Any], kind: RoomChange) -> None:
         user, room = message.get("user"), message.get("room")
+        if message.get("departed") is True and kind is RoomChange.LEAVE:
+            await self._departed(user, message.get("rooms"))
+            return
         if not (isinstance(user, str) and isinstance(room, str)):
             return
         if self.runtime.presence is not None:

@@ -140,6 +140,15 @@ class Presence(Protocol):
         """
         ...
 
+    async def claim_newest(self, user: str, connection_id: str, cap: int) -> list[tuple[str, str]]:
+        """Take a slot for the connection, freeing the user's oldest while they are
+        full; return (connection id, process id) of the freed slots' connections.
+
+        Raises:
+            Exception: Whatever the store raises when it cannot be reached.
+        """
+        ...
+
     def release(self, user: str, connection_id: str) -> None:
         """Give a claimed slot back (never raises)."""
         ...

@@ -132,6 +132,41 @@ async def test_concurrent_connections_of_one_user_respect_the_cap() -> None:
     await m.shutdown()
 
 
+async def test_under_the_newest_policy_the_oldest_connection_is_replaced() -> None:
+    """Cap 2, policy "newest": the third connection opens, and the first (the
+    oldest) is closed with 4409 and leaves presence; nothing raises."""
+    m = manager(max_connections_per_user=2, cap_policy="newest")
+    closed: list[object] = []
+    m.on_disconnect(lambda user, ws: closed.append(ws))
+    first, second, third = sock(), sock(), sock()
+    for s in (first, second, third):
+        await m.connect("u", s)
+    assert await first.wait_closed() == 4409
+    assert first.close_reason == "replaced by a newer connection"
+    assert not second.closed and not third.closed
+    async with asyncio.timeout(timeout(2)):
+        while not closed:
+            await asyncio.sleep(0)  # the hooks run after the close
+    assert closed == [first]
+    assert len(m.get_user_connections("u")) == 2
+    assert m.stats.limited_connections == 0
+    await m.shutdown()
+
+
+async def test_concurrent_connections_under_the_newest_policy_keep_the_cap() -> None:
+    """Ten at once with a cap of 3, policy "newest": every connect returns, and
+    three connections remain open."""
+    m = manager(max_connections_per_user=3, cap_policy="newest")
+    socks = [sock() for _ in range(10)]
+    results = await asyncio.gather(*(m.connect("u", s) for s in socks))
+    assert all(isinstance(r, str) for r in results)
+    async with asyncio.timeout(timeout(2)):
+        while len(m.get_user_connections("u")) != 3:
+            await asyncio.sleep(0)  # the replaced ones finish closing
+    assert sum(s.close_code == 4409 for s in socks) == 7
+    await m.shutdown()
+
+
 async def test_drain_closes_in_batches_and_refuses_new_connections() -> None:
     """Batch 3 every 0.05 s: 10 sockets close in four groups with 1001, after the
     notice; a connection during the drain is closed with 1001 and raises."""

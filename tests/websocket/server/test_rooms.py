@@ -88,3 +88,47 @@ async def test_a_start_cancelled_half_way_still_joins_the_broadcast_group() -> N
     layer.gate.set()
     await wait_until(lambda: m.ops.channel_name in layer.members(f"{m.prefix}all"))
     await m.shutdown()
+
+
+async def test_without_presence_a_departure_empties_a_room_joined_elsewhere() -> None:
+    """Two managers on one layer (two processes), no presence: B joins a user who is
+    connected to A to a room; when the user's last connection on A closes, B no
+    longer lists them in the room (A tells every process that the user left)."""
+    layer = InMemoryChannelLayer()
+    config = WebSocketConfig(close_timeout=1)
+    a = ConnectionManager(layer, config=config, presence=False)
+    b = ConnectionManager(layer, config=config, presence=False)
+    await b.start()
+    here = MemoryTransport(timeout=timeout(5))
+    await a.connect("u", here)
+    await b.join_room("u", "lobby")
+    assert b.get_room_users("lobby") == ["u"]
+    await wait_until(lambda: a.get_room_users("lobby") == ["u"])  # through ws.join
+    await a.disconnect("u", here)
+    await wait_until(lambda: b.get_room_users("lobby") == [] and b.room_count == 0)
+    assert a.get_room_users("lobby") == []
+    await a.shutdown()
+    await b.shutdown()
+
+
+async def test_a_departure_elsewhere_leaves_the_rooms_of_a_user_still_connected_here() -> None:
+    """No presence: the user is connected to A and B, in a room; the connection on
+    A closes: B, where the user still is, keeps the room."""
+    layer = InMemoryChannelLayer()
+    config = WebSocketConfig(close_timeout=1)
+    a = ConnectionManager(layer, config=config, presence=False)
+    b = ConnectionManager(layer, config=config, presence=False)
+    on_a, on_b = MemoryTransport(timeout=timeout(5)), MemoryTransport(timeout=timeout(5))
+    await a.connect("u", on_a)
+    await b.connect("u", on_b)
+    await a.join_room("u", "lobby")
+    await wait_until(lambda: b.get_room_users("lobby") == ["u"])
+    await a.disconnect("u", on_a)
+    await wait_until(lambda: a.get_room_users("lobby") == [])
+    # B heard the departure (its handler ran) and kept the room: a frame sent
+    # to the room after it still reaches the user on B.
+    await a.broadcast_to_room("lobby", {"n": 1})
+    assert await on_b.next_json() == {"n": 1}
+    assert b.get_room_users("lobby") == ["u"]
+    await a.shutdown()
+    await b.shutdown()
