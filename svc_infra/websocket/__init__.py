@@ -28,6 +28,7 @@ from .exceptions import (
 from .manager import ConnectionManager, ManagerStats, process_manager, set_process_manager_provider
 from .models import ConnectionInfo, ConnectionState, WebSocketMessage
 from .server.connection import CLOSE_SLOW_CONSUMER
+from .server.queries import ClusterView, PresenceCounts
 from .server.transport import register_transport_loader
 
 if TYPE_CHECKING:
@@ -45,6 +46,8 @@ __all__ = [
     "get_ws_manager",
     "ManagerStats",
     "CLOSE_SLOW_CONSUMER",
+    "ClusterView",
+    "PresenceCounts",
     # Config
     "WebSocketConfig",
     "get_default_config",

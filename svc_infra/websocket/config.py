@@ -76,13 +76,22 @@ class WebSocketConfig:
         redis_sentinel_master: The primary those sentinels monitor.
         presence_ttl: Server side, with Redis: seconds after which a process that
             stopped heartbeating (killed, frozen) no longer counts in presence.
-        presence_redis_url: Server side, with a channels_redis layer: the Redis
-            that holds presence, history and connection slots (a ``redis://`` URL);
-            ``None`` keeps them on the layer's first host. Give it when the layer
-            shards over several hosts, so that they do not load (and depend on)
-            one shard. Every process of a cluster must use the same. On a Redis
-            Cluster layer, history stays on the Cluster and this one Redis holds
-            presence and connection slots (without it, presence is per process).
+        presence_redis_url: Server side: the Redis that holds presence, history
+            and connection slots (a ``redis://`` URL), with any Channels layer
+            (channels_redis, Postgres, RabbitMQ, in-memory...); ``None`` keeps them
+            on a channels_redis layer's first host (other layers then have
+            presence and history per process, and a warning says so). Give it
+            when the layer shards over several hosts, so that they do not load
+            (and depend on) one shard. Every process of a cluster must use the
+            same. On a Redis Cluster layer, history stays on the Cluster and this
+            one Redis holds presence and connection slots (without it, presence
+            is per process, or on the Cluster in the index mode).
+        presence_mode: Server side: ``"mirror"`` (the default: every process
+            mirrors every connection and room set, so the manager's synchronous
+            queries answer for the whole cluster) or ``"index"`` (presence lives
+            in Redis only, indexed per user, room and bucket: a process's memory
+            grows with its own connections; synchronous queries answer for this
+            process, ``manager.cluster`` for all). See ``docs/scaling.md``.
         history_size: Server side: messages kept per stream for recovery after a
             reconnect (``docs/recovery.md``); 0 (the default) keeps none.
         history_ttl: Server side: seconds a stream's messages are kept at most.
@@ -140,6 +149,7 @@ class WebSocketConfig:
     redis_sentinels: str | None = None
     redis_sentinel_master: str = "mymaster"
     presence_ttl: float = 30.0
+    presence_mode: str = "mirror"
     presence_redis_url: str | None = None
     history_size: int = 0
     history_ttl: float = 300.0
@@ -406,6 +416,7 @@ _SPECS: dict[str, _Spec] = {
     "redis_sentinel_master": _Spec(_parse_str, "str"),
     # Heartbeats run every ttl/4: below half a second they would flood Redis.
     "presence_ttl": _Spec(_parse_float, "float", minimum=0.5),
+    "presence_mode": _Spec(_parse_choice, "str", choices=("mirror", "index")),
     "history_size": _Spec(_parse_int, "int", minimum=0),
     "history_ttl": _Spec(_parse_float, "float", minimum=0, exclusive_minimum=True),
     "history_meta_ttl": _Spec(_parse_float, "float", minimum=0, exclusive_minimum=True),

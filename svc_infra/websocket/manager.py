@@ -45,6 +45,7 @@ from .server._recovery import SUBPROTOCOL, chosen_subprotocol, parse_positions
 from .server._rooms import RoomChange
 from .server._session import Session
 from .server._target import Target
+from .server.queries import ClusterView
 from .server.stats import ManagerStats
 from .server.transport import adapt
 
@@ -127,6 +128,7 @@ class ConnectionManager:
             presence_ttl=self.config.presence_ttl,
             presence=presence,
             presence_url=self.config.presence_redis_url,
+            presence_mode=self.config.presence_mode,
         )
         self.stats = ManagerStats()
         parts = build_parts(
@@ -141,6 +143,9 @@ class ConnectionManager:
         #: The operational side (layer, channel, presence, timings, timeouts):
         #: see :class:`~svc_infra.websocket.server.ops.ManagerOps`.
         self.ops = parts.ops
+        #: Cluster-wide presence queries, as coroutines, in every presence mode:
+        #: see :class:`~svc_infra.websocket.server.queries.ClusterView`.
+        self.cluster = ClusterView(parts.registry, parts.runtime, self.start)
         self._runtime = parts.runtime
         self._registry = parts.registry
         self._history = parts.history
@@ -343,6 +348,7 @@ class ConnectionManager:
         self._admission.watch(conn, transport)
         if first:
             await self._membership.sync_user(uid)
+            await self._rooms.load(uid)
         if session is not None:
             await self._recovery.begin(conn)
         await self._connections.run_hooks(self._connections.connect_hooks, uid, websocket)

@@ -87,6 +87,8 @@ async def control(manager: ConnectionManager, op: str, body: dict[str, Any]) -> 
                 await manager.send_to_user(body["user"], {"seq": i, "from": NAME})
         elif op == "stats":
             return 200, stats(manager, body)
+        elif op == "cluster":
+            return 200, await cluster(manager, body)
         elif op == "pump":
             name = str(body["name"])
             args = (str(body["user"]), str(body["room"]), int(body["n"]), float(body["rate"]))
@@ -122,6 +124,24 @@ def heap(top: int) -> dict[str, Any]:
             {"size": d.size_diff, "count": d.count_diff, "where": d.traceback.format()[-8:]}
             for d in diffs
         ],
+    }
+
+
+async def cluster(manager: ConnectionManager, query: dict[str, Any]) -> dict[str, Any]:
+    """What ``manager.cluster`` answers (read from Redis in the index mode)."""
+    view = manager.cluster
+    connections, users, rooms = await view.counts()
+    room, user = str(query.get("room", "")), str(query.get("user", ""))
+    return {
+        "name": NAME,
+        "counts": [connections, users, rooms],
+        "users": sorted([u async for u in view.iter_users(count=100)]),
+        "room_users": sorted([u async for u in view.iter_room_users(room, count=100)]),
+        "user_servers": sorted(
+            str(c.metadata.get("server")) for c in await view.user_connections(user)
+        )
+        if user
+        else [],
     }
 
 

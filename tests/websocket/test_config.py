@@ -36,6 +36,7 @@ EXTRA_DEFAULTS = {
     "WS_REDIS_SENTINEL_MASTER": ("redis_sentinel_master", "mymaster"),
     "WS_PRESENCE_TTL": ("presence_ttl", 30.0),
     "WS_PRESENCE_REDIS_URL": ("presence_redis_url", None),
+    "WS_PRESENCE_MODE": ("presence_mode", "mirror"),
     "WS_HISTORY_SIZE": ("history_size", 0),
     "WS_HISTORY_TTL": ("history_ttl", 300.0),
     "WS_HISTORY_META_TTL": ("history_meta_ttl", 86_400.0),
@@ -164,6 +165,7 @@ def test_from_env_reads_a_given_mapping() -> None:
         ("WS_OUTBOX_LIMIT", "1MiB"),
         ("WS_CHANNEL_PREFIX", ""),
         ("WS_CAP_POLICY", "oldest"),
+        ("WS_PRESENCE_MODE", "redis"),
     ],
 )
 def test_bad_variables_name_the_variable_and_value(

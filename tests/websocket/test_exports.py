@@ -8,7 +8,8 @@ import sys
 import svc_infra.websocket as ws
 
 # The spec's module exports, plus ConfigurationError, ManagerStats,
-# CLOSE_SLOW_CONSUMER, TooManyConnectionsError and ServerDrainingError.
+# CLOSE_SLOW_CONSUMER, TooManyConnectionsError, ServerDrainingError, and the types
+# of manager.cluster (ClusterView, PresenceCounts).
 EXPECTED = {
     "WebSocketClient",
     "websocket_connect",
@@ -19,6 +20,8 @@ EXPECTED = {
     "get_ws_manager",
     "ManagerStats",
     "CLOSE_SLOW_CONSUMER",
+    "ClusterView",
+    "PresenceCounts",
     "WebSocketConfig",
     "get_default_config",
     "ConnectionState",

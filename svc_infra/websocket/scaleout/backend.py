@@ -14,9 +14,10 @@ from typing import Any
 
 from ..server._history import META_TTL, MemoryHistory
 from ..server._router import Receive
-from ..server.protocols import HistoryStore, PresenceHost
+from ..server.protocols import HistoryStore, Presence, PresenceHost
 from .groups import GroupBatcher
 from .history import RedisHistory
+from .indexed import IndexedPresence
 from .layers import (
     LayerCapabilities,
     batch_receiver,
@@ -42,6 +43,7 @@ class LayerBackend:
         presence: False keeps presence per process even on Redis.
         presence_url: ``presence_redis_url``: where presence and history live
             (None: the layer's first Redis host).
+        presence_mode: ``presence_mode``: ``"mirror"`` or ``"index"``.
     """
 
     def __init__(
@@ -53,8 +55,10 @@ class LayerBackend:
         presence_ttl: float,
         presence: bool | None,
         presence_url: str | None = None,
+        presence_mode: str = "mirror",
     ) -> None:
         self.presence_url = presence_url
+        self.presence_mode = presence_mode
         self.layer = layer
         self.caps = caps
         self.prefix = prefix
@@ -102,7 +106,7 @@ class LayerBackend:
     async def _receive_one(self, channel: str) -> list[dict[str, Any]]:
         return [await self.layer.receive(channel)]
 
-    def make_presence(self, host: PresenceHost) -> RedisPresence | None:
+    def make_presence(self, host: PresenceHost) -> Presence | None:
         """Cluster-wide presence on ``presence_url`` or the layer's Redis, or None
         (per-process presence; a warning says so on a layer shared by processes)."""
         if self.want_presence is False:
@@ -112,9 +116,18 @@ class LayerBackend:
                     "(presence_redis_url) serves history only"
                 )
             return None
+        index = self.presence_mode == "index"
         client, key_prefix = presence_client(self.caps, self.prefix, self.presence_url)
+        if client is None and index and self.caps.redis == "cluster":
+            # The index mode's scripts each touch one slot: it runs on the Cluster.
+            client, key_prefix = history_client(self.caps, self.prefix)
         if client is None:
-            if self.caps.redis == "cluster":
+            if index:
+                logger.warning(
+                    "WS_PRESENCE_MODE=index needs a Redis (WS_PRESENCE_REDIS_URL or a "
+                    "channels_redis layer): presence is per process"
+                )
+            elif self.caps.redis == "cluster":
                 logger.warning(
                     "presence is per process on a Redis Cluster layer: set "
                     "WS_PRESENCE_REDIS_URL (presence_redis_url) to one Redis for "
@@ -128,6 +141,8 @@ class LayerBackend:
                     getattr(self.layer, "name", None) or type(self.layer).__name__,
                 )
             return None
+        if index:
+            return IndexedPresence(client, host, key_prefix=key_prefix, ttl=self.presence_ttl)
         return RedisPresence(client, host, key_prefix=key_prefix, ttl=self.presence_ttl)
 
     def make_history(self, meta_ttl: float = META_TTL) -> HistoryStore:

@@ -72,6 +72,10 @@ class RedisPresence:
         ttl: ``presence_ttl``: seconds within which a dead process disappears.
     """
 
+    #: Every process mirrors every connection and room set
+    #: (see :class:`~..server.protocols.Presence`).
+    mirrors = True
+
     def __init__(self, client: Any, owner: PresenceHost, *, key_prefix: str, ttl: float) -> None:
         self.client = client
         self.owner = owner
@@ -115,6 +119,10 @@ class RedisPresence:
                 *("CLAIM", "CLAIM_NEWEST", "RELEASE", "DIGEST", "LOAD_ONE"),
             )
         }
+
+    def directory(self) -> None:
+        """None: the mirrors answer cluster-wide queries."""
+        return None
 
     @property
     def healthy(self) -> bool:

@@ -176,14 +176,31 @@ class Rooms:
         if user in self.registry.users:
             return  # back here within the grace
         presence = self.runtime.presence
-        if presence is None:
+        if presence is None or not presence.mirrors:
+            # Without presence, or in the index mode: this process keeps rooms
+            # only for users connected here.
             rooms = list(self.registry.rooms_of(user))
             for room in rooms:
                 self.registry.set_member(user, room, False)
-            if rooms:
+            if presence is None and rooms:
                 self._tell_departed(user, rooms)
-        else:
+        if presence is not None:
             presence.user_left_here(user)
+
+    async def load(self, user: str) -> None:
+        """The user's first connection here opened: in the index mode, read the
+        user's rooms from Redis (no process keeps other processes' users' rooms).
+        Never raises: with Redis away, the rooms come with the next room change."""
+        presence = self.runtime.presence
+        directory = None if presence is None or presence.mirrors else presence.directory()
+        if directory is None:
+            return
+        try:
+            version, rooms = await directory.user_rooms(user)
+        except Exception as exc:
+            logger.warning("could not read the rooms of %r: %r", user, exc)
+            return
+        await self.apply(user, rooms, version)
 
     def _tell_departed(self, user: str, rooms: list[str]) -> None:
         """Without presence, tell every process that the user left here: a process
@@ -212,11 +229,20 @@ class Rooms:
             version, rooms = await presence.update_rooms(user, kind.op, room)
         except Exception as exc:
             raise ChannelLayerError(operation, exc) from exc
-        await self.apply(user, rooms, version)
+        if presence.mirrors:
+            await self.apply(user, rooms, version)
+            group = self.membership.broadcast_group
+        else:
+            # The index mode: only the processes that hold the user's connections
+            # keep the user's rooms, and they are in the user's group.
+            if user in self.registry.users:
+                await self.apply(user, rooms, version)
+            group = user_group(user, self.membership.prefix)
         message = {"type": lm.ROOMS, "user": user, "rooms": rooms, "v": version}
         try:
-            await self.publisher.publish(self.membership.broadcast_group, message, operation)
+            await self.publisher.publish(group, message, operation)
         except ChannelLayerError:
             # Redis has the change: the others pick it up when they next compare
-            # their mirror with Redis (within presence_ttl). Not an error here.
+            # their mirror with Redis (within presence_ttl), or (index mode) when
+            # the user next connects there. Not an error here.
             logger.warning("%s for %r stored; other processes will see it late", operation, user)

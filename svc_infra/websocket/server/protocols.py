@@ -15,7 +15,7 @@ from ..layer_messages import Frame
 from ..models import ConnectionInfo
 from ._history import Replay
 
-__all__ = ["Backend", "HistoryStore", "Presence", "PresenceHost"]
+__all__ = ["Backend", "Directory", "HistoryStore", "Presence", "PresenceHost"]
 
 
 class HistoryStore(Protocol):
@@ -92,8 +92,54 @@ class PresenceHost(Protocol):
         ...
 
 
+class Directory(Protocol):
+    """Cluster-wide queries answered by the store, read when asked (the index mode).
+
+    Each coroutine raises whatever the store raises when it cannot be reached.
+    Listings come in parts: ``(names, cursor)``, the cursor "" after the last part.
+    """
+
+    async def counts(self) -> tuple[int, int, int]:
+        """(connections, users, rooms) in the whole cluster."""
+        ...
+
+    async def user_connections(self, user: str) -> list[ConnectionInfo]:
+        """The user's connections in every live process."""
+        ...
+
+    async def user_rooms(self, user: str) -> tuple[int, list[str]]:
+        """The user's room set: (version, rooms)."""
+        ...
+
+    async def room_users(
+        self, room: str, cursor: str = "", count: int = 500
+    ) -> tuple[list[str], str]:
+        """A part of the room's users."""
+        ...
+
+    async def users(self, cursor: str = "", count: int = 500) -> tuple[list[str], str]:
+        """A part of the users connected somewhere."""
+        ...
+
+    async def rooms(self, cursor: str = "", count: int = 500) -> tuple[list[str], str]:
+        """A part of the rooms with at least one user."""
+        ...
+
+
 class Presence(Protocol):
     """Cluster-wide presence, as the core uses it."""
+
+    @property
+    def mirrors(self) -> bool:
+        """True: every process holds every connection and room set (the mirror
+        mode; room changes go to every process). False: each process holds its own
+        users' (the index mode; room changes go to the user's processes, and
+        cluster-wide questions go to :meth:`directory`)."""
+        ...
+
+    def directory(self) -> Directory | None:
+        """The store's cluster-wide queries (None: the mirrors answer them)."""
+        ...
 
     @property
     def healthy(self) -> bool:

@@ -110,7 +110,7 @@ def test_a_django_layer_that_may_need_a_loop_is_deferred(settings: Any) -> None:
 async def test_presence_and_history_on_a_layer_that_is_not_redis(redis_server: str) -> None:
     """presence_redis_url on a layer the library does not know: both managers get
     Redis presence and Redis history, and see each other's connections."""
-    url = f"{redis_server}/5"
+    url = f"{redis_server}/6"
     config = WebSocketConfig(
         presence_redis_url=url, close_timeout=1, presence_ttl=4, history_size=10
     )
