@@ -126,7 +126,14 @@ class Rooms:
             await self.recovery.replay_room(held, room)
 
     async def apply(self, user: str, rooms: list[str], version: int) -> None:
-        """Make ``rooms`` the user's room set, if ``version`` is newer than ours."""
+        """Make ``rooms`` the user's room set, if ``version`` is newer than ours.
+
+        In the index mode only for a user connected here: a set that arrives on the
+        user's group just after their last connection here closed is not kept.
+        """
+        presence = self.runtime.presence
+        if presence is not None and not presence.mirrors and user not in self.registry.users:
+            return
         # The whole set changes before the first await: a newer set applied
         # while group calls are in flight starts from this one, not a mix.
         before = set(self.registry.rooms_of(user))

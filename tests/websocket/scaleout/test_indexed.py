@@ -19,11 +19,16 @@ import pytest
 import redis
 from channels.layers import InMemoryChannelLayer
 
-from svc_infra.websocket import ConnectionManager, PresenceCounts, WebSocketConfig
+from svc_infra.websocket import (
+    ConnectionManager,
+    PresenceCounts,
+    TooManyConnectionsError,
+    WebSocketConfig,
+)
 from svc_infra.websocket.scaleout import indexed, presence
 from svc_infra.websocket.scaleout.indexed import IndexedPresence
 from svc_infra.websocket.testing import MemoryTransport
-from tests.support import ROOT, flush_db, python_cmd, timeout, wait_until
+from tests.support import ROOT, close_layer, flush_db, python_cmd, timeout, wait_until
 
 pytestmark = [pytest.mark.redis]
 
@@ -36,21 +41,40 @@ def url(redis_server: str) -> Iterator[str]:
     flush_db(f"{redis_server}/{DB}")
 
 
+@pytest.fixture(params=["redis", "redis-cluster"])
+def where(request: pytest.FixtureRequest, redis_server: str) -> Iterator[str]:
+    """One Redis (presence_redis_url, an in-memory layer between the managers), or a
+    Redis Cluster (the Cluster layer, and presence on the Cluster)."""
+    if request.param == "redis-cluster":
+        request.applymarker(pytest.mark.cluster)
+        yield request.getfixturevalue("redis_cluster").seed_url
+        return
+    yield f"{redis_server}/{DB}"
+    flush_db(f"{redis_server}/{DB}")
+
+
 @contextlib.asynccontextmanager
 async def managers(
     url: str, n: int = 2, mode: str = "index", **overrides: Any
 ) -> AsyncIterator[list[ConnectionManager]]:
-    layer = InMemoryChannelLayer()
+    """``n`` managers (as many processes) with presence in ``mode`` at ``url``."""
+    on_cluster = url.startswith("redis+cluster://")
     options: dict[str, Any] = {
-        "presence_redis_url": url,
         "presence_mode": mode,
         "presence_ttl": 2.0,
         "close_timeout": 1,
+        **({} if on_cluster else {"presence_redis_url": url}),
         **overrides,
     }
     config = WebSocketConfig(**options)
     prefix = f"i{uuid.uuid4().hex[:6]}."
-    started = [ConnectionManager(layer, config=config, channel_prefix=prefix) for _ in range(n)]
+    layer = InMemoryChannelLayer()
+    started = [
+        ConnectionManager(redis_url=url, config=config, channel_prefix=prefix)
+        if on_cluster
+        else ConnectionManager(layer, config=config, channel_prefix=prefix)
+        for _ in range(n)
+    ]
     for m in started:
         await m.start()
     try:
@@ -58,6 +82,8 @@ async def managers(
     finally:
         for m in started:
             await m.shutdown()
+            if on_cluster:
+                await close_layer(m.ops.layer)
 
 
 def sock() -> MemoryTransport:
@@ -68,8 +94,8 @@ async def counts(m: ConnectionManager) -> PresenceCounts:
     return await m.cluster.counts()
 
 
-async def test_counts_users_and_rooms_agree_across_processes(url: str) -> None:
-    async with managers(url, 3) as (a, b, c):
+async def test_counts_users_and_rooms_agree_across_processes(where: str) -> None:
+    async with managers(where, 3) as (a, b, c):
         assert isinstance(a.ops.presence, IndexedPresence)
         socks = {name: sock() for name in ("u1", "u2", "u3")}
         await a.connect("u1", socks["u1"])
@@ -100,10 +126,10 @@ async def test_counts_users_and_rooms_agree_across_processes(url: str) -> None:
             await wait_until_async(lambda m=m: m.cluster.room_users("lobby"), (["u2"], ""))
 
 
-async def test_a_room_change_reaches_the_users_processes_only(url: str) -> None:
+async def test_a_room_change_reaches_the_users_processes_only(where: str) -> None:
     """b joins u (connected to a) to a room: a's connection receives the room's
     messages; a process that u connects to later reads the rooms from Redis."""
-    async with managers(url, 3) as (a, b, c):
+    async with managers(where, 3) as (a, b, c):
         on_a = sock()
         await a.connect("u", on_a)
         await b.join_room("u", "lobby")
@@ -119,10 +145,10 @@ async def test_a_room_change_reaches_the_users_processes_only(url: str) -> None:
         assert await on_a.next_json() == {"n": 2}
 
 
-async def test_a_dead_process_is_reaped_and_its_users_leave_their_rooms(url: str) -> None:
+async def test_a_dead_process_is_reaped_and_its_users_leave_their_rooms(where: str) -> None:
     """A process stops beating (its tasks gone, its liveness key expired): another
     reaps it within the TTL; its only user leaves their rooms."""
-    async with managers(url, 2) as (a, b):
+    async with managers(where, 2) as (a, b):
         await b.connect("dead", sock())
         await b.join_room("dead", "lobby")
         await wait_until_async(lambda: counts(a), PresenceCounts(1, 1, 1))
@@ -152,8 +178,22 @@ async def test_presence_comes_back_after_redis_loses_its_data(url: str) -> None:
         assert (await b.cluster.room_users("lobby"))[0] == ["u1"]
 
 
-async def test_newest_policy_across_processes_in_the_index_mode(url: str) -> None:
-    async with managers(url, 2, max_connections_per_user=1, cap_policy="newest") as (a, b):
+async def test_the_cap_refuses_across_processes_in_the_index_mode(where: str) -> None:
+    async with managers(where, 2, max_connections_per_user=1) as (a, b):
+        first = sock()
+        await a.connect("u", first)
+        with pytest.raises(TooManyConnectionsError):
+            await b.connect("u", sock())
+        await a.disconnect("u", first)
+        # The slot is given back by a task right after the close.
+        a_presence = a.ops.presence
+        assert isinstance(a_presence, IndexedPresence)
+        await asyncio.wait(a_presence._releases, timeout=timeout(5))
+        await b.connect("u", sock())
+
+
+async def test_newest_policy_across_processes_in_the_index_mode(where: str) -> None:
+    async with managers(where, 2, max_connections_per_user=1, cap_policy="newest") as (a, b):
         first, second = sock(), sock()
         await a.connect("u", first)
         await b.connect("u", second)
@@ -213,9 +253,10 @@ async def test_a_process_presence_memory_does_not_grow_with_the_others(
         grown = presence_bytes(snap)
     finally:
         tracemalloc.stop()
-        assert load.stdin is not None
+        assert load.stdin is not None and load.stdout is not None
         load.stdin.close()
         load.wait(timeout(30))
+        load.stdout.close()
         await a.shutdown()
     print(f"[{mode}] this process's presence holds {grown} more bytes for {n} elsewhere")
     if mode == "index":
