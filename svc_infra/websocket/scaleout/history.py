@@ -2,7 +2,8 @@
 
 Keys (``<prefix>`` is the layer's prefix and the manager's, as for presence):
 
-- ``<prefix>hm:<stream>``: a hash ``{e: epoch, o: top offset}``, kept
+- ``<prefix>hm:<stream>``: a hash ``{e: epoch, o: top offset, r: the server's
+  replication id}``, kept
   ``history_meta_ttl`` (or the stream's ``ttl``, if longer) after the last message;
 - ``<prefix>h:<stream>``: a Redis Stream of the messages, entry id ``<offset>-1``,
   fields ``d`` (the frame), ``b`` ("1" for binary), ``x`` (the excluded user, or
@@ -18,6 +19,16 @@ one script per replay reads the position and the entries after it atomically.
 The epoch is made from Redis' clock when the hash does not exist: after a flush,
 a restart without persistence or an expiry, the epoch changes, so a client's old
 position is reported as not recovered instead of matching new offsets.
+
+A failover is subtler: replication is asynchronous, so the promoted replica may
+lack the last messages a client already received, and would hand their offsets
+to new messages in the same epoch: a client would skip those (a silent gap). So
+the hash also records the server's replication id (``r``: ``master_replid`` from
+``INFO replication``), which changes when a replica is promoted (or a server
+restarts); both scripts start a new epoch when the stream's ``r`` is not the
+server's own. A client then hears ``recovered: false`` for that stream, never a
+gap. The price: after any promotion or restart, even one that lost nothing, the
+streams it holds start new epochs as they are next used.
 """
 
 from __future__ import annotations
@@ -33,15 +44,27 @@ __all__ = ["RedisHistory"]
 
 logger = logging.getLogger("svc_infra.websocket.history")
 
-# KEYS: meta, stream. ARGV: frame, binary flag, exclude, size, ttl ms, meta ttl ms.
-_APPEND = """
-local epoch = redis.call('HGET', KEYS[1], 'e')
-if not epoch then
+# The start of both scripts: the stream's epoch, a new one when the hash is
+# missing or was written by another server (a promoted replica: see the docstring).
+_EPOCH = """
+local replid = string.match(redis.call('INFO', 'replication'), 'master_replid:(%w+)') or ''
+local meta = redis.call('HMGET', KEYS[1], 'e', 'o', 'r')
+local epoch, top = meta[1], tonumber(meta[2])
+if not epoch or (meta[3] and meta[3] ~= replid) then
   local now = redis.call('TIME')
   epoch = now[1] .. string.format('%06d', tonumber(now[2]))
+  top = 0
   redis.call('DEL', KEYS[2])
-  redis.call('HSET', KEYS[1], 'e', epoch, 'o', 0)
+  redis.call('HSET', KEYS[1], 'e', epoch, 'o', 0, 'r', replid)
+elseif not meta[3] then
+  redis.call('HSET', KEYS[1], 'r', replid)  -- written by an older version
 end
+"""
+
+# KEYS: meta, stream. ARGV: frame, binary flag, exclude, size, ttl ms, meta ttl ms.
+_APPEND = (
+    _EPOCH
+    + """
 local offset = redis.call('HINCRBY', KEYS[1], 'o', 1)
 local now = redis.call('TIME')
 local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
@@ -51,19 +74,13 @@ redis.call('PEXPIRE', KEYS[2], ARGV[5])
 redis.call('PEXPIRE', KEYS[1], ARGV[6])
 return {offset, epoch}
 """
+)
 
 # KEYS: meta, stream. ARGV: from offset (-1: position only), ttl ms, meta ttl ms.
 # Returns {epoch, top, entries newer than ttl after the offset}.
-_SINCE = """
-local meta = redis.call('HMGET', KEYS[1], 'e', 'o')
-local epoch, top = meta[1], tonumber(meta[2])
-if not epoch then
-  local now = redis.call('TIME')
-  epoch = now[1] .. string.format('%06d', tonumber(now[2]))
-  top = 0
-  redis.call('DEL', KEYS[2])
-  redis.call('HSET', KEYS[1], 'e', epoch, 'o', 0)
-end
+_SINCE = (
+    _EPOCH
+    + """
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 local from = tonumber(ARGV[1])
 if from < 0 or from >= top then
@@ -83,6 +100,7 @@ for _, entry in ipairs(entries) do
 end
 return {epoch, top, fresh}
 """
+)
 
 
 class RedisHistory:

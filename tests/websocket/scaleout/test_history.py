@@ -139,3 +139,44 @@ async def test_history_meta_ttl_sets_how_long_a_streams_position_is_kept(
         for key in await keys_of(client, prefix):
             await client.delete(key)
         await client.aclose()
+
+
+async def test_a_promoted_replica_starts_new_epochs_never_a_silent_gap() -> None:
+    """A stream written on a primary, replicated; the replica is promoted (as a
+    failover does, which may have lost the primary's last writes): positions in the
+    old epoch are reported as not recovered, and new messages get a new epoch, so
+    reused offsets can never be mistaken for the ones a client saw."""
+    primary, primary_port = start_redis_server()
+    replica, replica_port = start_redis_server()
+    clients: list[redis.asyncio.Redis] = []
+    try:
+        to_primary = redis.asyncio.Redis(port=primary_port)
+        to_replica = redis.asyncio.Redis(port=replica_port)
+        clients += [to_primary, to_replica]
+        await to_replica.replicaof("127.0.0.1", primary_port)
+        store = RedisHistory(redis.asyncio.Redis(port=primary_port), key_prefix="p:")
+        for n in range(3):
+            offset, epoch = await store.append("s", f"m{n}", None, 10, 30)
+        assert offset == 3
+        assert await to_primary.wait(1, 5000) == 1  # the replica has all three
+        await store.close()
+        # Unchanged on the primary itself: the same epoch, everything recoverable.
+        same = RedisHistory(redis.asyncio.Redis(port=primary_port), key_prefix="p:")
+        assert (await same.since("s", (epoch, 1), 10, 30)).recovered is True
+        await same.close()
+
+        await to_replica.replicaof("NO", "ONE")  # promoted: a new replication id
+        promoted = RedisHistory(redis.asyncio.Redis(port=replica_port), key_prefix="p:")
+        replay = await promoted.since("s", (epoch, 3), 10, 30)
+        assert replay.recovered is False and replay.epoch != epoch
+        offset, new_epoch = await promoted.append("s", "after", None, 10, 30)
+        assert (offset, new_epoch) == (1, replay.epoch)
+        # And from then on, stable again.
+        assert (await promoted.since("s", (new_epoch, 0), 10, 30)).recovered is True
+        await promoted.close()
+    finally:
+        for client in clients:
+            await client.aclose()
+        for proc in (primary, replica):
+            proc.kill()
+            proc.wait(10)
