@@ -49,7 +49,9 @@ class Server:
             method="POST",
         )
         try:
-            with urllib.request.urlopen(request, timeout=timeout(10)) as r:
+            # 30 s: "pump_wait" answers when a pump of several seconds ends, which
+            # on two shared cores under load can take twice as long as planned.
+            with urllib.request.urlopen(request, timeout=timeout(30)) as r:
                 return r.status, json.loads(r.read() or b"null")
         except urllib.error.HTTPError as exc:
             return exc.code, json.loads(exc.read() or b"null")

@@ -7,7 +7,8 @@ every receiving process writes it to its sockets as is.
 Layer message types (see ``docs/layer-messages.md``)::
 
     {"type": "ws.send",  "text": str | "bytes": bytes,
-     "user": id | "room": name | "all": True, "exclude": id?, "origin": str?}
+     "user": id | "room": name | "all": True, "exclude": id?, "origin": str?,
+     "offset": int?, "epoch": str?, "mid": str?}
     {"type": "ws.join",  "user": id, "room": name}
     {"type": "ws.leave", "user": id, "room": name}
     {"type": "ws.leave", "user": id, "rooms": [name], "departed": True}  (no presence)

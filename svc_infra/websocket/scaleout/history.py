@@ -5,6 +5,8 @@ Keys (``<prefix>`` is the layer's prefix and the manager's, as for presence):
 - ``<prefix>hm:<stream>``: a hash ``{e: epoch, o: top offset, r: the server's
   replication id}``, kept
   ``history_meta_ttl`` (or the stream's ``ttl``, if longer) after the last message;
+- ``<prefix>hi:<stream>``: a sorted set of message ids (outbox messages, which a
+  relay may publish twice) scored by their offset, the last ``size`` + 1000;
 - ``<prefix>h:<stream>``: a Redis Stream of the messages, entry id ``<offset>-1``,
   fields ``d`` (the frame), ``b`` ("1" for binary), ``x`` (the excluded user, or
   empty), ``t`` (Redis time in ms); trimmed to the stream's size (exact MAXLEN)
@@ -54,25 +56,38 @@ if not epoch or (meta[3] and meta[3] ~= replid) then
   local now = redis.call('TIME')
   epoch = now[1] .. string.format('%06d', tonumber(now[2]))
   top = 0
-  redis.call('DEL', KEYS[2])
+  redis.call('DEL', KEYS[2], KEYS[3])
   redis.call('HSET', KEYS[1], 'e', epoch, 'o', 0, 'r', replid)
 elseif not meta[3] then
   redis.call('HSET', KEYS[1], 'r', replid)  -- written by an older version
 end
 """
 
-# KEYS: meta, stream. ARGV: frame, binary flag, exclude, size, ttl ms, meta ttl ms.
+# KEYS: meta, stream, ids. ARGV: frame, binary flag, exclude, size, ttl ms, meta ttl
+# ms, message id ('' for none). Returns {offset, epoch, 1}, or {offset it got then,
+# epoch, 0} for a message id recorded before.
 _APPEND = (
     _EPOCH
     + """
+local mid = ARGV[7]
+if mid ~= '' then
+  local known = redis.call('ZSCORE', KEYS[3], mid)
+  if known then return {tonumber(known), epoch, 0} end
+end
 local offset = redis.call('HINCRBY', KEYS[1], 'o', 1)
+if mid ~= '' then
+  -- The ids of the stream's last size + 1000 messages: a retry finds its offset.
+  redis.call('ZADD', KEYS[3], offset, mid)
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. (offset - tonumber(ARGV[4]) - 1000))
+  redis.call('PEXPIRE', KEYS[3], ARGV[6])
+end
 local now = redis.call('TIME')
 local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
 redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[4], offset .. '-1',
            'd', ARGV[1], 'b', ARGV[2], 'x', ARGV[3], 't', ms)
 redis.call('PEXPIRE', KEYS[2], ARGV[5])
 redis.call('PEXPIRE', KEYS[1], ARGV[6])
-return {offset, epoch}
+return {offset, epoch, 1}
 """
 )
 
@@ -131,20 +146,29 @@ class RedisHistory:
 
     def _keys(self, stream: str) -> list[str]:
         tagged = self._tag % stream
-        return [f"{self.key_prefix}hm:{tagged}", f"{self.key_prefix}h:{tagged}"]
+        prefix = self.key_prefix
+        return [f"{prefix}hm:{tagged}", f"{prefix}h:{tagged}", f"{prefix}hi:{tagged}"]
 
     async def append(
-        self, stream: str, frame: Frame, exclude: str | None, size: int, ttl: float
-    ) -> tuple[int, str]:
-        """Record ``frame`` on ``stream``; return its (offset, epoch).
+        self,
+        stream: str,
+        frame: Frame,
+        exclude: str | None,
+        size: int,
+        ttl: float,
+        message_id: str | None = None,
+    ) -> tuple[int, str, bool]:
+        """Record ``frame`` on ``stream``; return (offset, epoch, True), or for a
+        ``message_id`` recorded before, (the offset it got then, epoch, False).
 
         Raises:
             Exception: Whatever redis-py raises when Redis cannot be reached.
         """
         binary = isinstance(frame, bytes)
         args = [frame, "1" if binary else "0", exclude or "", size, _ms(ttl), self._meta_ms(ttl)]
-        offset, epoch = await self._append(keys=self._keys(stream), args=args)
-        return int(offset), redis_text(epoch)
+        args.append(message_id or "")
+        offset, epoch, fresh = await self._append(keys=self._keys(stream), args=args)
+        return int(offset), redis_text(epoch), bool(int(fresh))
 
     async def since(
         self, stream: str, position: tuple[str, int] | None, size: int, ttl: float

@@ -107,8 +107,13 @@ class HistoryPolicy:
         return result
 
 
+#: Message ids remembered per stream, beyond its size, by :meth:`MemoryHistory.append`
+#: (a publisher that retries a message finds the offset it got the first time).
+IDS_KEPT = 1000
+
+
 class _Ring:
-    __slots__ = ("entries", "epoch", "keep", "times", "top", "touched")
+    __slots__ = ("entries", "epoch", "ids", "keep", "times", "top", "touched")
 
     def __init__(self, size: int, now: float, keep: float) -> None:
         self.keep = keep  # seconds the ring outlives its last use
@@ -117,6 +122,7 @@ class _Ring:
         self.entries: deque[Entry] = deque(maxlen=size)
         self.times: deque[float] = deque(maxlen=size)
         self.touched = now
+        self.ids: OrderedDict[str, int] = OrderedDict()  # message id -> its offset
 
     def expire(self, now: float, ttl: float) -> None:
         while self.times and now - self.times[0] > ttl:
@@ -158,16 +164,31 @@ class MemoryHistory:
         return ring
 
     async def append(
-        self, stream: str, frame: Frame, exclude: str | None, size: int, ttl: float
-    ) -> tuple[int, str]:
-        """Record ``frame`` on ``stream``; return its (offset, epoch). Never waits."""
+        self,
+        stream: str,
+        frame: Frame,
+        exclude: str | None,
+        size: int,
+        ttl: float,
+        message_id: str | None = None,
+    ) -> tuple[int, str, bool]:
+        """Record ``frame`` on ``stream``; return its (offset, epoch, True). A
+        ``message_id`` recorded before returns the offset it got then, and False.
+        Never waits."""
         now = self._clock()
         ring = self._ring(stream, size, ttl, now)
+        if message_id is not None:
+            known = ring.ids.get(message_id)
+            if known is not None:
+                return known, ring.epoch, False
+            ring.ids[message_id] = ring.top + 1
+            while len(ring.ids) > size + IDS_KEPT:
+                ring.ids.popitem(last=False)
         ring.top += 1
         ring.entries.append(Entry(ring.top, frame, exclude))
         ring.times.append(now)
         ring.expire(now, ttl)
-        return ring.top, ring.epoch
+        return ring.top, ring.epoch, True
 
     async def since(
         self, stream: str, position: tuple[str, int] | None, size: int, ttl: float

@@ -32,6 +32,7 @@ from typing import Any
 from .. import layer_messages as lm
 from ..exceptions import ChannelLayerError
 from ..layer_messages import Frame
+from ._dedupe import RecentIds
 from ._recovery import Recovery, stream_of, v1_frame
 from ._registry import Registry
 from ._runtime import Runtime
@@ -62,6 +63,7 @@ class Publisher:
         "layer",
         "local_groups",
         "origin",
+        "recent",
         "recovery",
         "registry",
         "runtime",
@@ -91,11 +93,23 @@ class Publisher:
         self.call_timeout = call_timeout
         #: Where publish times go, per target kind (None: not measured).
         self.timings: PublishTimer | None = None
+        #: Message ids delivered here recently (outbox messages: see :mod:`._dedupe`).
+        self.recent = RecentIds()
 
-    async def send(self, target: Target, frame: Frame, exclude: str | None = None) -> None:
+    async def send(
+        self,
+        target: Target,
+        frame: Frame,
+        exclude: str | None = None,
+        message_id: str | None = None,
+    ) -> None:
         """Record ``frame`` on the target's stream (with history on), write it to
         this process's sockets of the target, except ``exclude``'s, then publish it
         once to the target's group for the other processes; count and time it.
+
+        A ``message_id`` (an outbox message, which a relay may publish twice) goes
+        with the message: this process and every other deliver an id once (see
+        :mod:`._dedupe`), and history gives a retried id the offset it got first.
 
         Raises:
             ChannelLayerError: If other processes could not be reached (local
@@ -107,9 +121,14 @@ class Publisher:
         timings = self.timings
         start = time.perf_counter() if timings is not None else 0.0
         try:
-            offset, epoch = await self._record(target.stream, frame, exclude)
+            offset, epoch = await self._record(target.stream, frame, exclude, message_id)
             user, room = target.user, target.room
-            self.deliver(frame, user=user, room=room, exclude=exclude, offset=offset, epoch=epoch)
+            if message_id is None or not self.recent.seen(message_id):
+                self.deliver(
+                    frame, user=user, room=room, exclude=exclude, offset=offset, epoch=epoch
+                )
+            # Published again even for an id seen before: the first try may have
+            # died before it reached the layer; the other processes drop a copy.
             layer_message = lm.send_message(
                 frame,
                 user=user,
@@ -118,6 +137,7 @@ class Publisher:
                 exclude=exclude,
                 offset=offset,
                 epoch=epoch,
+                mid=message_id,
             )
             await self.publish(target.group, layer_message, target.operation)
         finally:
@@ -126,7 +146,7 @@ class Publisher:
                 timings.observe(target.kind, time.perf_counter() - start)
 
     async def _record(
-        self, stream: str, frame: Frame, exclude: str | None
+        self, stream: str, frame: Frame, exclude: str | None, message_id: str | None
     ) -> tuple[int | None, str | None]:
         if not self.recovery.policy.enabled:
             return None, None
@@ -134,11 +154,11 @@ class Publisher:
             # A store that hangs (Redis paused, a partition) fails here within the
             # layer timeout, not the client's socket timeout.
             async with asyncio.timeout(self.call_timeout):
-                recorded = await self.recovery.record(stream, frame, exclude)
+                recorded = await self.recovery.record(stream, frame, exclude, message_id)
         except TimeoutError as exc:
             self.stats.layer_errors += 1
             raise ChannelLayerError("history", exc) from exc
-        return (None, None) if recorded is None else recorded
+        return (None, None) if recorded is None else recorded[:2]
 
     def deliver(
         self,

@@ -160,9 +160,11 @@ class Recovery:
         self.results: dict[str, int] = {"recovered": 0, "unrecovered": 0, "deferred": 0}
 
     async def record(
-        self, stream: str, frame: Frame, exclude: str | None
-    ) -> tuple[int, str] | None:
-        """Give ``frame`` the next offset of ``stream``, if the stream keeps history.
+        self, stream: str, frame: Frame, exclude: str | None, message_id: str | None = None
+    ) -> tuple[int, str, bool] | None:
+        """Give ``frame`` the next offset of ``stream``, if the stream keeps history:
+        (offset, epoch, True); (offset, epoch, False) if ``message_id`` was recorded
+        before (the offset it got then).
 
         Raises:
             ChannelLayerError: If the history store failed, or is not there (the
@@ -176,7 +178,7 @@ class Recovery:
         if store is None:
             raise ChannelLayerError("history", None)
         try:
-            return await store.append(stream, frame, exclude, *rule)
+            return await store.append(stream, frame, exclude, *rule, message_id)
         except Exception as exc:
             raise ChannelLayerError("history", exc) from exc
 

@@ -116,6 +116,9 @@ class LayerRouter:
         user, room = message.get("user"), message.get("room")
         exclude = message.get("exclude")
         exclude = exclude if isinstance(exclude, str) else None
+        mid = message.get("mid")
+        if isinstance(mid, str) and self.publisher.recent.seen(mid):
+            return  # an outbox message published again: delivered here already
         # Set by a manager that recorded the message in history (docs/recovery.md).
         offset, epoch = message.get("offset"), message.get("epoch")
         if not (isinstance(offset, int) and isinstance(epoch, str)):

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..layer_messages import Frame
 from ._lifecycle import Lifecycle
 from ._membership import GroupMembership
 from ._publisher import Publisher
 from ._runtime import Runtime
+from ._target import Target
 from .protocols import Presence
 from .stats import PublishTimer
 
@@ -102,6 +104,34 @@ class ManagerOps:
     @group_refresh_interval.setter
     def group_refresh_interval(self, seconds: float) -> None:
         self._lifecycle.refresh_interval = seconds
+
+    async def send_once(
+        self,
+        kind: str,
+        target: str | None,
+        frame: Frame,
+        message_id: str,
+        exclude: str | None = None,
+    ) -> None:
+        """Send an encoded ``frame`` as ``send_to_user`` (``kind="user"``, ``target``
+        the user), ``broadcast_to_room`` (``"room"``) or ``broadcast`` (``"all"``)
+        would, carrying ``message_id``: a second send of the same id (a relay that
+        died before marking it sent, and retried) reaches no socket twice (see
+        ``docs/outbox.md`` for what is guaranteed with and without history).
+
+        Raises:
+            ValueError: For another ``kind``, or a user or room target without a name.
+            ChannelLayerError: As ``send_to_user``.
+        """
+        prefix = self._membership.prefix
+        if kind == "all":
+            where = Target.everyone(prefix)
+        elif kind in ("user", "room") and target:
+            where = (Target.of_user if kind == "user" else Target.of_room)(target, prefix)
+        else:
+            raise ValueError(f"cannot send to kind={kind!r}, target={target!r}")
+        await self._lifecycle.start()
+        await self._publisher.send(where, frame, exclude, message_id)
 
     async def refresh_groups(self) -> None:
         """Join again every group the manager's channel belongs to (it runs every

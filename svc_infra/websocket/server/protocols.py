@@ -22,9 +22,17 @@ class HistoryStore(Protocol):
     """Where streams' recent messages are kept (memory, or Redis for a cluster)."""
 
     async def append(
-        self, stream: str, frame: Frame, exclude: str | None, size: int, ttl: float
-    ) -> tuple[int, str]:
-        """Record ``frame`` as the next message of ``stream``; return (offset, epoch).
+        self,
+        stream: str,
+        frame: Frame,
+        exclude: str | None,
+        size: int,
+        ttl: float,
+        message_id: str | None = None,
+    ) -> tuple[int, str, bool]:
+        """Record ``frame`` as the next message of ``stream``; return (offset, epoch,
+        True). With a ``message_id`` the store recorded before (a publisher's retry),
+        record nothing and return the offset it got then, the epoch, and False.
 
         Raises:
             Exception: Whatever the store raises when it cannot be reached.

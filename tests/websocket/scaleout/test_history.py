@@ -156,7 +156,7 @@ async def test_a_promoted_replica_starts_new_epochs_never_a_silent_gap() -> None
         await to_replica.replicaof("127.0.0.1", primary_port)
         store = RedisHistory(redis.asyncio.Redis(port=primary_port), key_prefix="p:")
         for n in range(3):
-            offset, epoch = await store.append("s", f"m{n}", None, 10, 30)
+            offset, epoch, _ = await store.append("s", f"m{n}", None, 10, 30)
         assert offset == 3
         assert await to_primary.wait(1, 5000) == 1  # the replica has all three
         await store.close()
@@ -169,7 +169,7 @@ async def test_a_promoted_replica_starts_new_epochs_never_a_silent_gap() -> None
         promoted = RedisHistory(redis.asyncio.Redis(port=replica_port), key_prefix="p:")
         replay = await promoted.since("s", (epoch, 3), 10, 30)
         assert replay.recovered is False and replay.epoch != epoch
-        offset, new_epoch = await promoted.append("s", "after", None, 10, 30)
+        offset, new_epoch, _ = await promoted.append("s", "after", None, 10, 30)
         assert (offset, new_epoch) == (1, replay.epoch)
         # And from then on, stable again.
         assert (await promoted.since("s", (new_epoch, 0), 10, 30)).recovered is True

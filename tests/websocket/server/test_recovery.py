@@ -127,7 +127,7 @@ async def test_a_gap_beyond_the_history_is_reported_as_unrecovered() -> None:
 async def test_a_changed_epoch_is_unrecovered_never_matched_by_offset() -> None:
     """A position from another life of the stream is refused, whatever its offset."""
     history = MemoryHistory()
-    offset, epoch = await history.append("s", "x", None, 10, 60)
+    offset, epoch, _ = await history.append("s", "x", None, 10, 60)
     replay = await history.since("s", ("another-epoch", offset), 10, 60)
     assert replay.recovered is False and replay.entries == []
     assert (await history.since("s", (epoch, 0), 10, 60)).recovered is True
@@ -269,7 +269,7 @@ async def test_memory_history_is_bounded_by_size_ttl_and_idle_streams() -> None:
     now[0] += META_TTL + 1
     await history.append("other", "x", None, 50, 60)
     assert "s" not in history._streams  # idle too long: forgotten
-    offset, new_epoch = await history.append("s", "y", None, 50, 60)
+    offset, new_epoch, _ = await history.append("s", "y", None, 50, 60)
     assert offset == 1 and new_epoch != epoch
 
 
@@ -280,13 +280,13 @@ async def test_history_meta_ttl_bounds_how_long_an_idle_stream_is_recovered() ->
     now = [1000.0]
     history = MemoryHistory(meta_ttl=120)
     history._clock = lambda: now[0]  # type: ignore[method-assign]
-    offset, epoch = await history.append("s", "x", None, 10, 60)
+    offset, epoch, _ = await history.append("s", "x", None, 10, 60)
     now[0] += 100
     assert (await history.since("s", (epoch, offset), 10, 60)).recovered is True
     now[0] += 130
     replay = await history.since("s", (epoch, offset), 10, 60)
     assert replay.recovered is False and replay.epoch != epoch
-    offset, epoch = await history.append("long", "x", None, 10, 600)
+    offset, epoch, _ = await history.append("long", "x", None, 10, 600)
     now[0] += 300  # past the meta TTL, within the stream's own ttl
     await history.append("other", "y", None, 10, 60)  # a sweep of idle streams
     assert "long" in history._streams
@@ -323,7 +323,7 @@ async def test_a_gap_that_does_not_close_is_filled_from_history() -> None:
     c.read()
     store = m._recovery.store
     assert store is not None
-    _, epoch = await store.append("user:a", '{"n":1}', None, 100, 60)
+    _, epoch, _ = await store.append("user:a", '{"n":1}', None, 100, 60)
     await store.append("user:a", '{"n":2}', None, 100, 60)
     await store.append("user:a", '{"n":3}', None, 100, 60)
     m._publisher.deliver('{"n":1}', user="a", offset=1, epoch=epoch)
@@ -344,7 +344,7 @@ async def test_a_gap_history_cannot_fill_is_reported_then_passed() -> None:
     c.read()
     store = m._recovery.store
     assert store is not None
-    _, epoch = await store.append("user:a", '{"n":1}', None, 1, 60)
+    _, epoch, _ = await store.append("user:a", '{"n":1}', None, 1, 60)
     await store.append("user:a", '{"n":2}', None, 1, 60)
     await store.append("user:a", '{"n":3}', None, 1, 60)  # keeps only 3
     m._publisher.deliver('{"n":1}', user="a", offset=1, epoch=epoch)
