@@ -61,9 +61,11 @@ install: $(VENV)/.installed
 run: $(VENV)/.installed
 	@echo "Demo: http://$(HOST):$(PORT)/?token=$$($(VENV)/bin/python manage.py ws_token demo --scopes notify:send --ttl 86400)"
 	@echo "(another user: .venv/bin/python manage.py ws_token <name>)"
+	$(VENV)/bin/python manage.py migrate --noinput --verbosity 0
 	$(VENV)/bin/python manage.py runserver $(HOST):$(PORT)
 
 run-uvicorn: $(VENV)/.installed
+	$(VENV)/bin/python manage.py migrate --noinput --verbosity 0
 	$(VENV)/bin/python -m uvicorn project.asgi:application --host $(HOST) --port $(PORT)
 
 run-fastapi: $(VENV)/.installed

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import dj_database_url
+
 from svc_infra.websocket.djangoapp import STATIC_DIR, channel_layers_from_env
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -41,7 +43,21 @@ TEMPLATES = [
     }
 ]
 
-DATABASES: dict[str, dict[str, str]] = {}
+# DATABASE_URL (postgres://user@host:port/name, sqlite:///path); by default a SQLite
+# file next to manage.py, so that `make run` stays one command (it migrates first).
+# The transactional outbox (svc_infra.websocket.djangoapp.outbox) lives here.
+DATABASES = {
+    "default": dj_database_url.parse(
+        os.environ.get("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}")
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL: the relay's reads never hold up a view's commit (nor the other way round).
+    DATABASES["default"]["OPTIONS"] = {"init_command": "PRAGMA journal_mode=WAL;"}
+
+# One process (runserver): the outbox relay runs inside it. With several processes
+# on SQLite, keep it in one (WS_RELAY_IN_PROCESS=false elsewhere, or `ws_outbox`).
+WS_RELAY_IN_PROCESS = os.environ.get("WS_RELAY_IN_PROCESS", "true")
 
 # In-memory (one process) unless WS_REDIS_URL names a Redis: then channels_redis,
 # shared with runworker and with the FastAPI twin.

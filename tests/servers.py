@@ -112,6 +112,11 @@ def wait_ready(server: Server) -> None:
         pass  # a 404 is an answer
 
 
+#: The demo runs the outbox relay in its process; its tests that are not about the
+#: outbox start it without (their database is the project's file, maybe unmigrated).
+NO_RELAY = {"WS_RELAY_IN_PROCESS": "false"}
+
+
 @contextlib.contextmanager
 def demo(kind: str, env: dict[str, str] | None = None) -> Iterator[Server]:
     """The demo: the Django project under ``daphne`` (``manage.py runserver``) or
@@ -120,7 +125,7 @@ def demo(kind: str, env: dict[str, str] | None = None) -> Iterator[Server]:
         with runserver(env=env) as server:
             yield server
     elif kind == "uvicorn":
-        with uvicorn("project.asgi:application", env=env) as server:
+        with uvicorn("project.asgi:application", env={**NO_RELAY, **(env or {})}) as server:
             yield server
     else:
         with uvicorn("project.fastapi_app:app", env=env) as server:
@@ -136,7 +141,7 @@ def runserver(env: dict[str, str] | None = None) -> Iterator[Server]:
     proc = subprocess.Popen(
         python_cmd("manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"),
         cwd=ROOT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **NO_RELAY, **(env or {})},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -126,6 +126,14 @@ class WebSocketConfig:
         drain_notice: Server side: a text frame sent to every socket before the
             drain closes it (the spec's ``{"type": "system", "message": "Server
             shutting down"}``, say); None sends none.
+        relay_poll_interval: Django's outbox relay (``ws_outbox``): seconds
+            between two looks for committed rows when no notification says there
+            are some (on PostgreSQL, ``LISTEN``/``NOTIFY`` wakes it at once; on
+            other databases this is the latency).
+        relay_batch: Rows the relay publishes per transaction.
+        relay_retention: Seconds sent rows are kept before the relay deletes them.
+        relay_in_process: Run the outbox relay inside each server process that
+            has a manager (small deployments; see ``docs/outbox.md``).
 
     Raises:
         ConfigurationError: If a value is of the wrong type or out of range.
@@ -164,6 +172,10 @@ class WebSocketConfig:
     drain_interval: float = 0.5
     drain_timeout: float = 10.0
     drain_notice: str | None = None
+    relay_poll_interval: float = 1.0
+    relay_batch: int = 100
+    relay_retention: float = 86_400.0
+    relay_in_process: bool = False
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -430,4 +442,8 @@ _SPECS: dict[str, _Spec] = {
     "drain_interval": _Spec(_parse_float, "float", minimum=0),
     "drain_timeout": _Spec(_parse_float, "float", minimum=0, exclusive_minimum=True),
     "drain_notice": _Spec(_parse_optional_str, "str", optional=True),
+    "relay_poll_interval": _Spec(_parse_float, "float", minimum=0.0, exclusive_minimum=True),
+    "relay_batch": _Spec(_parse_int, "int", minimum=1),
+    "relay_retention": _Spec(_parse_float, "float", minimum=0.0),
+    "relay_in_process": _Spec(_parse_bool, "bool"),
 }

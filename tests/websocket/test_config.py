@@ -50,6 +50,10 @@ EXTRA_DEFAULTS = {
     "WS_DRAIN_INTERVAL": ("drain_interval", 0.5),
     "WS_DRAIN_TIMEOUT": ("drain_timeout", 10.0),
     "WS_DRAIN_NOTICE": ("drain_notice", None),
+    "WS_RELAY_POLL_INTERVAL": ("relay_poll_interval", 1.0),
+    "WS_RELAY_BATCH": ("relay_batch", 100),
+    "WS_RELAY_RETENTION": ("relay_retention", 86_400.0),
+    "WS_RELAY_IN_PROCESS": ("relay_in_process", False),
 }
 
 
@@ -166,6 +170,8 @@ def test_from_env_reads_a_given_mapping() -> None:
         ("WS_CHANNEL_PREFIX", ""),
         ("WS_CAP_POLICY", "oldest"),
         ("WS_PRESENCE_MODE", "redis"),
+        ("WS_RELAY_POLL_INTERVAL", "0"),
+        ("WS_RELAY_BATCH", "0"),
     ],
 )
 def test_bad_variables_name_the_variable_and_value(

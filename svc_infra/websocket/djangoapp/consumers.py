@@ -29,6 +29,7 @@ from ..layer_messages import Frame
 from ..manager import ConnectionManager
 from ..server.transport import AsgiTransport, register_transport
 from ._compat_daphne import served_by_daphne
+from .relay import start_in_process
 
 __all__ = ["ChannelsTransport", "ManagedJsonWebsocketConsumer", "ManagedWebsocketConsumer"]
 
@@ -149,6 +150,7 @@ class ManagedWebsocketConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             return
         # Daphne, runserver and uvicorn then drain this process's sockets on SIGTERM.
         manager.drain_on_signals()
+        start_in_process(manager)  # the outbox relay, with WS_RELAY_IN_PROCESS
         self.user_id = user_id
         await self.connected()
 

@@ -1,0 +1,381 @@
+"""The outbox relay: publishes committed :class:`~.models.OutboxMessage` rows.
+
+``python manage.py ws_outbox`` runs one until SIGTERM (it finishes the batch in
+hand); ``WS_RELAY_IN_PROCESS=true`` runs one in each server process instead.
+
+Each round is one database transaction: lock the oldest pending rows (``SELECT
+... FOR UPDATE SKIP LOCKED`` where the database has it, so several relays share
+the work), publish them in id order through the manager, mark them sent, commit.
+Per target, order is kept across relays: a relay leaves the rows of a target
+whose older rows another relay holds (it publishes them in a later round). A
+relay killed between publishing and committing leaves its rows pending (its
+locks go with its connection); the next round publishes them again with the same
+message ids, which reach no socket twice (``docs/outbox.md``).
+
+A publication that fails (the layer or Redis away) ends the round: the rows
+before it are marked sent, the failed one gets one more ``attempts`` and its
+error, the rest stay as they were, and the relay retries with backoff. No row is
+ever dropped. On PostgreSQL the relay also ``LISTEN``\\s (psycopg 3), so a commit
+wakes it at once; otherwise, and as a fallback, it looks every
+``WS_RELAY_POLL_INTERVAL`` seconds. Sent rows older than ``WS_RELAY_RETENTION``
+are deleted.
+
+The database work runs in one thread of the relay's own (Django connections are
+per thread), so a transaction held across an ``await`` never mixes with a view's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from ..config import WebSocketConfig
+from ..manager import ConnectionManager
+from .outbox import NOTIFY_CHANNEL
+
+__all__ = ["OutboxRelay", "RelayStats", "start_in_process"]
+
+logger = logging.getLogger("svc_infra.websocket.outbox")
+
+T = TypeVar("T")
+
+#: A row whose publication failed this many times counts as failing (it is kept
+#: and retried; ``RelayStats.failing`` and the metric count it).
+FAILING_AFTER = 3
+#: Seconds between two cleanups of sent rows, and between two metric reads.
+HOUSEKEEPING_EVERY = 30.0
+
+
+@dataclass
+class RelayStats:
+    """What one relay did, and the table's state at its last look.
+
+    Attributes:
+        published: Rows published (each counted once per publication).
+        retried: Publications that failed and will be retried.
+        rounds: Transactions run.
+        pending: Rows waiting, at the last look.
+        oldest_pending_age: Seconds the oldest waiting row has waited, then.
+        failing: Rows that failed at least ``FAILING_AFTER`` times, then.
+        deleted: Sent rows deleted after the retention.
+    """
+
+    published: int = 0
+    retried: int = 0
+    rounds: int = 0
+    pending: int = 0
+    oldest_pending_age: float = 0.0
+    failing: int = 0
+    deleted: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class _Row:
+    id: int
+    message_id: str
+    kind: str
+    target: str
+    exclude: str | None
+    frame: str | bytes
+
+
+class OutboxRelay:
+    """Publishes committed outbox rows through ``manager``.
+
+    Args:
+        manager: Where to publish (default: this process's manager,
+            ``get_process_manager()``).
+        using: The database alias of the outbox table.
+        config: ``relay_*`` settings (default: the manager's).
+    """
+
+    def __init__(
+        self,
+        manager: ConnectionManager | None = None,
+        *,
+        using: str = "default",
+        config: WebSocketConfig | None = None,
+    ) -> None:
+        from . import get_process_manager
+
+        self.manager = manager if manager is not None else get_process_manager()
+        self.using = using
+        config = config if config is not None else self.manager.config
+        self.batch = config.relay_batch
+        self.poll_interval = config.relay_poll_interval
+        self.retention = config.relay_retention
+        self.stats = RelayStats()
+        #: True while a ``LISTEN`` connection is up (PostgreSQL).
+        self.listening = False
+        self._wake = asyncio.Event()
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="ws-outbox")
+
+    # --- running -----------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        """Publish rows until ``stop`` is set (then finish the round in hand).
+
+        Never raises for a database or layer outage: it logs, backs off (0.1 s
+        doubling to 30 s) and tries again. Cancelling is safe: rows of an
+        unfinished round stay pending and are published again (once per socket).
+        """
+        stop = stop if stop is not None else asyncio.Event()
+        listener = None
+        if await self._db(self._vendor) == "postgresql":
+            listener = asyncio.get_running_loop().create_task(self._listen(stop))
+        failures = 0
+        housekeeping = 0.0
+        try:
+            while not stop.is_set():
+                try:
+                    sent = await self.relay_once()
+                    if time.monotonic() - housekeeping > HOUSEKEEPING_EVERY:
+                        housekeeping = time.monotonic()
+                        await self.housekeeping()
+                    failures = 0
+                except Exception as exc:
+                    failures += 1
+                    delay = min(0.1 * 2 ** (failures - 1), 30.0)
+                    logger.warning("outbox relay: %r; again in %.1fs", exc, delay)
+                    await _wait_any(stop, None, delay)
+                    continue
+                if sent >= self.batch:
+                    continue  # more are waiting
+                self._wake.clear()
+                await _wait_any(stop, self._wake, self.poll_interval)
+        finally:
+            if listener is not None:
+                listener.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await listener
+            self._executor.shutdown(wait=False)
+
+    async def relay_once(self) -> int:
+        """One round: publish the oldest pending rows, mark them sent. Returns how
+        many were published.
+
+        Raises:
+            Exception: The publication's error (``ChannelLayerError``) after the
+                round is committed (the failed row counted), or the database's.
+        """
+        rows = await self._db(self._claim)
+        self.stats.rounds += 1
+        sent: list[int] = []
+        failed: tuple[int, str] | None = None
+        error: BaseException | None = None
+        try:
+            for row in rows:
+                try:
+                    await self.manager.ops.send_once(
+                        row.kind, row.target or None, row.frame, row.message_id, row.exclude
+                    )
+                except Exception as exc:
+                    failed, error = (row.id, repr(exc)), exc
+                    self.stats.retried += 1
+                    break
+                sent.append(row.id)
+        finally:
+            # Cancelled or not, the rows published are marked (a crash here is
+            # what the message ids are for).
+            await asyncio.shield(self._db(lambda: self._finish(sent, failed)))
+        self.stats.published += len(sent)
+        if error is not None:
+            raise error
+        return len(sent)
+
+    async def housekeeping(self) -> None:
+        """Delete sent rows past the retention; read the table's metrics."""
+        await self._db(self._cleanup)
+        await self._db(self._measure)
+
+    # --- the database side (in the relay's thread) -------------------------------------
+
+    async def _db(self, func: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, func)
+
+    def _vendor(self) -> str:
+        from django.db import connections
+
+        return str(connections[self.using].vendor)
+
+    def _claim(self) -> list[_Row]:
+        from django.db import connections
+
+        from .models import OutboxMessage
+
+        connection = connections[self.using]
+        connection.set_autocommit(False)  # the round's transaction, ended by _finish
+        try:
+            pending = OutboxMessage.objects.using(self.using).filter(sent__isnull=True)
+            query = pending.order_by("id")
+            skip_locked = connection.features.has_select_for_update_skip_locked
+            if skip_locked:
+                query = query.select_for_update(skip_locked=True)
+            rows = list(query[: self.batch])
+            if skip_locked and rows:
+                rows = self._in_target_order(pending, rows)
+        except BaseException:
+            connection.rollback()
+            connection.set_autocommit(True)
+            raise
+        return [
+            _Row(
+                r.id,
+                str(r.message_id),
+                r.kind,
+                r.target,
+                r.exclude,
+                r.text if r.text is not None else bytes(r.data or b""),
+            )
+            for r in rows
+        ]
+
+    def _in_target_order(self, pending: Any, rows: list[Any]) -> list[Any]:
+        """Drop the rows of a target that come after a pending row of it that
+        another relay holds (it publishes that one first; these wait a round)."""
+        from django.db.models import Q
+
+        held = {r.id for r in rows}
+        last: dict[tuple[str, str], int] = {}
+        for r in rows:
+            last[(r.kind, r.target)] = r.id
+        match = Q()
+        for kind, target in last:
+            match |= Q(kind=kind, target=target)
+        others = pending.filter(match, id__lt=max(last.values())).exclude(id__in=held)
+        cutoff: dict[tuple[str, str], int] = {}
+        for id_, kind, target in others.values_list("id", "kind", "target"):
+            key = (kind, target)
+            if id_ < last[key]:
+                cutoff[key] = min(cutoff.get(key, id_), id_)
+        return [r for r in rows if r.id < cutoff.get((r.kind, r.target), r.id + 1)]
+
+    def _finish(self, sent: list[int], failed: tuple[int, str] | None) -> None:
+        from django.db import connections
+        from django.db.models import F
+        from django.utils import timezone
+
+        from .models import OutboxMessage
+
+        connection = connections[self.using]
+        try:
+            table = OutboxMessage.objects.using(self.using)
+            if sent:
+                table.filter(id__in=sent).update(sent=timezone.now())
+            if failed is not None:
+                row_id, error = failed
+                table.filter(id=row_id).update(attempts=F("attempts") + 1, last_error=error)
+            connection.commit()
+        except BaseException:
+            connection.rollback()
+            raise
+        finally:
+            connection.set_autocommit(True)
+
+    def _cleanup(self) -> None:
+        from django.utils import timezone
+
+        from .models import OutboxMessage
+
+        horizon = timezone.now() - timedelta(seconds=self.retention)
+        table = OutboxMessage.objects.using(self.using)
+        old = table.filter(sent__lt=horizon).order_by("id").values_list("id", flat=True)
+        while ids := list(old[:1000]):  # in slices: no long lock on a large table
+            self.stats.deleted += table.filter(id__in=ids).delete()[0]
+
+    def _measure(self) -> None:
+        from django.db.models import Count, Min, Q
+        from django.utils import timezone
+
+        from .models import OutboxMessage
+
+        pending = OutboxMessage.objects.using(self.using).filter(sent__isnull=True)
+        found = pending.aggregate(
+            n=Count("id"),
+            oldest=Min("created"),
+            failing=Count("id", filter=Q(attempts__gte=FAILING_AFTER)),
+        )
+        self.stats.pending = int(found["n"])
+        self.stats.failing = int(found["failing"])
+        oldest = found["oldest"]
+        self.stats.oldest_pending_age = (
+            0.0 if oldest is None else max((timezone.now() - oldest).total_seconds(), 0.0)
+        )
+
+    # --- PostgreSQL LISTEN -------------------------------------------------------------
+
+    async def _listen(self, stop: asyncio.Event) -> None:
+        """Wake the relay on each ``NOTIFY`` (a commit of outbox rows); reconnect
+        with backoff. Polling goes on meanwhile, so a lost notification costs at
+        most ``WS_RELAY_POLL_INTERVAL``."""
+        try:
+            import psycopg
+        except ImportError:
+            logger.info("psycopg 3 is not installed: the outbox relay polls")
+            return
+        from django.db import connections
+
+        settings = connections[self.using].settings_dict
+        params = {
+            "dbname": settings.get("NAME") or None,
+            "user": settings.get("USER") or None,
+            "password": settings.get("PASSWORD") or None,
+            "host": settings.get("HOST") or None,
+            "port": settings.get("PORT") or None,
+        }
+        failures = 0
+        while not stop.is_set():
+            try:
+                conn = await psycopg.AsyncConnection.connect(
+                    autocommit=True, **{k: v for k, v in params.items() if v is not None}
+                )
+                async with conn:
+                    await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    self.listening, failures = True, 0
+                    self._wake.set()  # rows committed while we were not listening
+                    async for _ in conn.notifies():
+                        self._wake.set()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                failures += 1
+                logger.warning("outbox relay: LISTEN failed (%r); polling meanwhile", exc)
+            finally:
+                self.listening = False
+            await _wait_any(stop, None, min(0.1 * 2**failures, 30.0))
+
+
+async def _wait_any(stop: asyncio.Event, wake: asyncio.Event | None, delay: float) -> None:
+    """Wait until ``stop`` or ``wake`` is set, or ``delay`` seconds pass."""
+    waiters = [asyncio.ensure_future(stop.wait())]
+    if wake is not None:
+        waiters.append(asyncio.ensure_future(wake.wait()))
+    try:
+        await asyncio.wait(waiters, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+
+
+_in_process: dict[int, asyncio.Task[None]] = {}
+
+
+def start_in_process(manager: ConnectionManager) -> None:
+    """With ``WS_RELAY_IN_PROCESS``, start this process's relay on ``manager`` (once;
+    it stops with the event loop). The Django consumers call it on connect."""
+    if not manager.config.relay_in_process:
+        return
+    task = _in_process.get(id(manager))
+    if task is not None and not task.done():
+        return
+    relay = OutboxRelay(manager)
+    _in_process[id(manager)] = asyncio.get_running_loop().create_task(
+        relay.run(), name="ws-outbox-relay"
+    )
