@@ -114,6 +114,8 @@ class OutboxRelay:
         self.stats = RelayStats()
         #: True while a ``LISTEN`` connection is up (PostgreSQL).
         self.listening = False
+        #: Synced after each round (:class:`~.outbox_metrics.RelayMetrics` sets it).
+        self.metrics: Any = None
         self._wake = asyncio.Event()
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="ws-outbox")
 
@@ -186,6 +188,8 @@ class OutboxRelay:
             # what the message ids are for).
             await asyncio.shield(self._db(lambda: self._finish(sent, failed)))
         self.stats.published += len(sent)
+        if self.metrics is not None:
+            self.metrics.sync()
         if error is not None:
             raise error
         return len(sent)
@@ -194,6 +198,8 @@ class OutboxRelay:
         """Delete sent rows past the retention; read the table's metrics."""
         await self._db(self._cleanup)
         await self._db(self._measure)
+        if self.metrics is not None:
+            self.metrics.sync()
 
     # --- the database side (in the relay's thread) -------------------------------------
 
@@ -376,6 +382,10 @@ def start_in_process(manager: ConnectionManager) -> None:
     if task is not None and not task.done():
         return
     relay = OutboxRelay(manager)
+    with contextlib.suppress(ImportError):  # the metrics extra: in the process's /metrics
+        from .outbox_metrics import RelayMetrics
+
+        RelayMetrics(relay)
     _in_process[id(manager)] = asyncio.get_running_loop().create_task(
         relay.run(), name="ws-outbox-relay"
     )

@@ -194,3 +194,25 @@ async def test_run_wakes_on_the_poll_interval_and_stops_on_request() -> None:
     stop.set()
     await asyncio.wait_for(running, timeout(5))
     await m.shutdown()
+
+
+async def test_the_relay_metrics() -> None:
+    from prometheus_client import CollectorRegistry
+
+    from svc_infra.websocket.djangoapp.outbox_metrics import RelayMetrics
+
+    registry = CollectorRegistry()
+    m = manager()
+    relay = OutboxRelay(m)
+    RelayMetrics(relay, registry)
+    for n in range(3):
+        await outbox.asend_to_user("u", {"n": n})
+    await relay.housekeeping()
+    assert registry.get_sample_value("svc_infra_ws_outbox_pending") == 3
+    assert registry.get_sample_value("svc_infra_ws_outbox_oldest_pending_seconds") >= 0
+    assert await relay.relay_once() == 3
+    assert registry.get_sample_value("svc_infra_ws_outbox_published_total") == 3
+    await relay.housekeeping()
+    assert registry.get_sample_value("svc_infra_ws_outbox_pending") == 0
+    assert registry.get_sample_value("svc_infra_ws_outbox_retried_total") == 0
+    await m.shutdown()

@@ -20,11 +20,21 @@ class Command(BaseCommand):
         parser.add_argument(
             "--layer", default="default", help="the CHANNEL_LAYERS alias to publish through"
         )
+        parser.add_argument(
+            "--metrics-port",
+            type=int,
+            default=None,
+            help="serve the relay's Prometheus metrics on this port (the metrics extra)",
+        )
+        parser.add_argument(
+            "--metrics-addr", default="127.0.0.1", help="the address of --metrics-port"
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        asyncio.run(self._run(options["database"], options["layer"]))
+        metrics = options["metrics_port"], options["metrics_addr"]
+        asyncio.run(self._run(options["database"], options["layer"], metrics))
 
-    async def _run(self, using: str, alias: str) -> None:
+    async def _run(self, using: str, alias: str, metrics: tuple[int | None, str]) -> None:
         from channels.layers import InMemoryChannelLayer
 
         from ... import get_process_manager
@@ -42,6 +52,14 @@ class Command(BaseCommand):
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         relay = OutboxRelay(manager, using=using)
+        port, addr = metrics
+        if port is not None:
+            from prometheus_client import start_http_server
+
+            from ...outbox_metrics import RelayMetrics
+
+            RelayMetrics(relay)
+            start_http_server(port, addr=addr)
         self.stdout.write(f"ws_outbox: publishing from {using!r} through {alias!r}")
         self.stdout.flush()
         try:

@@ -1,0 +1,67 @@
+"""Prometheus metrics of an outbox relay (the ``metrics`` extra).
+
+``svc_infra_ws_outbox_pending``, ``svc_infra_ws_outbox_oldest_pending_seconds`` and
+``svc_infra_ws_outbox_failing`` (rows that failed ``FAILING_AFTER`` times or more:
+kept and retried) as the relay last read them (every 30 s); the counters
+``svc_infra_ws_outbox_published`` and ``svc_infra_ws_outbox_retried`` as they go.
+``ws_outbox --metrics-port 9108`` serves them; a relay in the server process
+(``WS_RELAY_IN_PROCESS``) adds them to the process's ``/metrics``.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
+
+from .relay import OutboxRelay, RelayStats
+
+__all__ = ["RelayMetrics"]
+
+
+class RelayMetrics:
+    """The metrics of one relay, synced from its :class:`~.relay.RelayStats`.
+
+    Args:
+        relay: The relay (its ``metrics`` is set to this object: it syncs after
+            each round).
+        registry: prometheus_client's default registry if None.
+    """
+
+    def __init__(self, relay: OutboxRelay, registry: CollectorRegistry | None = None) -> None:
+        r = REGISTRY if registry is None else registry
+        self.stats = relay.stats
+        self.pending = Gauge(
+            "svc_infra_ws_outbox_pending",
+            "Outbox rows waiting.",
+            registry=r,
+            multiprocess_mode="max",
+        )
+        self.oldest = Gauge(
+            "svc_infra_ws_outbox_oldest_pending_seconds",
+            "Seconds the oldest waiting outbox row has waited.",
+            registry=r,
+            multiprocess_mode="max",
+        )
+        self.failing = Gauge(
+            "svc_infra_ws_outbox_failing",
+            "Outbox rows whose publication failed repeatedly (kept, retried).",
+            registry=r,
+            multiprocess_mode="max",
+        )
+        self.published = Counter(
+            "svc_infra_ws_outbox_published", "Outbox rows published.", registry=r
+        )
+        self.retried = Counter(
+            "svc_infra_ws_outbox_retried", "Outbox publications that failed (retried).", registry=r
+        )
+        self._seen = RelayStats()
+        relay.metrics = self
+
+    def sync(self) -> None:
+        """Copy what changed since the last sync."""
+        stats, seen = self.stats, self._seen
+        self.published.inc(stats.published - seen.published)
+        self.retried.inc(stats.retried - seen.retried)
+        seen.published, seen.retried = stats.published, stats.retried
+        self.pending.set(stats.pending)
+        self.oldest.set(stats.oldest_pending_age)
+        self.failing.set(stats.failing)
