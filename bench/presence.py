@@ -95,6 +95,7 @@ PROBE_MANAGERS = 2
 TTL = 30.0
 WORKER_CORE, MAIN_CORE = 1, 0
 POLL = 0.05
+VERBOSE = bool(os.environ.get("BENCH_VERBOSE"))
 MIRROR_BYTES = 400  # per connection in every process (docs/scaling.md)
 PREFIX = "bp:"
 
@@ -517,7 +518,13 @@ async def start_workers(url: str, managers: int, rooms: int) -> tuple[list[Worke
 
 
 async def ask_all(workers: list[WorkerProc], cmd: str, **args: Any) -> list[dict[str, Any]]:
+    log(cmd)
     return list(await asyncio.gather(*(w.ask(cmd, **args) for w in workers)))
+
+
+def log(what: str) -> None:
+    if VERBOSE:
+        print(f"  [{time.strftime('%H:%M:%S')}] {what}", file=sys.stderr, flush=True)
 
 
 def expected_of(replies: list[dict[str, Any]]) -> tuple[list[int], Counter[str]]:

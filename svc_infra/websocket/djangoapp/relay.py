@@ -217,6 +217,10 @@ class OutboxRelay:
         from .models import OutboxMessage
 
         connection = connections[self.using]
+        # This thread's connection lives as long as the relay: after a database
+        # restart it is broken, and Django reconnects only when told (as it does
+        # at each request).
+        connection.close_if_unusable_or_obsolete()
         connection.set_autocommit(False)  # the round's transaction, ended by _finish
         try:
             pending = OutboxMessage.objects.using(self.using).filter(sent__isnull=True)
