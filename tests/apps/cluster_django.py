@@ -8,6 +8,7 @@ comes from ``channel_layers_from_env()`` (``WS_REDIS_URL``, ``WS_REDIS_LAYER``).
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 import django
@@ -16,14 +17,23 @@ from django.conf import settings
 from svc_infra.websocket.djangoapp import channel_layers_from_env
 
 if not settings.configured:
+    if os.environ.get("OTHER_LAYER"):
+        # channels_postgres or channels_rabbitmq (tests/apps/other_layers_config.py):
+        # a backend the library does not recognise, so get_process_manager() builds
+        # it when first needed, on the running loop.
+        from tests.apps import other_layers_config as other
+
+        apps, layers, databases = other.installed_apps(), other.channel_layers(), other.databases()
+    else:
+        apps, layers, databases = [], channel_layers_from_env(), {}
     settings.configure(
         DEBUG=False,
         SECRET_KEY="cluster-test",
         ALLOWED_HOSTS=["*"],
-        INSTALLED_APPS=["svc_infra.websocket.djangoapp", "channels"],
+        INSTALLED_APPS=["svc_infra.websocket.djangoapp", "channels", *apps],
         ROOT_URLCONF=__name__,
-        CHANNEL_LAYERS=channel_layers_from_env(),
-        DATABASES={},
+        CHANNEL_LAYERS=layers,
+        DATABASES=databases,
         USE_TZ=True,
     )
     django.setup()

@@ -2,7 +2,7 @@
 
 ``OTHER_LAYER`` names the layer: ``postgres`` (channels_postgres) or ``rabbitmq``
 (channels_rabbitmq). Both FastAPI (``other_layers.py``) and Django
-(``other_layers_django.py``) processes read their settings from here:
+(``cluster_django.py`` with ``OTHER_LAYER`` set) processes read their settings from here:
 
 - ``OTHER_LAYER_PG_NAME``: the PostgreSQL database (127.0.0.1:5432, user
   ``postgres``, trust auth); the test creates it, migrates it (``python -m

@@ -40,7 +40,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.redis, pytest.mark.timeout(60)]
 DB = 5  # a Redis database of its own, flushed afterwards
 TTL = 4.0  # WS_PRESENCE_TTL: a stale member must be gone within it
 FASTAPI = "tests.apps.other_layers:app"
-DJANGO = "tests.apps.other_layers_django:application"
+DJANGO = "tests.apps.cluster_django:application"  # with OTHER_LAYER set
 PG_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=3"
 
 PROBE = {"probe": True}  # see reach()
