@@ -39,6 +39,7 @@ from ..server.aio import cancel_and_wait
 from ..server.protocols import PresenceHost
 from . import _index_scripts as lua
 from ._index_scripts import BUCKETS, bucket_tag, tag_of
+from ._presence_base import QueuedPresence
 from .layers import close_client, redis_text
 
 __all__ = ["IndexedPresence", "Page"]
@@ -52,7 +53,7 @@ Page = tuple[list[str], str]
 """Part of a listing: the names, and the cursor of the next part ("" at the end)."""
 
 
-class IndexedPresence:
+class IndexedPresence(QueuedPresence):
     """A process's share of cluster-wide presence, indexed in Redis (no mirrors).
 
     Args:
@@ -66,13 +67,9 @@ class IndexedPresence:
     mirrors = False
 
     def __init__(self, client: Any, owner: PresenceHost, *, key_prefix: str, ttl: float) -> None:
+        super().__init__(owner, ttl)
         self.client = client
-        self.owner = owner
         self.key_prefix = key_prefix
-        self.ttl = ttl
-        self.interval = ttl / 4
-        self.errors = 0
-        self.resyncs = 0
         #: Dead processes this one reaped.
         self.reaped = 0
         # Registered processes whose liveness key had expired at the last heartbeat
@@ -80,14 +77,6 @@ class IndexedPresence:
         self._dead: list[str] = []
         self._total = 0  # the cluster's connections, as of the last heartbeat
         self._local_then = 0  # ours, when _total was read
-        self._pending: list[tuple[str, str, str, str]] = []
-        self._wake = asyncio.Event()
-        self._retry = asyncio.Event()
-        self._lock = asyncio.Lock()  # one Redis write sequence at a time
-        self._dirty = True
-        self._ready = asyncio.Event()
-        self._tasks: list[asyncio.Task[None]] = []
-        self._releases: set[asyncio.Task[None]] = set()
         self._scripts = {
             name: client.register_script(getattr(lua, name))
             for name in ("USER_OPS", "USER_ROOMS", "ROOM_OPS", "CLAIM", "CLAIM_NEWEST", "RELEASE")
@@ -99,11 +88,6 @@ class IndexedPresence:
     def directory(self) -> IndexedPresence:
         """The cluster-wide queries (this object)."""
         return self
-
-    @property
-    def healthy(self) -> bool:
-        """False from a Redis error until the next successful resync."""
-        return not self._dirty
 
     # --- keys and calls -----------------------------------------------------------------
 
@@ -119,20 +103,6 @@ class IndexedPresence:
         )
 
     # --- lifecycle -------------------------------------------------------------------
-
-    def launch(self) -> None:
-        """Start the tasks; the heartbeat at once writes this process's state."""
-        loop = asyncio.get_running_loop()
-        name = self.owner.id
-        self._tasks = [
-            loop.create_task(self._liveness(), name=f"ws-presence-live-{name}"),
-            loop.create_task(self._heartbeat(), name=f"ws-presence-{name}"),
-            loop.create_task(self._writer(), name=f"ws-presence-writer-{name}"),
-        ]
-
-    async def wait_ready(self) -> None:
-        """Wait for the first heartbeat (successful or not). Cancelling is safe."""
-        await self._ready.wait()
 
     async def stop(self) -> None:
         """Write what is queued (the closes of shutdown), leave the cluster, close."""
@@ -156,23 +126,6 @@ class IndexedPresence:
         await self.client.hdel(self._procs_key, self.owner.id)
 
     # --- what the manager reports ----------------------------------------------------
-
-    def opened(self, info: ConnectionInfo) -> None:
-        """A local connection opened."""
-        self._queue("+", info.connection_id, info.user_id, json.dumps(info.to_dict()))
-
-    def closed(self, info: ConnectionInfo) -> None:
-        """A local connection closed."""
-        self._queue("-", info.connection_id, info.user_id, "")
-
-    def user_left_here(self, user: str) -> None:
-        """The user's last local connection closed: if none is left anywhere, the
-        user leaves their rooms (decided in Redis, after the closes before it)."""
-        self._queue("?", "", user, "")
-
-    def _queue(self, op: str, conn: str, user: str, data: str) -> None:
-        self._pending.append((op, conn, user, data))
-        self._wake.set()
 
     def handle(self, origin: str, message: dict[str, Any]) -> None:
         """``ws.presence`` is not used in this mode (a mirror-mode process's message)."""
@@ -222,17 +175,8 @@ class IndexedPresence:
         freed = await self._run("CLAIM_NEWEST", bucket_tag(user), *args)
         return [(redis_text(conn), redis_text(owner)) for conn, owner in freed]
 
-    def release(self, user: str, connection_id: str) -> None:
-        """Give a claimed slot back (in a task; never raises)."""
-        task = asyncio.get_running_loop().create_task(self._release(user, connection_id))
-        self._releases.add(task)
-        task.add_done_callback(self._releases.discard)
-
-    async def _release(self, user: str, connection_id: str) -> None:
-        try:
-            await self._run("RELEASE", bucket_tag(user), user, connection_id)
-        except Exception as exc:
-            logger.warning("could not free a connection slot of %r: %r", user, exc)
+    async def _free_slot(self, user: str, connection_id: str) -> None:
+        await self._run("RELEASE", bucket_tag(user), user, connection_id)
 
     # --- the synchronous view: this process, and the total as last read ---------------
 
@@ -394,16 +338,6 @@ class IndexedPresence:
             if not ok and not self._dirty:
                 self._failed(count=False)  # Redis lost it, or we were reaped
 
-    async def _heartbeat(self) -> None:
-        ok = await self._tick()
-        self._ready.set()
-        while True:
-            delay = self.interval if ok and not self._dirty else min(0.1, self.interval)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._retry.wait(), delay)
-            self._retry.clear()
-            ok = await self._tick()
-
     async def _tick(self) -> bool:
         try:
             if self._dirty:
@@ -505,15 +439,3 @@ class IndexedPresence:
                 await self.owner.apply_rooms(
                     user, [redis_text(r) for r in result[2:]], int(result[0])
                 )
-
-    # --- helpers -------------------------------------------------------------------------
-
-    @property
-    def ttl_ms(self) -> int:
-        return max(int(self.ttl * 500), 1)
-
-    def _failed(self, count: bool = True) -> None:
-        if count:
-            self.errors += 1
-        self._dirty = True
-        self._retry.set()

@@ -36,7 +36,6 @@ How it works (the consistency model is in ``docs/scaling.md``):
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from collections.abc import Iterable
@@ -47,6 +46,7 @@ from ..models import ConnectionInfo
 from ..server.aio import cancel_and_wait
 from ..server.protocols import PresenceHost
 from . import _scripts as lua
+from ._presence_base import QueuedPresence
 from .layers import close_client, redis_text
 
 __all__ = ["RedisPresence", "close_client"]
@@ -62,7 +62,7 @@ _ROOMS_HORIZON_US = 600 * 1_000_000
 RECONCILE_BEATS = 4
 
 
-class RedisPresence:
+class RedisPresence(QueuedPresence):
     """A process's share of cluster-wide presence, and its mirror of the others.
 
     Args:
@@ -77,13 +77,9 @@ class RedisPresence:
     mirrors = True
 
     def __init__(self, client: Any, owner: PresenceHost, *, key_prefix: str, ttl: float) -> None:
+        super().__init__(owner, ttl)
         self.client = client
-        self.owner = owner
         self.key_prefix = key_prefix
-        self.ttl = ttl
-        self.interval = ttl / 4
-        self.errors = 0
-        self.resyncs = 0
         # Remote processes: id -> connection id -> info; and user -> conn id -> info.
         self._remote: dict[str, dict[str, ConnectionInfo]] = {}
         self._remote_users: dict[str, dict[str, ConnectionInfo]] = {}
@@ -103,15 +99,7 @@ class RedisPresence:
         #: reads of everything (start, resync): for tests and diagnostics.
         self.reloads = 0
         self.full_loads = 0
-        self._pending: list[tuple[str, str, str, str]] = []
-        self._wake = asyncio.Event()  # the writer has work
-        self._retry = asyncio.Event()  # the heartbeat should retry now
-        self._lock = asyncio.Lock()  # one Redis write sequence at a time
-        self._dirty = True  # the first heartbeat writes everything
         self._beats = 0
-        self._ready = asyncio.Event()  # the first heartbeat ran (successful or not)
-        self._tasks: list[asyncio.Task[None]] = []
-        self._releases: set[asyncio.Task[None]] = set()
         self._scripts = {
             name: client.register_script(getattr(lua, name))
             for name in (
@@ -124,29 +112,7 @@ class RedisPresence:
         """None: the mirrors answer cluster-wide queries."""
         return None
 
-    @property
-    def healthy(self) -> bool:
-        """False from a Redis error until the next successful resync."""
-        return not self._dirty
-
     # --- lifecycle -------------------------------------------------------------------
-
-    def launch(self) -> None:
-        """Start the tasks; the heartbeat at once writes this process's state and
-        loads the others' (see :meth:`wait_ready`)."""
-        loop = asyncio.get_running_loop()
-        name = self.owner.id
-        self._tasks = [
-            loop.create_task(self._liveness(), name=f"ws-presence-live-{name}"),
-            loop.create_task(self._heartbeat(), name=f"ws-presence-{name}"),
-            loop.create_task(self._writer(), name=f"ws-presence-writer-{name}"),
-        ]
-
-    async def wait_ready(self) -> None:
-        """Wait for the first heartbeat. A Redis that does not answer is not an
-        error here: the heartbeat keeps trying. Cancelling is safe: the heartbeat
-        goes on in its own task."""
-        await self._ready.wait()
 
     async def stop(self) -> None:
         """Leave the cluster: remove this process's keys, tell the others, close."""
@@ -168,23 +134,6 @@ class RedisPresence:
         await close_client(self.client)
 
     # --- what the manager reports ----------------------------------------------------
-
-    def opened(self, info: ConnectionInfo) -> None:
-        """A local connection opened (written and announced by the writer task)."""
-        self._queue("+", info.connection_id, info.user_id, json.dumps(info.to_dict()))
-
-    def closed(self, info: ConnectionInfo) -> None:
-        """A local connection closed."""
-        self._queue("-", info.connection_id, info.user_id, "")
-
-    def user_left_here(self, user: str) -> None:
-        """The user's last local connection closed: if none is left anywhere, the
-        user leaves their rooms (checked in Redis, after the closes before it)."""
-        self._queue("?", "", user, "")
-
-    def _queue(self, op: str, conn: str, user: str, data: str) -> None:
-        self._pending.append((op, conn, user, data))
-        self._wake.set()
 
     async def update_rooms(self, user: str, op: str, room: str) -> tuple[int, list[str]]:
         """Join (``op="join"``) or leave a room in Redis; return (version, rooms).
@@ -218,18 +167,8 @@ class RedisPresence:
         freed = await self._run("CLAIM_NEWEST", user, connection_id, cap)
         return [(redis_text(conn), redis_text(owner)) for conn, owner in freed]
 
-    def release(self, user: str, connection_id: str) -> None:
-        """Give a claimed slot back (in a task; a failure leaves the slot to the
-        reaping of dead processes, or to the next resync of this one)."""
-        task = asyncio.get_running_loop().create_task(self._release(user, connection_id))
-        self._releases.add(task)
-        task.add_done_callback(self._releases.discard)
-
-    async def _release(self, user: str, connection_id: str) -> None:
-        try:
-            await self._run("RELEASE", user, connection_id)
-        except Exception as exc:
-            logger.warning("could not free a connection slot of %r: %r", user, exc)
+    async def _free_slot(self, user: str, connection_id: str) -> None:
+        await self._run("RELEASE", user, connection_id)
 
     # --- queries on the mirror --------------------------------------------------------
 
@@ -365,16 +304,6 @@ class RedisPresence:
             # A reply from before a resync that just rewrote the key says nothing.
             if missing and not self._dirty and resyncs == self.resyncs:
                 self._failed(count=False)
-
-    async def _heartbeat(self) -> None:
-        ok = await self._tick()
-        self._ready.set()
-        while True:
-            delay = self.interval if ok and not self._dirty else min(0.1, self.interval)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._retry.wait(), delay)
-            self._retry.clear()  # after the wait: a failure during the tick counts
-            ok = await self._tick()
 
     async def _tick(self) -> bool:
         """One heartbeat (or a full resync when dirty). False if Redis failed."""
@@ -524,13 +453,6 @@ class RedisPresence:
 
     # --- helpers -------------------------------------------------------------------------
 
-    @property
-    def ttl_ms(self) -> int:
-        # The liveness key lasts two periods of the liveness task (one missed
-        # refresh is tolerated), and others notice an expired key within one
-        # heartbeat: a dead process is gone within 3/4 of the TTL.
-        return max(int(self.ttl * 500), 1)
-
     async def _run(self, name: str, *args: Any) -> Any:
         return await self._scripts[name](args=[self.key_prefix, *self._id_args(name), *args])
 
@@ -564,9 +486,3 @@ class RedisPresence:
             await self.owner.evict_channel(
                 redis_text(channel), [redis_text(u) for u in users], [redis_text(r) for r in rooms]
             )
-
-    def _failed(self, count: bool = True) -> None:
-        if count:
-            self.errors += 1
-        self._dirty = True
-        self._retry.set()
