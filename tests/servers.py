@@ -14,7 +14,7 @@ import urllib.request
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from tests.support import ROOT, python_cmd, timeout, wait_for_port
+from tests.support import ROOT, python_cmd, timeout, wait_for_port, wait_until
 
 if TYPE_CHECKING:
     from websockets.asyncio.client import ClientConnection
@@ -233,3 +233,25 @@ def _server_on_fd(args: Any, env: dict[str, str] | None) -> Iterator[Server]:
         yield server
     finally:
         server.stop()
+
+
+def ok(server: Server, op: str, **body: Any) -> None:
+    """``server.ctl(op, **body)``, which must answer 200."""
+    status, answer = server.ctl(op, **body)
+    assert status == 200, answer
+
+
+async def everywhere(servers: list[Server], check: Any, limit: float = 10, **query: str) -> None:
+    """Wait until ``check(stats)`` holds on every server; on timeout, say what each saw."""
+    views: list[Any] = []
+
+    def holds() -> bool:
+        views[:] = [s.stats(**query) for s in servers]
+        return all(check(v) for v in views)
+
+    try:
+        await wait_until(holds, limit, 0.05)
+    except TimeoutError:
+        keys = ("connection_count", "local", "active_users", "room_users", "room_count")
+        seen = {v["name"]: {k: v[k] for k in (*keys, "healthy")} for v in views}
+        raise AssertionError(f"not everywhere within {limit} s: {seen}") from None

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
-from tests.servers import Server, daphne, uvicorn
+from tests.servers import Server, daphne, everywhere, ok, uvicorn
 from tests.support import flush_db, timeout, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.redis]
@@ -68,28 +68,6 @@ async def client(server: Server, user: str) -> AsyncIterator[ClientConnection]:
 
 async def recv(ws: ClientConnection) -> Any:
     return json.loads(await asyncio.wait_for(ws.recv(), timeout(5)))
-
-
-def ok(server: Server, op: str, **body: Any) -> None:
-    status, answer = server.ctl(op, **body)
-    assert status == 200, answer
-
-
-async def everywhere(servers: list[Server], check: Any, limit: float = 10, **query: str) -> None:
-    """Wait until ``check(stats)`` holds on every server; on timeout, say what each saw."""
-    views: list[Any] = []
-
-    def holds() -> bool:
-        views[:] = [s.stats(**query) for s in servers]
-        return all(check(v) for v in views)
-
-    try:
-        await wait_until(holds, limit, 0.05)
-    except TimeoutError:
-        seen = {
-            v["name"]: {k: v[k] for k in ("connection_count", "local", "healthy")} for v in views
-        }
-        raise AssertionError(f"not everywhere within {limit} s: {seen}") from None
 
 
 async def settled_count(servers: list[Server], limit: float = 10) -> int:

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.servers import Server, daphne, uvicorn
+from tests.servers import Server, daphne, everywhere, ok, uvicorn
 from tests.support import flush_db, start_redis_server, timeout, wait_until
 from tests.websocket.scaleout.test_cluster import (
     DB,
@@ -25,8 +25,6 @@ from tests.websocket.scaleout.test_cluster import (
     FASTAPI,
     client,
     cluster_env,
-    everywhere,
-    ok,
     recv,
     uid,
 )

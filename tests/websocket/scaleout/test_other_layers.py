@@ -32,7 +32,7 @@ from typing import Any
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
-from tests.servers import Server, daphne, uvicorn
+from tests.servers import Server, daphne, everywhere, ok, uvicorn
 from tests.support import ROOT, flush_db, python_cmd, timeout, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.redis, pytest.mark.timeout(60)]
@@ -175,27 +175,6 @@ def plain(ws: ClientConnection) -> Callable[[], Awaitable[Any]]:
         return json.loads(await ws.recv())
 
     return receive
-
-
-def ok(server: Server, op: str, **body: Any) -> None:
-    status, answer = server.ctl(op, **body)
-    assert status == 200, answer
-
-
-async def everywhere(servers: list[Server], check: Any, limit: float = 10, **query: str) -> None:
-    """Wait until ``check(stats)`` holds on every server; on timeout, say what each saw."""
-    views: list[Any] = []
-
-    def holds() -> bool:
-        views[:] = [s.stats(**query) for s in servers]
-        return all(check(v) for v in views)
-
-    try:
-        await wait_until(holds, limit, 0.05)
-    except TimeoutError:
-        keys = ("connection_count", "local", "active_users", "room_users", "room_count")
-        seen = {v["name"]: {k: v[k] for k in (*keys, "healthy")} for v in views}
-        raise AssertionError(f"not everywhere within {limit} s: {seen}") from None
 
 
 def presence_on(servers: list[Server]) -> None:
