@@ -12,8 +12,6 @@ from __future__ import annotations
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
 
-from .relay import OutboxRelay, RelayStats
-
 __all__ = ["RelayMetrics"]
 
 
@@ -21,8 +19,8 @@ class RelayMetrics:
     """The metrics of one relay, synced from its :class:`~.relay.RelayStats`.
 
     Args:
-        relay: The relay (its ``metrics`` is set to this object: it syncs after
-            each round).
+        relay: The :class:`~.relay.OutboxRelay` (its ``metrics`` is set to this
+            object: it syncs after each round).
         registry: prometheus_client's default registry if None.
     """
 
@@ -53,15 +51,15 @@ class RelayMetrics:
         self.retried = Counter(
             "svc_infra_ws_outbox_retried", "Outbox publications that failed (retried).", registry=r
         )
-        self._seen = RelayStats()
+        self._published = self._retried = 0  # the counts at the last sync
         relay.metrics = self
 
     def sync(self) -> None:
         """Copy what changed since the last sync."""
-        stats, seen = self.stats, self._seen
-        self.published.inc(stats.published - seen.published)
-        self.retried.inc(stats.retried - seen.retried)
-        seen.published, seen.retried = stats.published, stats.retried
+        stats = self.stats
+        self.published.inc(stats.published - self._published)
+        self.retried.inc(stats.retried - self._retried)
+        self._published, self._retried = stats.published, stats.retried
         self.pending.set(stats.pending)
         self.oldest.set(stats.oldest_pending_age)
         self.failing.set(stats.failing)
