@@ -10,6 +10,8 @@ kept and retried) as the relay last read them (every 30 s); the counters
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
 
 __all__ = ["RelayMetrics"]
@@ -24,7 +26,9 @@ class RelayMetrics:
         registry: prometheus_client's default registry if None.
     """
 
-    def __init__(self, relay: OutboxRelay, registry: CollectorRegistry | None = None) -> None:
+    # relay is an OutboxRelay: not imported here, as the relay imports this module
+    # when it runs in the server process (no import cycle).
+    def __init__(self, relay: Any, registry: CollectorRegistry | None = None) -> None:
         r = REGISTRY if registry is None else registry
         self.stats = relay.stats
         self.pending = Gauge(
