@@ -11,7 +11,9 @@ PYTEST_ARGS ?=
 
 REQS := requirements/base.txt requirements/dev.txt pyproject.toml
 
-PHONY_EXTRA := run-uvicorn run-fastapi
+JS := clients/js
+
+PHONY_EXTRA := run-uvicorn run-fastapi js-build test-js
 .PHONY: help install run $(PHONY_EXTRA) test test-fast test-py312 test-oldest lint format bench soak docs clean
 
 help:
@@ -26,6 +28,8 @@ help:
 	@echo "make bench      run the benchmarks in bench/"
 	@echo "make soak       the soak and chaos run (MINUTES=10 by default)"
 	@echo "make docs       build the documentation site (mkdocs --strict) into build/site"
+	@echo "make js-build   generate the script-tag client (static/svc_infra/websocket.js) from $(JS)/src"
+	@echo "make test-js    the browser client's tests in Node (node --test) and its TypeScript examples"
 
 $(VENV)/.installed: $(REQS)
 	$(PYTHON) -m venv $(VENV)
@@ -57,6 +61,20 @@ $(VENVDOCS)/.installed: requirements/docs.txt
 	touch $@
 
 install: $(VENV)/.installed
+
+# The browser client (clients/js, npm package @svc-infra/websocket): its dev
+# dependencies (ws, typescript) from the committed lockfile; the tests need no network.
+$(JS)/node_modules/.installed: $(JS)/package.json $(JS)/package-lock.json
+	cd $(JS) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+# No dependencies needed: the build is one Node script.
+js-build:
+	node $(JS)/scripts/build.mjs
+
+# Includes the check that the generated script is up to date (else: make js-build).
+test-js: $(JS)/node_modules/.installed
+	cd $(JS) && npm test --silent && npm run --silent typecheck
 
 run: $(VENV)/.installed
 	@echo "Demo: http://$(HOST):$(PORT)/?token=$$($(VENV)/bin/python manage.py ws_token demo --scopes notify:send --ttl 86400)"
@@ -109,3 +127,4 @@ docs: $(VENVDOCS)/.installed
 
 clean:
 	rm -rf $(VENV) $(VENV312) $(VENVOLD) $(VENVDOCS) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
+	rm -rf $(JS)/node_modules $(JS)/*.tgz

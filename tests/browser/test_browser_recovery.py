@@ -103,8 +103,7 @@ async def open_page(browser: Any, proxy: Proxy, room: str) -> Any:
     page.set_default_timeout(timeout(20) * 1000)
     await page.add_init_script(RECORD_ATTEMPTS)
     query = f"token={quote(token('ann'))}&room={quote(room)}&backoff=100"
-    await page.goto(f"http://127.0.0.1:{proxy.port}/?{query}")
-    await page.click("#join button")
+    await page.goto(f"http://127.0.0.1:{proxy.port}/?{query}")  # joins by itself
     await page.wait_for_function(f"document.getElementById('status').textContent === 'in {room}'")
     await asyncio.sleep(0.3)  # the consumer's join_room, right after connect
     return page
