@@ -62,6 +62,7 @@ import asyncio
 import bisect
 import contextlib
 import gc
+import inspect
 import json
 import os
 import random
@@ -72,7 +73,7 @@ import time
 import tracemalloc
 import uuid
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -91,10 +92,13 @@ ROOM_WEIGHTS = ((1, 0.5), (2, 0.3), (3, 0.2))
 ZIPF_S = 1.0
 JOINERS = 16  # users joining their rooms at once, per manager
 WORKERS = 2
-PROBE_MANAGERS = 2
+PROBE_MANAGERS = 1
+FRAMES = 4  # tracemalloc's frames: enough to reach indexed.py from json.dumps; 10 is 10x slower
 TTL = 30.0
 WORKER_CORE, MAIN_CORE = 1, 0
 POLL = 0.05
+CHUNK = 500  # connections opened between two yields to the loop
+PIPELINE = 2000  # script calls per pipeline when loading rooms
 VERBOSE = bool(os.environ.get("BENCH_VERBOSE"))
 MIRROR_BYTES = 400  # per connection in every process (docs/scaling.md)
 PREFIX = "bp:"
@@ -178,13 +182,114 @@ def _accumulate_pairs(pairs: tuple[tuple[int, float], ...]) -> list[tuple[int, f
 
 
 def presence_bytes(snapshot: tracemalloc.Snapshot) -> int:
-    """What indexed.py allocated (any frame) and still holds, without asyncio's and
-    redis-py's own (as tests/websocket/scaleout/test_indexed.py measures it)."""
-    from svc_infra.websocket.scaleout import indexed
+    """What the index mode's modules (indexed.py and the classes it builds on)
+    allocated, in any frame, and still hold, without asyncio's and redis-py's own
+    (as tests/websocket/scaleout/test_indexed.py measures it)."""
+    from svc_infra.websocket.scaleout.indexed import IndexedPresence
 
-    ours = snapshot.filter_traces([tracemalloc.Filter(True, indexed.__file__, all_frames=True)])
+    files = {
+        inspect.getfile(cls) for cls in IndexedPresence.__mro__ if cls.__module__.startswith("svc_")
+    }
+    ours = snapshot.filter_traces([tracemalloc.Filter(True, f, all_frames=True) for f in files])
     theirs = [tracemalloc.Filter(False, f"*/{lib}/*") for lib in ("asyncio", "redis")]
     return sum(t.size for t in ours.filter_traces(theirs).traces)
+
+
+def _resp(*args: str) -> bytes:
+    parts = [f"*{len(args)}\r\n"]
+    for arg in args:
+        parts.append(f"${len(arg.encode())}\r\n{arg}\r\n")
+    return "".join(parts).encode()
+
+
+async def _send_raw(host: str, port: int, commands: list[bytes]) -> None:
+    """Write ``commands`` (integer replies only) to one master; read every reply."""
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        writer.write(b"".join(commands))
+        await writer.drain()
+        replies = b""
+        async with asyncio.timeout(120):
+            while replies.count(b"\r\n") < len(commands):
+                data = await reader.read(1 << 16)
+                if not data:
+                    raise ConnectionError("the master closed the connection")
+                replies += data
+        bad = [line for line in replies.split(b"\r\n") if line and not line.startswith(b":")]
+        if bad:
+            raise RuntimeError(f"bulk load refused: {bad[:3]!r}")
+    finally:
+        writer.close()
+        await writer.wait_closed()
+
+
+async def bulk_rooms(client: Any, items: list[tuple[str, list[str]]], version: int) -> int:
+    """Write users' room sets, and the rooms' member sets, as USER_ROOMS and
+    ROOM_OPS leave them (``r:<user>``, ``rv``, ``m:<room>``, ``rooms``), with plain
+    commands batched per bucket and sent raw to each master: redis-py costs about
+    100 us of client CPU per command on this machine, so a million users' rooms
+    through it would take the load generator's core for minutes (the Redis CPU of
+    a join through ``update_rooms`` is measured in the churn). Returns the commands."""
+    from svc_infra.websocket.scaleout._index_scripts import bucket_tag
+
+    nodes: dict[str, tuple[str, int]] = {}
+
+    def node(tag: str) -> tuple[str, int]:
+        if tag not in nodes:
+            found = client.get_node_from_key(f"{PREFIX}{tag}nc")
+            nodes[tag] = (found.host, int(found.port))
+        return nodes[tag]
+
+    commands: dict[tuple[str, int], list[bytes]] = {}
+    versions: dict[str, list[str]] = {}
+    members: dict[str, list[str]] = {}
+    for user, rooms in items:
+        tag = bucket_tag(user)
+        commands.setdefault(node(tag), []).append(_resp("SADD", f"{PREFIX}{tag}r:{user}", *rooms))
+        versions.setdefault(tag, []).extend((user, str(version)))
+        for room in rooms:
+            members.setdefault(room, []).append(user)
+    for tag, fields in versions.items():
+        commands[node(tag)].append(_resp("HSET", f"{PREFIX}{tag}rv", *fields))
+    present: dict[str, list[str]] = {}
+    for room, users in members.items():
+        tag = bucket_tag(room)
+        commands.setdefault(node(tag), []).append(_resp("SADD", f"{PREFIX}{tag}m:{room}", *users))
+        present.setdefault(tag, []).append(room)
+    for tag, names in present.items():
+        commands[node(tag)].append(_resp("SADD", f"{PREFIX}{tag}rooms", *names))
+    await asyncio.gather(*(_send_raw(h, p, cmds) for (h, p), cmds in commands.items()))
+    return sum(len(cmds) for cmds in commands.values())
+
+
+def measure_in_child() -> tuple[int, int]:
+    """Fork: the child snapshots tracemalloc and writes :func:`presence_bytes` to a
+    pipe; the parent stops tracing and goes on at once (a snapshot of a traced
+    process takes seconds, and a loop blocked for ttl / 2 gets the manager
+    reaped). Returns (child pid, read end) for :func:`child_result`."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: no await, no loop
+        try:
+            os.close(read)
+            os.write(write, str(presence_bytes(tracemalloc.take_snapshot())).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    tracemalloc.stop()
+    return pid, read
+
+
+async def child_result(child: tuple[int, int]) -> int:
+    pid, read = child
+
+    def wait() -> bytes:
+        with os.fdopen(read, "rb") as pipe:
+            data = pipe.read()
+        os.waitpid(pid, 0)
+        return data
+
+    return int(await asyncio.get_running_loop().run_in_executor(None, wait) or 0)
 
 
 class Manager:
@@ -201,18 +306,54 @@ class Manager:
         )
         self.room_draw = rooms
         self.primary: dict[str, list[str]] = {}  # users whose rooms this manager joins
-        self.seconds: list[str] = []  # users whose second connection is here
-        self.generation = 0
+        self.seconds: list[str] = []  # users with a second connection
+        self.arriving: list[str] = []  # the churn's new users
 
-    def _open(self, user: str) -> None:
+    def _open_now(self, users: list[str]) -> None:
         from svc_infra.websocket.models import ConnectionInfo
 
         now = datetime.now(UTC)
-        info = ConnectionInfo(user, uuid.uuid4().hex, now, now, {})
-        self.host.conns[info.connection_id] = info
-        self.presence.opened(info)
+        for user in users:
+            info = ConnectionInfo(user, uuid.uuid4().hex, now, now, {})
+            self.host.conns[info.connection_id] = info
+            self.presence.opened(info)
 
-    async def _join(self, users: list[str]) -> None:
+    async def _open(self, users: list[str]) -> None:
+        """Open a connection for each user, yielding to the loop every CHUNK (a
+        server registers connections one at a time; a loop blocked for seconds
+        would make redis-py's reads time out)."""
+        for start in range(0, len(users), CHUNK):
+            self._open_now(users[start : start + CHUNK])
+            await asyncio.sleep(0)
+
+    async def open_all(self) -> None:
+        n_seconds = int(PER_MANAGER * SECOND_SHARE)
+        users = [f"u{self.index}-{i}" for i in range(PER_MANAGER - n_seconds)]
+        for user in users:
+            self.primary[user] = self.room_draw.draw()
+        # The first users have a second connection, on the same manager: a user's
+        # connections on two managers would make the storm's outcome (does the
+        # user keep their rooms?) depend on which writer runs first.
+        self.seconds = users[:n_seconds]
+        await self._open(users + self.seconds)
+
+    async def load_rooms(self, users: list[str]) -> int:
+        """Put ``users`` in their rooms in Redis in bulk (see :func:`bulk_rooms`)."""
+        version = time.time_ns() // 1000  # as the scripts' versions: microseconds
+        items = [(user, self.primary[user]) for user in users]
+        commands = await bulk_rooms(self.presence.client, items, version)
+        for user, rooms in items:
+            self.host.rooms[user] = (version, list(rooms))
+        return commands
+
+    async def join_arriving(self, fraction: float) -> int:
+        """The churn's new users, joined to their rooms before they connect, one
+        update_rooms after the other (JOINERS users at a time), as an app does."""
+        n = int(PER_MANAGER * fraction)
+        self.arriving = [f"u{self.index}c-{j}" for j in range(n)]
+        for user in self.arriving:
+            self.primary[user] = self.room_draw.draw()
+
         async def joiner(queue: list[str]) -> None:
             while queue:
                 user = queue.pop()
@@ -220,27 +361,17 @@ class Manager:
                     version, rooms = await self.presence.update_rooms(user, "join", room)
                     self.host.rooms[user] = (version, rooms)
 
-        queue = list(users)
+        queue = list(self.arriving)
         await asyncio.gather(*(joiner(queue) for _ in range(JOINERS)))
+        return sum(len(self.primary[u]) for u in self.arriving)
 
-    async def fill(self, partner: int) -> None:
-        n_seconds = int(PER_MANAGER * SECOND_SHARE)
-        for i in range(PER_MANAGER - n_seconds):
-            user = f"u{self.index}-{i}"
-            self.primary[user] = self.room_draw.draw()
-            self._open(user)
-        self.seconds = [f"u{partner}-{i}" for i in range(n_seconds)]
-        for user in self.seconds:
-            self._open(user)
-        await asyncio.sleep(0)
-        await self._join(list(self.primary))
-
-    async def churn(self, fraction: float) -> None:
+    def churn_burst(self, fraction: float) -> None:
+        """Close ``fraction`` of the connections (users with one: they leave) and
+        open as many for the arriving users, all queued at once (no await)."""
         n = int(PER_MANAGER * fraction)
         n_seconds = len(self.seconds)
-        # Users n_seconds.. have their only connection here (the first n_seconds
-        # have a second one elsewhere): they leave.
-        leaving = [u for u in list(self.primary)[n_seconds : n_seconds + n]]
+        # The first n_seconds users have two connections: skip them.
+        leaving = list(self.primary)[n_seconds : n_seconds + n]
         by_user = {info.user_id: info for info in self.host.conns.values()}
         for user in leaving:
             info = by_user[user]
@@ -249,30 +380,30 @@ class Manager:
             self.presence.user_left_here(user)
             self.host.rooms.pop(user, None)
             del self.primary[user]
-        self.generation += 1
-        arriving = [f"u{self.index}g{self.generation}-{j}" for j in range(n)]
-        for user in arriving:
-            self.primary[user] = self.room_draw.draw()
-            self._open(user)
-        await asyncio.sleep(0)
-        await self._join(arriving)
+        self._open_now(self.arriving)
 
-    def storm_queue(self) -> None:
+    async def storm(self, traced: bool = False) -> tuple[int, int] | None:
+        """Close every connection here and reopen them at once: each user's last
+        connection here closes (user_left_here), so in Redis every user leaves
+        their rooms (``room_grace`` 0, the default; the app's rejoins are not part
+        of the storm: see the churn for what a join costs). Returns (``traced``:
+        tracemalloc is on) the child that measures what presence holds with the
+        whole storm queued, before its writer took any of it."""
         infos = list(self.host.conns.values())
         self.host.conns.clear()
         for info in infos:
             self.presence.closed(info)
         for user in {info.user_id for info in infos}:
             self.presence.user_left_here(user)
+        for user in self.primary:
+            self.primary[user] = []
         self.host.rooms.clear()
-        for info in infos:
-            self._open(info.user_id)
-
-    async def storm_rest(self) -> None:
-        # What this manager queued is in Redis before its users rejoin (see the
-        # module's documentation: a rejoin before the "?" is undone by it).
-        await self.presence._flush()
-        await self._join(list(self.primary))
+        users = [info.user_id for info in infos]
+        if traced:
+            self._open_now(users)  # no yield before the snapshot
+            return measure_in_child()
+        await self._open(users)
+        return None
 
     def room_members(self) -> Counter[str]:
         return Counter(room for rooms in self.primary.values() for room in rooms)
@@ -308,46 +439,95 @@ class Worker:
         for m in self.managers:
             m.presence.launch()
         await asyncio.gather(*(m.presence.wait_ready() for m in self.managers))
+        from svc_infra.websocket.scaleout import _index_scripts as lua
+
+        client = self.managers[0].presence.client
+        for name in ("USER_ROOMS", "ROOM_OPS"):
+            await client.script_load(getattr(lua, name))  # on every master
+        loop.create_task(self.monitor())
+        log(f"{self.args['name']}: ready")
         self.reply(ready=True)
         while line := await reader.readline():
             command = json.loads(line)
-            handler = getattr(self, "do_" + command.pop("cmd"))
-            self.reply(**await handler(**command))
+            name = command.pop("cmd")
+            start = time.monotonic()
+            answer = await getattr(self, "do_" + name)(**command)
+            log(f"{self.args['name']}: {name} took {time.monotonic() - start:.2f} s")
+            self.reply(**answer)
 
-    def partner(self, position: int) -> int:
-        return self.managers[(position + 1) % len(self.managers)].index
+    async def monitor(self) -> None:
+        """Log (BENCH_VERBOSE) a loop blocked for over a second, and every error,
+        resync and reap, with the manager's id."""
+        seen = {m.index: (0, 0, 0) for m in self.managers}
+        self.max_lag = 0.0
+        while True:
+            before = time.monotonic()
+            await asyncio.sleep(0.5)
+            lag = time.monotonic() - before - 0.5
+            self.max_lag = max(self.max_lag, lag)
+            if lag > 1:
+                log(f"{self.args['name']}: loop blocked {lag:.1f} s")
+            for m in self.managers:
+                p = m.presence
+                now = (p.errors, p.resyncs, p.reaped)
+                if now != seen[m.index]:
+                    log(f"{self.args['name']}: manager {m.index} errors/resyncs/reaped {now}")
+                    seen[m.index] = now
 
-    async def do_fill(self) -> dict[str, Any]:
+    async def do_open(self) -> dict[str, Any]:
         start = time.monotonic()
-        await asyncio.gather(*(m.fill(self.partner(p)) for p, m in enumerate(self.managers)))
+        await asyncio.gather(*(m.open_all() for m in self.managers))
         return {"t_first": start, "t_last": time.monotonic(), **self.summary()}
+
+    async def do_summary(self) -> dict[str, Any]:
+        return {"t_first": 0.0, "t_last": 0.0, "calls": 0, **self.summary()}
+
+    async def do_probe_fill(self) -> dict[str, Any]:
+        """The probe's managers fill (traced, so slowly) before the timed fill."""
+        await self.do_open()
+        for m in self.managers:
+            await m.presence._flush()
+        await self.do_rooms()
+        return {}
+
+    async def do_rooms(self) -> dict[str, Any]:
+        calls = await asyncio.gather(*(m.load_rooms(list(m.primary)) for m in self.managers))
+        return {"t_last": time.monotonic(), "calls": sum(calls), **self.summary()}
 
     async def do_held(self) -> dict[str, Any]:
         gc.collect()
-        held = presence_bytes(tracemalloc.take_snapshot()) if self.trace else 0
-        tracemalloc.stop()
+        held = await child_result(measure_in_child()) if self.trace else 0
         return {"held": held / len(self.managers)}
 
-    async def do_churn(self, fraction: float) -> dict[str, Any]:
-        await asyncio.gather(*(m.churn(fraction) for m in self.managers))
+    async def do_churn_join(self, fraction: float) -> dict[str, Any]:
+        joins = await asyncio.gather(*(m.join_arriving(fraction) for m in self.managers))
+        return {"joins": sum(joins)}
+
+    async def do_churn_burst(self, fraction: float) -> dict[str, Any]:
+        for m in self.managers:
+            m.churn_burst(fraction)
         return {"t_last": time.monotonic(), **self.summary()}
 
     async def do_storm(self) -> dict[str, Any]:
-        if self.trace:
-            tracemalloc.start(10)
         start = time.monotonic()
-        for m in self.managers:
-            m.storm_queue()
-        queued = 0
         if self.trace:
-            queued = presence_bytes(tracemalloc.take_snapshot())
-            tracemalloc.stop()
-        await asyncio.gather(*(m.storm_rest() for m in self.managers))
+            tracemalloc.start(FRAMES)
+        # The first manager's storm runs up to its first await before the others start.
+        children = await asyncio.gather(
+            *(m.storm(traced=self.trace and p == 0) for p, m in enumerate(self.managers))
+        )
+        t_last = time.monotonic()
+        queued = await child_result(children[0]) if children[0] else 0
+        return {"t_first": start, "t_last": t_last, "queued": queued, **self.summary()}
+
+    async def do_stats(self) -> dict[str, Any]:
+        ps = [m.presence for m in self.managers]
         return {
-            "t_first": start,
-            "t_last": time.monotonic(),
-            "queued": queued / len(self.managers),
-            **self.summary(),
+            "errors": sum(p.errors for p in ps),
+            "resyncs": sum(p.resyncs for p in ps),
+            "reaped": sum(p.reaped for p in ps),
+            "rss": _rss(),
+            "lag": self.max_lag,
         }
 
     async def do_wait(self, expected: list[int], limit: float) -> dict[str, Any]:
@@ -370,9 +550,9 @@ class Worker:
 
         client = self.managers[0].presence.client
         total = 0
-        for start in range(0, len(rooms), 1000):
+        for start in range(0, len(rooms), PIPELINE):
             pipe = client.pipeline(transaction=False)
-            for room in rooms[start : start + 1000]:
+            for room in rooms[start : start + PIPELINE]:
                 pipe.scard(f"{PREFIX}{bucket_tag(room)}m:{room}")
             total += sum(await pipe.execute())
         return {"members": total}
@@ -385,15 +565,6 @@ class Worker:
             await presence.counts()
             took.append(time.perf_counter() - start)
         return {"median": statistics.median(took)}
-
-    async def do_stats(self) -> dict[str, Any]:
-        ps = [m.presence for m in self.managers]
-        return {
-            "errors": sum(p.errors for p in ps),
-            "resyncs": sum(p.resyncs for p in ps),
-            "reaped": sum(p.reaped for p in ps),
-            "rss": _rss(),
-        }
 
     async def do_exit(self) -> dict[str, Any]:
         self.reply(bye=True)
@@ -411,7 +582,7 @@ def _rss() -> int:
 def worker_main(args: dict[str, Any]) -> None:
     os.sched_setaffinity(0, {WORKER_CORE})
     if args["trace"]:
-        tracemalloc.start(10)
+        tracemalloc.start(FRAMES)
     asyncio.run(Worker(args).run())
 
 
@@ -422,11 +593,11 @@ class WorkerProc:
     def __init__(self, proc: asyncio.subprocess.Process, name: str) -> None:
         self.proc, self.name = proc, name
 
-    async def ask(self, cmd: str, limit: float = 600, **args: Any) -> dict[str, Any]:
-        assert self.proc.stdin is not None and self.proc.stdout is not None
+    async def ask(self, cmd: str, timeout_s: float = 900, **args: Any) -> dict[str, Any]:
+        assert self.proc.stdin is not None
         self.proc.stdin.write((json.dumps({"cmd": cmd, **args}) + "\n").encode())
         await self.proc.stdin.drain()
-        return await self.read(limit)
+        return await self.read(timeout_s)
 
     async def read(self, limit: float) -> dict[str, Any]:
         assert self.proc.stdout is not None
@@ -499,7 +670,7 @@ async def start_workers(url: str, managers: int, rooms: int) -> tuple[list[Worke
     for name, ids, trace in [("probe", probe_ids, True)] + [
         (f"worker{w}", ids, False) for w, ids in enumerate(groups) if ids
     ]:
-        args = {"url": url, "managers": ids, "rooms": rooms, "trace": trace}
+        args = {"url": url, "managers": ids, "rooms": rooms, "trace": trace, "name": name}
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -536,10 +707,32 @@ def expected_of(replies: list[dict[str, Any]]) -> tuple[list[int], Counter[str]]
     return [conns, users, sum(1 for c in members.values() if c)], members
 
 
-async def check_members(poller: WorkerProc, members: Counter[str]) -> int:
-    """Memberships missing in Redis (expected minus read)."""
-    read = (await poller.ask("members", rooms=list(members)))["members"]
-    return sum(members.values()) - int(read)
+async def health(workers: list[WorkerProc], r: dict[str, Any], phase: str) -> None:
+    """Presence errors, resyncs and reaps so far (all managers), after ``phase``."""
+    stats = await ask_all(workers, "stats")
+    r.setdefault("health", []).append(
+        (phase, *(sum(s[k] for s in stats) for k in ("errors", "resyncs", "reaped")))
+    )
+    r["worker_rss"] = [s["rss"] for s in stats]
+
+
+async def check_members(
+    poller: WorkerProc, members: Counter[str], rooms: list[str] | None = None
+) -> tuple[int, float]:
+    """Until the memberships in Redis add up to the expected (counts() does not
+    see members leaving a room that stays open): the memberships missing (negative:
+    too many) at the end, and the seconds it took."""
+    start = time.monotonic()
+    rooms = rooms if rooms is not None else [room for room, n in members.items() if n]
+    want = sum(members.values())
+    missing = 0
+    while time.monotonic() - start < 30:
+        read = (await poller.ask("members", rooms=rooms))["members"] if rooms else 0
+        missing = want - int(read)
+        if missing == 0:
+            break
+        await asyncio.sleep(0.1)
+    return missing, time.monotonic() - start
 
 
 async def run_size(n: int) -> dict[str, Any]:
@@ -554,51 +747,86 @@ async def run_size(n: int) -> dict[str, Any]:
         probe = workers[0]
         try:
             mem0 = memory(cluster)
+            # 1. Fill. The probe first (traced, slow: not timed), then the others'
+            # connections, then their rooms.
+            await probe.ask("probe_fill")
+            probe_n = (await probe.ask("summary"))["conns"]
+            mem1 = memory(cluster)
+            others = workers[1:]
             cpu0 = cpu(cluster)
             reset_stats(cluster)
-            # 1. Fill.
-            replies = await ask_all(workers, "fill")
+            replies = [await probe.ask("summary"), *await ask_all(others, "open")]
             expected, members = expected_of(replies)
-            t_first = min(x["t_first"] for x in replies)
-            t_last = max(x["t_last"] for x in replies)
+            t_first = min(x["t_first"] for x in replies[1:])
+            r["open_queue_s"] = max(x["t_last"] for x in replies[1:]) - t_first
             done = await poller.ask("wait", expected=expected, limit=limit)
-            r["fill_ok"] = done["ok"]
-            r["expected"] = expected
-            r["fill_s"] = done["t"] - t_first
-            r["fill_queue_s"] = t_last - t_first
+            r["open_ok"], r["open_s"] = done["ok"], done["t"] - t_first
+            r["opened"] = n - probe_n
             cpu1 = cpu(cluster)
-            r["fill_cpu"] = delta(cpu1, cpu0)
-            r["fill_top"] = top_commands(commandstats(cluster))
+            r["open_cpu"] = delta(cpu1, cpu0)
+            r["open_top"] = top_commands(commandstats(cluster))
+            r["memory_conns"] = (memory(cluster) - mem1) / r["opened"]
+            reset_stats(cluster)
+            t_rooms = time.monotonic()
+            replies = [await probe.ask("summary"), *await ask_all(others, "rooms")]
+            expected, members = expected_of(replies)
+            done = await poller.ask("wait", expected=expected, limit=limit)
+            r["rooms_ok"], r["rooms_s"] = done["ok"], done["t"] - t_rooms
+            r["fill_s"] = done["t"] - t_first
+            r["expected"] = expected
+            r["memberships"] = sum(members.values())
+            r["joined"] = sum(members.values()) - sum(replies[0]["members"].values())
+            r["rooms_calls"] = sum(x["calls"] for x in replies[1:])
+            cpu2 = cpu(cluster)
+            r["rooms_cpu"] = delta(cpu2, cpu1)
+            r["rooms_top"] = top_commands(commandstats(cluster))
             r["memory"] = memory(cluster) - mem0
             r["clients"] = clients(cluster)
-            r["fill_lost"] = await check_members(poller, members)
+            r["fill_lost"], _ = await check_members(poller, members)
+            await health(workers, r, "fill")
             # 2. Presence memory per manager (probe), then the steady state.
             r["held"] = (await probe.ask("held"))["held"]
             reset_stats(cluster)
+            log("idle")
             cpu_a, t_a = cpu(cluster), time.monotonic()
             await asyncio.sleep(IDLE)
             r["idle_cpu"] = [x / (time.monotonic() - t_a) for x in delta(cpu(cluster), cpu_a)]
             r["idle_top"] = top_commands(commandstats(cluster), 4)
             calls = 100
+            log("counts")
             cpu_a = cpu(cluster)
             r["counts_client"] = (await poller.ask("counts_cost", calls=calls))["median"]
             r["counts_cpu"] = sum(delta(cpu(cluster), cpu_a)) / calls
-            # 3. Churn.
+            await health(workers, r, "steady")
+            # 3. Churn: the arriving users join their rooms (update_rooms), then every
+            # manager's closes and opens at once.
             reset_stats(cluster)
-            cpu_a = cpu(cluster)
-            replies = await ask_all(workers, "churn", fraction=CHURN)
+            cpu_a, t_a = cpu(cluster), time.monotonic()
+            replies = await ask_all(workers, "churn_join", fraction=CHURN)
+            r["churn_joins"] = sum(x["joins"] for x in replies)
+            r["churn_join_s"] = time.monotonic() - t_a
+            cpu_b = cpu(cluster)
+            r["churn_join_cpu"] = delta(cpu_b, cpu_a)
+            r["churn_join_top"] = top_commands(commandstats(cluster), 4)
+            reset_stats(cluster)
+            replies = await ask_all(workers, "churn_burst", fraction=CHURN)
             t_last = max(x["t_last"] for x in replies)
             expected, members = expected_of(replies)
             done = await poller.ask("wait", expected=expected, limit=limit)
             r["churn_ok"] = done["ok"]
             r["churn_converge"] = done["t"] - t_last
             r["churn_polls"] = done["polls"]
-            r["churn_changes"] = 2 * int(n * CHURN)
-            r["churn_cpu"] = delta(cpu(cluster), cpu_a)
+            r["churn_changes"] = 2 * int(PER_MANAGER * CHURN) * managers
+            r["churn_lost"], _ = await check_members(poller, members)
+            r["churn_members_s"] = time.monotonic() - t_last
+            cpu_c = cpu(cluster)
+            r["churn_burst_cpu"] = delta(cpu_c, cpu_b)
+            r["churn_cpu"] = delta(cpu_c, cpu_a)
             r["churn_top"] = top_commands(commandstats(cluster))
-            r["churn_lost"] = await check_members(poller, members)
             r["memory_after_churn"] = memory(cluster) - mem0
+            await health(workers, r, "churn")
             # 4. Reconnect storm.
+            rooms_before = list(members)
             reset_stats(cluster)
             cpu_a = cpu(cluster)
             replies = await ask_all(workers, "storm")
@@ -609,140 +837,147 @@ async def run_size(n: int) -> dict[str, Any]:
             r["storm_ok"] = done["ok"]
             r["storm_s"] = done["t"] - t_first
             r["storm_queue_s"] = t_last - t_first
+            r["storm_lost"], _ = await check_members(poller, members, rooms=rooms_before)
             r["storm_cpu"] = delta(cpu(cluster), cpu_a)
             r["storm_top"] = top_commands(commandstats(cluster))
-            r["storm_lost"] = await check_members(poller, members)
-            r["queued"] = next(x["queued"] for x in replies if x["queued"])
-            stats = await ask_all(workers, "stats")
-            for key in ("errors", "resyncs", "reaped"):
-                # Every manager resyncs once at launch (its first heartbeat).
-                r[key] = sum(s[key] for s in stats) - (managers if key == "resyncs" else 0)
-            r["worker_rss"] = [s["rss"] for s in stats]
+            r["queued"] = replies[0]["queued"]
+            await health(workers, r, "storm")
+            # Every manager resyncs once at launch (its first heartbeat).
+            r["errors"], r["resyncs"], r["reaped"] = r["health"][-1][1:]
+            r["resyncs"] -= managers
         finally:
             for w in workers:
                 with contextlib.suppress(Exception):
-                    await w.ask("exit", limit=10)
+                    await w.ask("exit", timeout_s=10)
                 with contextlib.suppress(ProcessLookupError):
                     w.proc.kill()
                 await w.proc.wait()
     return r
 
 
-def _mb(x: float) -> str:
-    return f"{x / 1e6:,.1f} MB" if x >= 1e6 else f"{x / 1e3:,.1f} KB"
-
-
 def report(results: list[dict[str, Any]], wall: float) -> None:
-    sizes = [f"{r['n']:,}" for r in results]
     print(
-        "\nIndex presence, the million by simulation: IndexedPresence objects and fake hosts"
-        f" ({PER_MANAGER:,} connections per manager), 3-master Redis Cluster, no replicas;"
-        f" load on core {WORKER_CORE}, Redis floating"
+        "\nIndex presence, the million by simulation: IndexedPresence objects with fake hosts"
+        f" ({PER_MANAGER:,} connections per manager) on a 3-master Redis Cluster (no replicas);"
+        f" load generator on core {WORKER_CORE}, Redis floating; {date.today()}"
     )
-    width = 18
-    print(f"{'measure':<58}" + "".join(f"{s:>{width}}" for s in sizes) + "   target at 1M")
+    width = 16
+    header = "".join(f"{r['n']:>{width},}" for r in results)
+    print(f"{'measure':<60}{header}   target at 1M")
 
     def row(label: str, values: list[str], target: str = "") -> None:
-        print(f"{label:<58}" + "".join(f"{v:>{width}}" for v in values) + f"   {target}")
+        print(f"{label:<60}" + "".join(f"{v:>{width}}" for v in values) + f"   {target}")
 
-    def spread(xs: list[float]) -> float:
-        return max(xs) / max(min(xs), 1e-9)
+    def each(fn: Any) -> list[str]:
+        return [fn(r) for r in results]
 
-    row("managers (processes)", [str(r["managers"]) for r in results])
+    def us(x: float) -> str:
+        return f"{x * 1e6:.1f}"
+
+    row("managers (simulated processes)", each(lambda r: str(r["managers"])))
     row(
-        "expected connections / users / rooms",
-        [
-            f"{r['expected'][0] // 1000}k/{r['expected'][1] // 1000}k/{r['expected'][2]:,}"
-            for r in results
-        ],
+        "connections / users / rooms / memberships",
+        each(
+            lambda r: (
+                f"{r['expected'][0] // 1000}k/{r['expected'][1] // 1000}k/"
+                f"{r['expected'][2] / 1000:.1f}k/{r['memberships'] / 1e6:.2f}M"
+            )
+        ),
+    )
+    row("fill: open all until counts right, s", each(lambda r: f"{r['open_s']:.1f}"))
+    row(
+        "fill: then rooms, bulk-loaded, until counts right, s",
+        each(lambda r: f"{r['rooms_s']:.1f}"),
+    )
+    row("Redis CPU per connection opened, us", each(lambda r: us(sum(r["open_cpu"]) / r["opened"])))
+    row(
+        "  rooms bulk load: Redis CPU per membership, us",
+        each(lambda r: us(sum(r["rooms_cpu"]) / r["joined"])),
     )
     row(
-        "fill: open all + join rooms, until counts right, s",
-        [f"{r['fill_s']:.1f}" for r in results],
-    )
-    row(
-        "fill: Redis CPU per connection (opens + joins), us",
-        [f"{sum(r['fill_cpu']) / r['n'] * 1e6:.1f}" for r in results],
-    )
-    row(
-        "Redis memory per connection (3 masters), B",
-        [f"{r['memory'] / r['n']:,.0f}" for r in results],
+        "Redis memory per connection, rooms included, B",
+        each(lambda r: f"{r['memory'] / r['n']:,.0f}"),
         "<= 1,024",
     )
+    row("  of which connections alone, B", each(lambda r: f"{r['memory_conns']:,.0f}"))
     row(
-        "the same after the churn (10-min tombstones), B",
-        [f"{r['memory_after_churn'] / r['n']:,.0f}" for r in results],
+        "  after the churn (10-min room tombstones), B",
+        each(lambda r: f"{r['memory_after_churn'] / r['n']:,.0f}"),
     )
-    row("Redis connections per master (max)", [f"{max(r['clients']):,}" for r in results])
-    row("presence memory per manager, at rest", [_mb(r["held"]) for r in results], "<= 10 MB")
-    row("the same, storm top (20,000 ops queued)", [_mb(r["queued"]) for r in results])
+    row("Redis client connections per master (max)", each(lambda r: f"{max(r['clients']):,}"))
+    row("presence memory per manager, at rest", each(lambda r: _size(r["held"])), "<= 10 MB")
+    row("  a manager's whole storm queued (30,000 ops)", each(lambda r: _size(r["queued"])))
     row(
-        "mirror mode, model (400 B x cluster connections)",
-        [_mb(MIRROR_BYTES * r["n"]) for r in results],
+        "  mirror mode, model: 400 B x cluster connections",
+        each(lambda r: _size(MIRROR_BYTES * r["n"])),
         "(400 MB)",
     )
     row(
-        "steady state: Redis CPU, ms/s (sum of masters)",
-        [f"{sum(r['idle_cpu']) * 1e3:.1f}" for r in results],
+        "steady state: Redis CPU, ms/s (3 masters)",
+        each(lambda r: f"{sum(r['idle_cpu']) * 1e3:.1f}"),
     )
     row(
-        "counts(): client ms / Redis CPU us per call",
-        [f"{r['counts_client'] * 1e3:.1f} / {r['counts_cpu'] * 1e6:.0f}" for r in results],
+        "counts(): client ms / Redis CPU us, per call",
+        each(lambda r: f"{r['counts_client'] * 1e3:.1f} / {r['counts_cpu'] * 1e6:.0f}"),
     )
     row(
-        "churn 10 %: Redis CPU per connection change, us",
-        [f"{sum(r['churn_cpu']) / r['churn_changes'] * 1e6:.1f}" for r in results],
+        "churn 10 %: update_rooms joins of arrivals, per s",
+        each(lambda r: f"{r['churn_joins'] / r['churn_join_s']:,.0f}"),
     )
     row(
-        "  per master, us",
-        ["/".join(f"{x / r['churn_changes'] * 1e6:.1f}" for x in r["churn_cpu"]) for r in results],
+        "  Redis CPU per update_rooms join, us",
+        each(lambda r: us(sum(r["churn_join_cpu"]) / r["churn_joins"])),
     )
     row(
-        "churn: counts right after the last change, s",
-        [f"{r['churn_converge']:.2f}" for r in results],
+        "  Redis CPU per connection change (close or open), us",
+        each(lambda r: us(sum(r["churn_burst_cpu"]) / r["churn_changes"])),
+    )
+    row(
+        "  the same, joins included, per master, us",
+        each(lambda r: "/".join(us(x / r["churn_changes"]) for x in r["churn_cpu"])),
+    )
+    row(
+        "  counts right after the last change, s",
+        each(lambda r: f"{r['churn_converge']:.2f}"),
         "<= 2 s",
     )
     row(
-        "storm: all close and reopen, until counts right, s",
-        [f"{r['storm_s']:.1f}" for r in results],
+        "  room memberships right after the last change, s",
+        each(lambda r: f"{r['churn_members_s']:.2f}"),
     )
-    row(
-        "storm: Redis CPU, s (sum of masters)",
-        [f"{sum(r['storm_cpu']):.1f}" for r in results],
-    )
-    row(
-        "  per master, s",
-        ["/".join(f"{x:.1f}" for x in r["storm_cpu"]) for r in results],
-    )
+    row("storm: all close and reopen, until counts right, s", each(lambda r: f"{r['storm_s']:.1f}"))
+    row("  Redis CPU, s (3 masters)", each(lambda r: f"{sum(r['storm_cpu']):.1f}"))
+    row("  per master, s", each(lambda r: "/".join(f"{x:.1f}" for x in r["storm_cpu"])))
     row(
         "  busiest master / idlest",
-        [f"{spread(r['storm_cpu']):.2f}" for r in results],
+        each(lambda r: f"{max(r['storm_cpu']) / max(min(r['storm_cpu']), 1e-9):.2f}"),
+    )
+    row("  Redis CPU per connection, us", each(lambda r: us(sum(r["storm_cpu"]) / r["n"])))
+    row(
+        "memberships missing in Redis (fill/churn/storm)",
+        each(lambda r: f"{r['fill_lost']}/{r['churn_lost']}/{r['storm_lost']}"),
     )
     row(
-        "storm: Redis CPU per connection (close+reopen+rejoin), us",
-        [f"{sum(r['storm_cpu']) / r['n'] * 1e6:.1f}" for r in results],
-    )
-    row(
-        "memberships lost (fill / churn / storm)",
-        [f"{r['fill_lost']}/{r['churn_lost']}/{r['storm_lost']}" for r in results],
-    )
-    row(
-        "presence errors / resyncs / reaped",
-        [f"{r['errors']}/{r['resyncs']}/{r['reaped']}" for r in results],
+        "presence errors / resyncs / reaps",
+        each(lambda r: f"{r['errors']}/{r['resyncs']}/{r['reaped']}"),
     )
     for r in results:
-        ok = all(r[k] for k in ("fill_ok", "churn_ok", "storm_ok"))
+        ok = all(r[k] for k in ("open_ok", "rooms_ok", "churn_ok", "storm_ok"))
         print(f"\n{r['n']:,}: counts converged in every phase: {ok}")
-        print(
-            f"  fill ({r['fill_queue_s']:.1f} s to hand every change to presence): {r['fill_top']}"
-        )
-        print(
-            f"  steady state, per master ms/s {[round(x * 1e3, 1) for x in r['idle_cpu']]}: {r['idle_top']}"
-        )
-        print(f"  churn: {r['churn_top']}")
-        print(f"  storm ({r['storm_queue_s']:.1f} s to hand every change): {r['storm_top']}")
-        print(f"  load generator RSS: {[_mb(x) for x in r['worker_rss']]}")
+        print(f"  opens ({r['open_queue_s']:.1f} s to queue them): {r['open_top']}")
+        print(f"  rooms ({r['rooms_calls']:,} commands, bulk): {r['rooms_top']}")
+        idle = [round(x * 1e3, 1) for x in r["idle_cpu"]]
+        print(f"  steady state (ms/s per master {idle}): {r['idle_top']}")
+        print(f"  churn joins ({r['churn_join_s']:.1f} s): {r['churn_join_top']}")
+        print(f"  churn burst: {r['churn_top']}")
+        print(f"  storm ({r['storm_queue_s']:.1f} s to queue and rejoin): {r['storm_top']}")
+        print(f"  load generator RSS: {[_size(x) for x in r['worker_rss']]}")
+        print(f"  presence (errors, resyncs, reaps) after each phase: {r['health']}")
     print(f"\nwall time {wall:.0f} s")
+
+
+def _size(x: float) -> str:
+    return f"{x / 1e6:,.1f} MB" if x >= 1e6 else f"{x / 1e3:,.1f} KB"
 
 
 async def main() -> None:
