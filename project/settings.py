@@ -54,6 +54,9 @@ DATABASES = {
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL: the relay's reads never hold up a view's commit (nor the other way round).
     DATABASES["default"]["OPTIONS"] = {"init_command": "PRAGMA journal_mode=WAL;"}
+    # Tests: a file, not Django's in-memory default, whose connections never close
+    # (a test's connection in another thread would outlive it).
+    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "db.sqlite3-test")}
 
 # One process (runserver): the outbox relay runs inside it. With several processes
 # on SQLite, keep it in one (WS_RELAY_IN_PROCESS=false elsewhere, or `ws_outbox`).

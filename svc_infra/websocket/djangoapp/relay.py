@@ -157,7 +157,16 @@ class OutboxRelay:
                 listener.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await listener
-            self._executor.shutdown(wait=False)
+            await self.close()
+
+    async def close(self) -> None:
+        """Close the relay's database connection and its thread (``run`` does, when
+        it ends). Never raises."""
+        from django.db import connections
+
+        with contextlib.suppress(Exception):
+            await self._db(connections.close_all)
+        self._executor.shutdown(wait=False)
 
     async def relay_once(self) -> int:
         """One round: publish the oldest pending rows, mark them sent. Returns how

@@ -37,6 +37,7 @@ __all__ = [
     "CLAIM_NEWEST",
     "RELEASE",
     "ROOM_OPS",
+    "ROOM_VERSIONS",
     "USER_OPS",
     "USER_ROOMS",
     "bucket_tag",
@@ -158,6 +159,17 @@ local v = version(uid)
 if changed == 1 then v = str(store_rooms(uid)) end
 local out = {v, changed}
 for _, room in ipairs(redis.call('SMEMBERS', key)) do table.insert(out, room) end
+return out
+"""
+)
+
+#: ARGV: K, T, then users of bucket T. Returns the version of each one's room set
+#: (0 if it has none and no recent tombstone): a process compares them with its own.
+ROOM_VERSIONS = (
+    _COMMON
+    + """
+local out = {}
+for i = 3, #ARGV do table.insert(out, version(ARGV[i])) end
 return out
 """
 )

@@ -48,6 +48,8 @@ logger = logging.getLogger("svc_infra.websocket.presence")
 
 #: Seconds a reaper holds a dead process's lock (and a resync its own).
 REAP_LOCK_MS = 30_000
+#: Heartbeats between two comparisons of our users' room sets with Redis.
+RECONCILE_BEATS = 4
 
 Page = tuple[list[str], str]
 """Part of a listing: the names, and the cursor of the next part ("" at the end)."""
@@ -72,6 +74,9 @@ class IndexedPresence(QueuedPresence):
         self.key_prefix = key_prefix
         #: Dead processes this one reaped.
         self.reaped = 0
+        #: Room sets read again because Redis had a newer one (a missed change).
+        self.room_reads = 0
+        self._beats = 0
         # Registered processes whose liveness key had expired at the last heartbeat
         # (until reaped): their connections no longer count.
         self._dead: list[str] = []
@@ -79,7 +84,10 @@ class IndexedPresence(QueuedPresence):
         self._local_then = 0  # ours, when _total was read
         self._scripts = {
             name: client.register_script(getattr(lua, name))
-            for name in ("USER_OPS", "USER_ROOMS", "ROOM_OPS", "CLAIM", "CLAIM_NEWEST", "RELEASE")
+            for name in (
+                *("USER_OPS", "USER_ROOMS", "ROOM_OPS", "ROOM_VERSIONS"),
+                *("CLAIM", "CLAIM_NEWEST", "RELEASE"),
+            )
         }
         me = self._proc(owner.id)
         self._live_key, self._conns_key, self._lock_key = me("live"), me("c"), me("reap")
@@ -364,8 +372,30 @@ class IndexedPresence(QueuedPresence):
         for process, channel in procs.items():
             if not alive[process] and process != self.owner.id:
                 await self._reap(process, channel)
-        local = len(self.owner.local_connections())
-        self._total, self._local_then = (await self.counts())[0], local
+        local = self.owner.local_connections()
+        self._total, self._local_then = (await self.counts())[0], len(local)
+        self._beats += 1
+        if self._beats % RECONCILE_BEATS == 0:
+            await self._reconcile_rooms({info.user_id for info in local})
+
+    async def _reconcile_rooms(self, users: set[str]) -> None:
+        """Our users' room sets against Redis': one call per bucket for the versions,
+        then a read of each set that is newer there. A room change announced on
+        the user's group that this process missed (a layer that lost it, a group
+        joined a moment late) is made up for within ``RECONCILE_BEATS`` heartbeats."""
+        by_bucket: dict[str, list[str]] = defaultdict(list)
+        for user in users:
+            by_bucket[bucket_tag(user)].append(user)
+        tags = list(by_bucket)
+        results = await asyncio.gather(
+            *(self._run("ROOM_VERSIONS", tag, *by_bucket[tag]) for tag in tags)
+        )
+        for tag, versions in zip(tags, results, strict=True):
+            for user, version in zip(by_bucket[tag], versions, strict=True):
+                if int(version) > self.owner.room_version(user):
+                    self.room_reads += 1
+                    newer, rooms = await self.user_rooms(user)
+                    await self.owner.apply_rooms(user, rooms, newer)
 
     async def _reap(self, process: str, channel: str) -> None:
         """Remove a dead process's connections (if no other process is at it)."""

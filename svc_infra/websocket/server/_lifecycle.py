@@ -195,6 +195,9 @@ class Lifecycle:
     async def apply_rooms(self, user: str, rooms: list[str], version: int) -> None:
         await self.rooms.apply(user, rooms, version)
 
+    def room_version(self, user: str) -> int:
+        return self.registry.room_version(user)
+
     async def announce(self, message: dict[str, Any]) -> None:
         await self.membership.publisher.publish(
             self.membership.broadcast_group, message, "presence"

@@ -142,6 +142,10 @@ class Registry:
             self.set_member(user, room, room in wanted)
         return changed
 
+    def room_version(self, user: str) -> int:
+        """The version of the user's room set held here (0: none)."""
+        return self._room_versions.get(user, 0)
+
     def known_rooms(self) -> list[tuple[str, int, list[str]]]:
         """(user, version, rooms) of each user with rooms; old tombstones are forgotten."""
         self.forget_old_tombstones()

@@ -74,6 +74,10 @@ class PresenceHost(Protocol):
         """Make ``rooms`` the user's room set, if ``version`` is newer than the one held."""
         ...
 
+    def room_version(self, user: str) -> int:
+        """The version of the user's room set held here (0: none)."""
+        ...
+
     async def announce(self, message: dict[str, Any]) -> None:
         """Send a presence message to every process.
 

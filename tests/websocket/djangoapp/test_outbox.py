@@ -4,12 +4,13 @@ in the caller's transaction, and the relay's rounds, failures and duplicates."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
 from channels.layers import InMemoryChannelLayer
-from django.db import transaction
+from django.db import connections, transaction
 
 from svc_infra.websocket import ChannelLayerError, ConnectionManager, WebSocketConfig
 from svc_infra.websocket.djangoapp import outbox
@@ -19,6 +20,26 @@ from svc_infra.websocket.testing import MemoryTransport
 from tests.support import timeout
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+_relays: list[OutboxRelay] = []
+
+
+@pytest.fixture(autouse=True)
+async def close_connections() -> AsyncIterator[None]:
+    """Close the database connections these tests open in other threads (the
+    relays', sync_to_async's): a later test without database access would find
+    them open, and Django's close_old_connections (Channels calls it) touch them."""
+    yield
+    for relay in _relays:
+        await relay.close()
+    _relays.clear()
+    await sync_to_async(connections.close_all)()
+
+
+def new_relay(manager: ConnectionManager) -> OutboxRelay:
+    relay = OutboxRelay(manager)
+    _relays.append(relay)
+    return relay
 
 
 class RollbackError(Exception):
@@ -84,7 +105,7 @@ async def test_the_relay_publishes_committed_rows_once_in_order() -> None:
     for n in range(3):
         await outbox.asend_to_user("u", {"n": n})
     await outbox.abroadcast_to_room("lobby", {"room": 1})
-    relay = OutboxRelay(m)
+    relay = new_relay(m)
     assert await relay.relay_once() == 4
     assert [await s.next_json() for _ in range(4)] == [{"n": 0}, {"n": 1}, {"n": 2}, {"room": 1}]
     assert await relay.relay_once() == 0
@@ -105,7 +126,7 @@ async def test_a_row_published_twice_reaches_each_socket_once_without_history() 
     await relay_side.start()
     for n in range(3):
         await outbox.asend_to_user("u", {"n": n})
-    relay = OutboxRelay(relay_side)
+    relay = new_relay(relay_side)
     rows = await relay._db(relay._claim)
     for row in rows:  # published, then the process "dies": no _finish, no commit
         await relay_side.ops.send_once(row.kind, row.target, row.frame, row.message_id)
@@ -125,7 +146,7 @@ async def test_with_history_a_retried_id_keeps_its_first_offset() -> None:
     await m.start()
     for n in range(2):
         await outbox.asend_to_user("u", {"n": n})
-    relay = OutboxRelay(m)
+    relay = new_relay(m)
     rows = await relay._db(relay._claim)
     await relay._db(lambda: relay._finish([], None))
     store = m._recovery.store
@@ -151,7 +172,7 @@ async def test_a_failing_layer_keeps_the_rows_counts_and_retries_in_order() -> N
     await here.connect("u", s)
     for n in range(3):
         await outbox.asend_to_user("u", {"n": n})
-    relay = OutboxRelay(relay_side)
+    relay = new_relay(relay_side)
     for _ in range(FAILING_AFTER):
         with pytest.raises(ChannelLayerError):
             await relay.relay_once()
@@ -174,7 +195,7 @@ async def test_a_failing_layer_keeps_the_rows_counts_and_retries_in_order() -> N
 async def test_sent_rows_are_deleted_after_the_retention() -> None:
     m = manager(relay_retention=0)
     await outbox.asend_to_user("u", {"n": 1})
-    relay = OutboxRelay(m)
+    relay = new_relay(m)
     assert await relay.relay_once() == 1
     await relay.housekeeping()
     assert relay.stats.deleted == 1
@@ -186,7 +207,7 @@ async def test_run_wakes_on_the_poll_interval_and_stops_on_request() -> None:
     m = manager()
     s = sock()
     await m.connect("u", s)
-    relay = OutboxRelay(m)
+    relay = new_relay(m)
     stop = asyncio.Event()
     running = asyncio.create_task(relay.run(stop))
     await outbox.asend_to_user("u", {"late": 1})  # after the relay found nothing
@@ -203,7 +224,7 @@ async def test_the_relay_metrics() -> None:
 
     registry = CollectorRegistry()
     m = manager()
-    relay = OutboxRelay(m)
+    relay = new_relay(m)
     RelayMetrics(relay, registry)
     for n in range(3):
         await outbox.asend_to_user("u", {"n": n})

@@ -145,6 +145,19 @@ async def test_a_room_change_reaches_the_users_processes_only(where: str) -> Non
         assert await on_a.next_json() == {"n": 2}
 
 
+async def test_a_missed_room_change_is_made_up_by_the_comparison_with_redis(where: str) -> None:
+    """A room change written to Redis that a's copy never heard of (a lost layer
+    message): a reads the user's newer set within RECONCILE_BEATS heartbeats."""
+    async with managers(where, 2) as (a, b):
+        await a.connect("u", sock())
+        other = b.ops.presence
+        assert isinstance(other, IndexedPresence)
+        await other.update_rooms("u", "join", "quiet")  # Redis only: nobody is told
+        await wait_until(lambda: a.get_room_users("quiet") == ["u"], limit=3 * 2.0)
+        presence_a = a.ops.presence
+        assert isinstance(presence_a, IndexedPresence) and presence_a.room_reads >= 1
+
+
 async def test_a_dead_process_is_reaped_and_its_users_leave_their_rooms(where: str) -> None:
     """A process stops beating (its tasks gone, its liveness key expired): another
     reaps it within the TTL; its only user leaves their rooms."""
