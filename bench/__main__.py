@@ -13,6 +13,8 @@ from bench import (
     fanout,
     flood,
     instructions,
+    outbox,
+    presence,
     rcluster,
     scale,
 )
@@ -25,6 +27,8 @@ BENCHMARKS = {
     "fanout": fanout.main,
     "flood": flood.main,
     "instructions": instructions.main,
+    "outbox": outbox.main,
+    "presence": presence.main,
     "redis-cluster": rcluster.main,
     "scale": scale.main,
 }

@@ -4,56 +4,64 @@
 hold a million connections' worth of presence: the benchmark drives
 :class:`~svc_infra.websocket.scaleout.indexed.IndexedPresence` objects directly,
 each with a minimal fake :class:`~svc_infra.websocket.server.protocols.PresenceHost`
-(no ConnectionManager, no sockets), so the load generator is cheap and what is
-measured is presence and Redis.
+(no ConnectionManager, no sockets), so what is measured is presence and Redis.
 
 Setup, per size: a throwaway Redis Cluster of 3 masters and no replicas
-(``tests/rediscluster.py``; replicas would only take the two cores from the load
+(``tests/rediscluster.py``; replicas would take the two cores from the load
 generator), ``maxclients`` raised. ``PER_MANAGER`` (10,000) connections per
-manager, so 10 managers at 100,000 and 100 at 1,000,000, each with its own
-``IndexedPresence`` and its own redis-py ``RedisCluster`` client (``cluster_client``,
-as the library builds it), ``ttl=30``. The managers live in ``WORKERS`` (2) worker
-processes plus one probe process with ``PROBE_MANAGERS`` (2) managers under
-tracemalloc; all of them are pinned to core 1 (``os.sched_setaffinity``), this
-process to core 0, and the Redis masters float (on two cores they mostly run on
-core 0). Per manager: 9,500 users with one connection here, and 500 second
-connections of another manager's users (5 % of users have two). Each user is in
-1, 2 or 3 rooms (50/30/20 %) drawn from a Zipf distribution (s = 1) over
-``N / 100`` rooms (10,000 at a million); the app joins a user's rooms one after the
-other with ``update_rooms``, 16 users at a time per manager.
+simulated manager (process): 10 managers at 100,000, 100 at 1,000,000, each with its
+own ``IndexedPresence`` and its own ``RedisCluster`` client (``cluster_client``, as
+the library builds it). The managers live in ``WORKERS`` (2) worker processes and
+one probe process (one manager, under tracemalloc), all pinned to core 1
+(``os.sched_setaffinity``); this process is on core 0; the Redis masters float
+(they mostly run on core 0). Per manager: 9,500 users, the first 500 of them with
+a second connection (on the same manager: see :meth:`Manager.open_all`). Each user
+is in 1, 2 or 3 rooms (50/30/20 %) drawn from a Zipf distribution (s = 1) over
+``N / 100`` rooms (10,000 at a million).
+
+Two settings differ from a server's, because 50 managers share each worker's event
+loop on one core (a server has one manager per loop): ``presence_ttl`` is an hour
+(``BENCH_PRESENCE_TTL``; with 30, the loop is late enough in a storm that live
+managers are reaped), so the managers' own heartbeats stay out of the phases and
+one heartbeat is measured on its own; and redis-py's timeouts are 60 s
+(``BENCH_PRESENCE_TIMEOUT``; with ``cluster_client``'s 2 s, replies read late by a
+blocked loop count as timeouts, and redis-py runs the scripts again).
 
 Phases:
 
-1. Fill: open every connection (``opened``) and join every room. Redis memory per
-   connection: the masters' ``used_memory`` after minus before, over the
-   connections. Fill time: from the first open to the counts read by one manager
-   (``counts()``, polled every 50 ms) equal to the expected (connections, users,
-   rooms). Then the steady state (``IDLE`` s of heartbeats only) and the cost of one
-   ``counts()`` (client time, Redis CPU).
-2. Presence memory per manager, in the probe: tracemalloc from before its
-   presence objects exist; what ``indexed.py`` allocated and still holds (as
-   ``presence_bytes`` of ``tests/websocket/scaleout/test_indexed.py``: every frame,
-   without asyncio's and redis-py's own), after the fill, and at the top of the
-   reconnect storm (10,000 closes and 10,000 opens queued, not written yet). The
-   mirror mode is not run: its model is 400 B per cluster connection per process
-   (``docs/scaling.md``).
-3. Churn: every manager closes 10 % of its connections (users with one
-   connection: they leave, ``user_left_here``) and opens as many for new users,
-   who join their rooms. Redis CPU per connection change (``used_cpu_user +
-   used_cpu_sys`` of each master, delta over closes + opens, heartbeats included),
-   and the time from the last change handed to presence until the counts are right.
-4. Reconnect storm: every manager closes all its connections (each user's last one
-   here: ``user_left_here``) and reopens them at once; once its writer has written
-   that (``_flush``: see below), it rejoins its users' rooms. Time from the start
-   until the counts are right, and the Redis CPU per master.
+1. Fill: the probe first (traced, slow, not timed), then every connection opened
+   (``opened``); the fill time runs from the first open until the counts read by
+   one manager (``counts()``, polled every 50 ms) equal the expected (connections,
+   users, rooms). Then the rooms, loaded in bulk (:func:`bulk_rooms`: redis-py's
+   client cost per script call would take the load generator's core for minutes at
+   a million). Redis memory per connection: the masters' ``used_memory`` (INFO
+   memory) after minus before, over the connections.
+2. Presence memory per manager, in the probe: tracemalloc from before its presence
+   object exists; what the index mode's modules allocated and still hold (as
+   ``presence_bytes`` of ``tests/websocket/scaleout/test_indexed.py``: any frame,
+   without asyncio's and redis-py's own), after the fill, and with a whole storm
+   queued (10,000 closes, 9,500 last-connection checks, 10,000 opens) before the
+   writer takes it. The mirror mode is not run: its model is 400 B per cluster
+   connection in every process (``docs/scaling.md``). Then one heartbeat
+   (``_beat``) and one ``counts()``, each repeated from one manager: client time,
+   Redis CPU.
+3. Churn: 10 % of the connections close (users with one connection: they leave,
+   ``user_left_here``) and as many open for new users, whose rooms were joined
+   before they connect (``JOINED`` of them per manager with ``update_rooms``, the
+   rest in bulk). Redis CPU (``used_cpu_user + used_cpu_sys`` of each master, INFO
+   cpu) per ``update_rooms`` join, and per connection change (close or open) of the
+   burst; the time from the last change handed to presence until the counts are
+   right, and until the rooms' member sets are.
+4. Reconnect storm: every manager closes all its connections (each user's last
+   one here: ``user_left_here``, so with ``room_grace`` 0 everyone leaves their
+   rooms) and reopens them, at once. The time until the connection and user counts
+   are right, the Redis CPU per master, and what is left in the rooms (nothing
+   should be).
 
-After each phase the sum of every room's member count (``SCARD``) is checked
-against the expected memberships. Why the storm waits for its own writer before
-rejoining: a rejoin that reaches Redis before the batch with the user's ``?``
-(last connection here closed) is undone by it (the report of this benchmark).
-
-Environment: ``BENCH_PRESENCE_SIZES`` (default ``100000,1000000``),
-``BENCH_PRESENCE_IDLE`` (seconds of steady state, default 16).
+During the churn and the storm this process PINGs every master every 50 ms (how
+long a liveness refresh would wait), and every worker counts the calls redis-py
+made to a node that failed (it retries them). ``BENCH_PRESENCE_SIZES`` (default
+``100000,1000000``), ``BENCH_VERBOSE=1`` for a log of the phases on stderr.
 """
 
 from __future__ import annotations
@@ -83,18 +91,28 @@ sys.path.insert(0, str(ROOT))
 from tests.rediscluster import RedisCluster, redis_cluster  # noqa: E402
 
 SIZES = [int(s) for s in os.environ.get("BENCH_PRESENCE_SIZES", "100000,1000000").split(",")]
-IDLE = float(os.environ.get("BENCH_PRESENCE_IDLE", "16"))
 PER_MANAGER = 10_000
-SECOND_SHARE = 0.05  # of a manager's connections: second connections of other users
+SECOND_SHARE = 0.05  # of a manager's connections: second connections of its first users
 CHURN = 0.10
 ROOMS_PER_CONNECTION = 0.01  # 10,000 rooms at a million
 ROOM_WEIGHTS = ((1, 0.5), (2, 0.3), (3, 0.2))
 ZIPF_S = 1.0
 JOINERS = 16  # users joining their rooms at once, per manager
+JOINED = 200  # arrivals per manager whose rooms are joined with update_rooms
 WORKERS = 2
 PROBE_MANAGERS = 1
 FRAMES = 4  # tracemalloc's frames: enough to reach indexed.py from json.dumps; 10 is 10x slower
-TTL = 30.0
+# presence_ttl of the simulated managers: an hour, so that their own heartbeats
+# (every ttl / 4) stay out of the phases; one heartbeat is measured on its own and
+# scaled to ttl 30. Not 30 itself: 50 managers share each worker's loop, and with
+# 30 (liveness refreshed every 7.5 s, the key lasting 15 s) a storm makes that loop
+# late enough that live managers are reaped, and 50 aligned heartbeats (a room
+# version check of 10,000 users every fourth) take the load generator's core.
+TTL = float(os.environ.get("BENCH_PRESENCE_TTL", "3600"))
+# redis-py's read and connect timeouts (cluster_client's: 2 s). 50 managers share a
+# worker's loop, which a storm blocks for tens of seconds: with 2 s, replies read
+# late count as timeouts, and redis-py runs the scripts again (the report).
+TIMEOUT = float(os.environ.get("BENCH_PRESENCE_TIMEOUT", "60"))
 WORKER_CORE, MAIN_CORE = 1, 0
 POLL = 0.05
 CHUNK = 500  # connections opened between two yields to the loop
@@ -129,6 +147,9 @@ class FakeHost:
         old = self.rooms.get(user)
         if old is None or version > old[0]:
             self.rooms[user] = (version, list(rooms))
+
+    def room_version(self, user: str) -> int:
+        return self.rooms.get(user, (0, []))[0]
 
     async def announce(self, message: dict[str, Any]) -> None:
         pass
@@ -301,13 +322,51 @@ class Manager:
 
         self.index = index
         self.host = FakeHost(f"bench-{index}")
-        self.presence = IndexedPresence(
-            cluster_client([url]), self.host, key_prefix=PREFIX, ttl=TTL
-        )
+        client = cluster_client([url], socket_timeout=TIMEOUT, socket_connect_timeout=TIMEOUT)
+        self.presence = IndexedPresence(client, self.host, key_prefix=PREFIX, ttl=TTL)
+        self.watch_liveness()
         self.room_draw = rooms
         self.primary: dict[str, list[str]] = {}  # users whose rooms this manager joins
         self.seconds: list[str] = []  # users with a second connection
         self.arriving: list[str] = []  # the churn's new users
+
+    def watch_liveness(self) -> None:
+        """Record the liveness refreshes (``SET <prefix>{p:<id>}live ... XX``): the
+        longest gap between two that succeeded, and the ones that failed (the
+        client's ``set`` wrapped on this instance; presence itself unchanged)."""
+        client = self.presence.client
+        plain = client.set
+        self.live_ok_at = time.monotonic()
+        self.live_gap = 0.0
+        self.live_failures: list[str] = []
+
+        async def set_(name: Any, *args: Any, **kwargs: Any) -> Any:
+            if not str(name).endswith("}live") or not kwargs.get("xx"):
+                return await plain(name, *args, **kwargs)
+            start = time.monotonic()
+            try:
+                ok = await plain(name, *args, **kwargs)
+            except Exception as exc:
+                self.live_failures.append(
+                    f"{type(exc).__name__} after {time.monotonic() - start:.1f} s"
+                )
+                log(f"manager {self.index}: liveness refresh failed: {self.live_failures[-1]}")
+                raise
+            now = time.monotonic()
+            if ok:
+                self.live_gap = max(self.live_gap, now - self.live_ok_at)
+                self.live_ok_at = now
+            else:
+                self.live_failures.append(
+                    f"key gone ({now - self.live_ok_at:.1f} s after the last refresh)"
+                )
+                log(
+                    f"manager {self.index}: liveness key gone,"
+                    f" {now - self.live_ok_at:.1f} s after the last refresh"
+                )
+            return ok
+
+        client.set = set_
 
     def _open_now(self, users: list[str]) -> None:
         from svc_infra.websocket.models import ConnectionInfo
@@ -346,13 +405,21 @@ class Manager:
             self.host.rooms[user] = (version, list(rooms))
         return commands
 
-    async def join_arriving(self, fraction: float) -> int:
-        """The churn's new users, joined to their rooms before they connect, one
-        update_rooms after the other (JOINERS users at a time), as an app does."""
+    async def arrive(self, fraction: float) -> None:
+        """The churn's new users: their rooms drawn, and those of all but the first
+        JOINED joined in bulk before they connect (redis-py's client cost: see
+        :func:`bulk_rooms`)."""
         n = int(PER_MANAGER * fraction)
         self.arriving = [f"u{self.index}c-{j}" for j in range(n)]
         for user in self.arriving:
             self.primary[user] = self.room_draw.draw()
+        if self.arriving[JOINED:]:
+            await self.load_rooms(self.arriving[JOINED:])
+
+    async def join_arriving(self) -> int:
+        """The first JOINED new users join their rooms before they connect, one
+        update_rooms after the other (JOINERS users at a time), as an app does.
+        Returns the joins."""
 
         async def joiner(queue: list[str]) -> None:
             while queue:
@@ -361,9 +428,10 @@ class Manager:
                     version, rooms = await self.presence.update_rooms(user, "join", room)
                     self.host.rooms[user] = (version, rooms)
 
-        queue = list(self.arriving)
+        sample = self.arriving[:JOINED]
+        queue = list(sample)
         await asyncio.gather(*(joiner(queue) for _ in range(JOINERS)))
-        return sum(len(self.primary[u]) for u in self.arriving)
+        return sum(len(self.primary[u]) for u in sample)
 
     def churn_burst(self, fraction: float) -> None:
         """Close ``fraction`` of the connections (users with one: they leave) and
@@ -444,7 +512,7 @@ class Worker:
         client = self.managers[0].presence.client
         for name in ("USER_ROOMS", "ROOM_OPS"):
             await client.script_load(getattr(lua, name))  # on every master
-        loop.create_task(self.monitor())
+        self.monitor_task = loop.create_task(self.monitor())
         log(f"{self.args['name']}: ready")
         self.reply(ready=True)
         while line := await reader.readline():
@@ -452,6 +520,10 @@ class Worker:
             name = command.pop("cmd")
             start = time.monotonic()
             answer = await getattr(self, "do_" + name)(**command)
+            # What this process holds for its managers is long-lived: out of the
+            # collector's way (a full collection of a million objects blocks the
+            # loop for seconds on this machine; a real server holds 1/50 of it).
+            gc.freeze()
             log(f"{self.args['name']}: {name} took {time.monotonic() - start:.2f} s")
             self.reply(**answer)
 
@@ -464,6 +536,7 @@ class Worker:
             before = time.monotonic()
             await asyncio.sleep(0.5)
             lag = time.monotonic() - before - 0.5
+            gc.collect(1)
             self.max_lag = max(self.max_lag, lag)
             if lag > 1:
                 log(f"{self.args['name']}: loop blocked {lag:.1f} s")
@@ -494,13 +567,29 @@ class Worker:
         calls = await asyncio.gather(*(m.load_rooms(list(m.primary)) for m in self.managers))
         return {"t_last": time.monotonic(), "calls": sum(calls), **self.summary()}
 
-    async def do_held(self) -> dict[str, Any]:
-        gc.collect()
-        held = await child_result(measure_in_child()) if self.trace else 0
-        return {"held": held / len(self.managers)}
+    async def do_held_start(self) -> dict[str, Any]:
+        self.held_child = measure_in_child()
+        return {}
 
-    async def do_churn_join(self, fraction: float) -> dict[str, Any]:
-        joins = await asyncio.gather(*(m.join_arriving(fraction) for m in self.managers))
+    async def do_held_result(self) -> dict[str, Any]:
+        return {"held": await child_result(self.held_child) / len(self.managers)}
+
+    async def do_beat_cost(self, calls: int) -> dict[str, Any]:
+        presence = self.managers[0].presence
+        took = []
+        for _ in range(calls):
+            start = time.perf_counter()
+            await presence._beat()
+            took.append(time.perf_counter() - start)
+        # The mean: every fourth beat also compares the users' room versions.
+        return {"median": statistics.mean(took)}
+
+    async def do_arrive(self, fraction: float) -> dict[str, Any]:
+        await asyncio.gather(*(m.arrive(fraction) for m in self.managers))
+        return {}
+
+    async def do_churn_join(self) -> dict[str, Any]:
+        joins = await asyncio.gather(*(m.join_arriving() for m in self.managers))
         return {"joins": sum(joins)}
 
     async def do_churn_burst(self, fraction: float) -> dict[str, Any]:
@@ -528,10 +617,14 @@ class Worker:
             "reaped": sum(p.reaped for p in ps),
             "rss": _rss(),
             "lag": self.max_lag,
+            "node_failures": dict(NODE_FAILURES),
+            "live_gap": max(m.live_gap for m in self.managers),
+            "live_failures": sum(len(m.live_failures) for m in self.managers),
         }
 
-    async def do_wait(self, expected: list[int], limit: float) -> dict[str, Any]:
-        """Poll counts() of the first manager until it equals ``expected``."""
+    async def do_wait(self, expected: list[int], limit: float, fields: int = 3) -> dict[str, Any]:
+        """Poll counts() of the first manager until its first ``fields`` equal
+        ``expected``'s."""
         presence = self.managers[0].presence
         seen: list[int] = []
         polls = 0
@@ -539,7 +632,7 @@ class Worker:
         while time.monotonic() < deadline:
             seen = list(await presence.counts())
             polls += 1
-            if seen == expected:
+            if seen[:fields] == expected[:fields]:
                 return {"t": time.monotonic(), "seen": seen, "polls": polls, "ok": True}
             await asyncio.sleep(POLL)
         return {"t": time.monotonic(), "seen": seen, "polls": polls, "ok": False}
@@ -556,6 +649,20 @@ class Worker:
                 pipe.scard(f"{PREFIX}{bucket_tag(room)}m:{room}")
             total += sum(await pipe.execute())
         return {"members": total}
+
+    async def do_leftover(self, rooms: list[str]) -> dict[str, Any]:
+        """Debugging: members of the first rooms that still have any."""
+        from svc_infra.websocket.scaleout._index_scripts import bucket_tag
+
+        client = self.managers[0].presence.client
+        found: dict[str, list[str]] = {}
+        for room in rooms:
+            members = await client.smembers(f"{PREFIX}{bucket_tag(room)}m:{room}")
+            if members:
+                found[room] = sorted(m.decode() for m in members)[:20]
+            if len(found) >= 5:
+                break
+        return {"found": found}
 
     async def do_counts_cost(self, calls: int) -> dict[str, Any]:
         presence = self.managers[0].presence
@@ -579,8 +686,35 @@ def _rss() -> int:
     return 0
 
 
+#: Calls redis-py's cluster client made to a node that failed, by (command, error):
+#: it retries them (cluster_client's Retry), so most never reach presence.
+NODE_FAILURES: Counter[str] = Counter()
+
+
+def count_node_failures() -> None:
+    """Wrap ClusterNode.execute_command in this process to count its failures
+    (instrumentation of the load generator; nothing else changes)."""
+    from redis.asyncio.cluster import ClusterNode
+
+    plain = ClusterNode.execute_command
+
+    async def execute_command(self: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await plain(self, *args, **kwargs)
+        except Exception as exc:
+            NODE_FAILURES[f"{args[0]} {type(exc).__name__}"] += 1
+            raise
+
+    ClusterNode.execute_command = execute_command  # type: ignore[method-assign]
+
+
 def worker_main(args: dict[str, Any]) -> None:
+    count_node_failures()
     os.sched_setaffinity(0, {WORKER_CORE})
+    # No full collections: this process holds 50 managers' objects (a real server
+    # holds one's), and a pass over them blocks the loop for seconds on this machine;
+    # young cycles are collected by the monitor.
+    gc.disable()
     if args["trace"]:
         tracemalloc.start(FRAMES)
     asyncio.run(Worker(args).run())
@@ -658,6 +792,44 @@ def top_commands(stats: dict[str, tuple[int, int]], n: int = 5) -> str:
     )
 
 
+class Pinger:
+    """PING every master every 50 ms meanwhile: how long a command (a liveness
+    refresh, say) waits behind the phase's scripts. Max and p99, seconds."""
+
+    def __init__(self, ports: list[int]) -> None:
+        self.ports = ports
+        self.samples: list[float] = []
+        self.tasks: list[asyncio.Task[None]] = []
+
+    async def ping(self, port: int) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            while True:
+                start = time.perf_counter()
+                writer.write(b"PING\r\n")
+                await writer.drain()
+                await reader.readline()
+                self.samples.append(time.perf_counter() - start)
+                await asyncio.sleep(0.05)
+        finally:
+            writer.close()
+
+    async def __aenter__(self) -> Pinger:
+        self.tasks = [asyncio.create_task(self.ping(p)) for p in self.ports]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+
+    def summary(self) -> tuple[float, float]:
+        if not self.samples:
+            return 0.0, 0.0
+        ordered = sorted(self.samples)
+        return ordered[-1], ordered[int(len(ordered) * 0.99)]
+
+
 def delta(after: dict[int, float], before: dict[int, float]) -> list[float]:
     return [after[p] - before[p] for p in sorted(after)]
 
@@ -680,6 +852,7 @@ async def start_workers(url: str, managers: int, rooms: int) -> tuple[list[Worke
             cwd=ROOT,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
+            limit=1 << 26,  # a reply lists the rooms' member counts
         )
         procs.append(WorkerProc(proc, name))
     for w in procs:
@@ -711,9 +884,18 @@ async def health(workers: list[WorkerProc], r: dict[str, Any], phase: str) -> No
     """Presence errors, resyncs and reaps so far (all managers), after ``phase``."""
     stats = await ask_all(workers, "stats")
     r.setdefault("health", []).append(
-        (phase, *(sum(s[k] for s in stats) for k in ("errors", "resyncs", "reaped")))
+        (
+            phase,
+            *(sum(s[k] for s in stats) for k in ("errors", "resyncs", "reaped", "live_failures")),
+            round(max(s["live_gap"] for s in stats), 1),
+            round(max(s["lag"] for s in stats), 1),
+        )
     )
     r["worker_rss"] = [s["rss"] for s in stats]
+    failures: Counter[str] = Counter()
+    for s in stats:
+        failures.update(s["node_failures"])
+    r.setdefault("node_failures", []).append((phase, dict(failures)))
 
 
 async def check_members(
@@ -738,7 +920,7 @@ async def check_members(
 async def run_size(n: int) -> dict[str, Any]:
     managers = n // PER_MANAGER
     rooms = max(100, int(n * ROOMS_PER_CONNECTION))
-    limit = 60 + n / 2_000  # seconds a phase may take before the benchmark gives up
+    limit = 60 + n / 10_000  # seconds a phase may take before the benchmark gives up
     r: dict[str, Any] = {"n": n, "managers": managers, "rooms_total": rooms}
     with redis_cluster(masters=3, replicas=0) as cluster:
         for port in cluster.masters():
@@ -757,6 +939,7 @@ async def run_size(n: int) -> dict[str, Any]:
             reset_stats(cluster)
             replies = [await probe.ask("summary"), *await ask_all(others, "open")]
             expected, members = expected_of(replies)
+            expected[2] = expected_of(replies[:1])[0][2]  # only the probe's users have rooms yet
             t_first = min(x["t_first"] for x in replies[1:])
             r["open_queue_s"] = max(x["t_last"] for x in replies[1:]) - t_first
             done = await poller.ask("wait", expected=expected, limit=limit)
@@ -785,43 +968,47 @@ async def run_size(n: int) -> dict[str, Any]:
             r["fill_lost"], _ = await check_members(poller, members)
             await health(workers, r, "fill")
             # 2. Presence memory per manager (probe), then the steady state.
-            r["held"] = (await probe.ask("held"))["held"]
+            await probe.ask("held_start")
+            # One heartbeat (_beat: the live processes, reaping, counts()) and one
+            # counts(), each repeated from one manager: client time, Redis CPU.
             reset_stats(cluster)
-            log("idle")
-            cpu_a, t_a = cpu(cluster), time.monotonic()
-            await asyncio.sleep(IDLE)
-            r["idle_cpu"] = [x / (time.monotonic() - t_a) for x in delta(cpu(cluster), cpu_a)]
-            r["idle_top"] = top_commands(commandstats(cluster), 4)
-            calls = 100
-            log("counts")
+            calls = 20
+            cpu_a = cpu(cluster)
+            r["beat_client"] = (await poller.ask("beat_cost", calls=calls))["median"]
+            r["beat_cpu"] = sum(delta(cpu(cluster), cpu_a)) / calls
+            r["beat_top"] = top_commands(commandstats(cluster), 4)
+            calls = 50
             cpu_a = cpu(cluster)
             r["counts_client"] = (await poller.ask("counts_cost", calls=calls))["median"]
             r["counts_cpu"] = sum(delta(cpu(cluster), cpu_a)) / calls
+            r["held"] = (await probe.ask("held_result"))["held"]
             await health(workers, r, "steady")
-            # 3. Churn: the arriving users join their rooms (update_rooms), then every
-            # manager's closes and opens at once.
+            # 3. Churn: the arriving users join their rooms (a sample with update_rooms),
+            # then every manager's closes and opens at once.
+            await ask_all(workers, "arrive", fraction=CHURN)
             reset_stats(cluster)
             cpu_a, t_a = cpu(cluster), time.monotonic()
-            replies = await ask_all(workers, "churn_join", fraction=CHURN)
+            replies = await ask_all(workers, "churn_join")
             r["churn_joins"] = sum(x["joins"] for x in replies)
             r["churn_join_s"] = time.monotonic() - t_a
             cpu_b = cpu(cluster)
             r["churn_join_cpu"] = delta(cpu_b, cpu_a)
             r["churn_join_top"] = top_commands(commandstats(cluster), 4)
             reset_stats(cluster)
-            replies = await ask_all(workers, "churn_burst", fraction=CHURN)
-            t_last = max(x["t_last"] for x in replies)
-            expected, members = expected_of(replies)
-            done = await poller.ask("wait", expected=expected, limit=limit)
-            r["churn_ok"] = done["ok"]
-            r["churn_converge"] = done["t"] - t_last
-            r["churn_polls"] = done["polls"]
-            r["churn_changes"] = 2 * int(PER_MANAGER * CHURN) * managers
-            r["churn_lost"], _ = await check_members(poller, members)
-            r["churn_members_s"] = time.monotonic() - t_last
+            async with Pinger(cluster.masters()) as pinger:
+                replies = await ask_all(workers, "churn_burst", fraction=CHURN)
+                t_last = max(x["t_last"] for x in replies)
+                expected, members = expected_of(replies)
+                done = await poller.ask("wait", expected=expected, limit=limit)
+                r["churn_ok"] = done["ok"]
+                r["churn_converge"] = done["t"] - t_last
+                r["churn_polls"] = done["polls"]
+                r["churn_changes"] = 2 * int(PER_MANAGER * CHURN) * managers
+                r["churn_lost"], _ = await check_members(poller, members)
+                r["churn_members_s"] = time.monotonic() - t_last
+            r["churn_ping"] = pinger.summary()
             cpu_c = cpu(cluster)
             r["churn_burst_cpu"] = delta(cpu_c, cpu_b)
-            r["churn_cpu"] = delta(cpu_c, cpu_a)
             r["churn_top"] = top_commands(commandstats(cluster))
             r["memory_after_churn"] = memory(cluster) - mem0
             await health(workers, r, "churn")
@@ -829,21 +1016,30 @@ async def run_size(n: int) -> dict[str, Any]:
             rooms_before = list(members)
             reset_stats(cluster)
             cpu_a = cpu(cluster)
-            replies = await ask_all(workers, "storm")
-            t_first = min(x["t_first"] for x in replies)
-            t_last = max(x["t_last"] for x in replies)
-            expected, members = expected_of(replies)
-            done = await poller.ask("wait", expected=expected, limit=limit)
+            async with Pinger(cluster.masters()) as pinger:
+                replies = await ask_all(workers, "storm")
+                t_first = min(x["t_first"] for x in replies)
+                t_last = max(x["t_last"] for x in replies)
+                expected, members = expected_of(replies)
+                # Connections and users: the rooms may never be right (the report).
+                done = await poller.ask("wait", expected=expected, limit=limit, fields=2)
+            r["storm_ping"] = pinger.summary()
+            r["storm_rooms_left"] = (await poller.ask("wait", expected=expected, limit=5))["seen"][
+                2
+            ]
             r["storm_ok"] = done["ok"]
             r["storm_s"] = done["t"] - t_first
             r["storm_queue_s"] = t_last - t_first
             r["storm_lost"], _ = await check_members(poller, members, rooms=rooms_before)
+            if r["storm_lost"] or not done["ok"]:
+                left = await poller.ask("leftover", rooms=rooms_before)
+                log(f"storm: counts {done['seen']}, expected {expected}, left {left}")
             r["storm_cpu"] = delta(cpu(cluster), cpu_a)
             r["storm_top"] = top_commands(commandstats(cluster))
             r["queued"] = replies[0]["queued"]
             await health(workers, r, "storm")
             # Every manager resyncs once at launch (its first heartbeat).
-            r["errors"], r["resyncs"], r["reaped"] = r["health"][-1][1:]
+            r["errors"], r["resyncs"], r["reaped"] = r["health"][-1][1:4]
             r["resyncs"] -= managers
         finally:
             for w in workers:
@@ -913,8 +1109,12 @@ def report(results: list[dict[str, Any]], wall: float) -> None:
         "(400 MB)",
     )
     row(
-        "steady state: Redis CPU, ms/s (3 masters)",
-        each(lambda r: f"{sum(r['idle_cpu']) * 1e3:.1f}"),
+        "heartbeat (one manager): client ms / Redis CPU us",
+        each(lambda r: f"{r['beat_client'] * 1e3:.1f} / {r['beat_cpu'] * 1e6:.0f}"),
+    )
+    row(
+        "  steady state at presence_ttl 30 (a beat / 7.5 s), Redis ms/s",
+        each(lambda r: f"{r['beat_cpu'] * r['managers'] / 7.5 * 1e3:.1f}"),
     )
     row(
         "counts(): client ms / Redis CPU us, per call",
@@ -933,8 +1133,8 @@ def report(results: list[dict[str, Any]], wall: float) -> None:
         each(lambda r: us(sum(r["churn_burst_cpu"]) / r["churn_changes"])),
     )
     row(
-        "  the same, joins included, per master, us",
-        each(lambda r: "/".join(us(x / r["churn_changes"]) for x in r["churn_cpu"])),
+        "    per master, us",
+        each(lambda r: "/".join(us(x / r["churn_changes"]) for x in r["churn_burst_cpu"])),
     )
     row(
         "  counts right after the last change, s",
@@ -945,6 +1145,10 @@ def report(results: list[dict[str, Any]], wall: float) -> None:
         "  room memberships right after the last change, s",
         each(lambda r: f"{r['churn_members_s']:.2f}"),
     )
+    row(
+        "  a PING's wait meanwhile, max / p99, ms",
+        each(lambda r: f"{r['churn_ping'][0] * 1e3:,.0f} / {r['churn_ping'][1] * 1e3:,.0f}"),
+    )
     row("storm: all close and reopen, until counts right, s", each(lambda r: f"{r['storm_s']:.1f}"))
     row("  Redis CPU, s (3 masters)", each(lambda r: f"{sum(r['storm_cpu']):.1f}"))
     row("  per master, s", each(lambda r: "/".join(f"{x:.1f}" for x in r["storm_cpu"])))
@@ -953,6 +1157,18 @@ def report(results: list[dict[str, Any]], wall: float) -> None:
         each(lambda r: f"{max(r['storm_cpu']) / max(min(r['storm_cpu']), 1e-9):.2f}"),
     )
     row("  Redis CPU per connection, us", each(lambda r: us(sum(r["storm_cpu"]) / r["n"])))
+    row(
+        "  a PING's wait meanwhile, max / p99, ms",
+        each(lambda r: f"{r['storm_ping'][0] * 1e3:,.0f} / {r['storm_ping'][1] * 1e3:,.0f}"),
+    )
+    row(
+        "  rooms still listed / memberships left after it (0 / 0)",
+        each(lambda r: f"{r['storm_rooms_left']:,} / {-r['storm_lost']:,}"),
+    )
+    row(
+        "EVALSHA read timeouts retried by redis-py (fill/churn/storm)",
+        each(lambda r: "/".join(str(_timeouts(r, phase)) for phase in ("fill", "churn", "storm"))),
+    )
     row(
         "memberships missing in Redis (fill/churn/storm)",
         each(lambda r: f"{r['fill_lost']}/{r['churn_lost']}/{r['storm_lost']}"),
@@ -966,14 +1182,26 @@ def report(results: list[dict[str, Any]], wall: float) -> None:
         print(f"\n{r['n']:,}: counts converged in every phase: {ok}")
         print(f"  opens ({r['open_queue_s']:.1f} s to queue them): {r['open_top']}")
         print(f"  rooms ({r['rooms_calls']:,} commands, bulk): {r['rooms_top']}")
-        idle = [round(x * 1e3, 1) for x in r["idle_cpu"]]
-        print(f"  steady state (ms/s per master {idle}): {r['idle_top']}")
+        print(f"  heartbeats: {r['beat_top']}")
         print(f"  churn joins ({r['churn_join_s']:.1f} s): {r['churn_join_top']}")
         print(f"  churn burst: {r['churn_top']}")
         print(f"  storm ({r['storm_queue_s']:.1f} s to queue and rejoin): {r['storm_top']}")
         print(f"  load generator RSS: {[_size(x) for x in r['worker_rss']]}")
-        print(f"  presence (errors, resyncs, reaps) after each phase: {r['health']}")
+        print(f"  redis-py calls to a node that failed (retried) so far: {r['node_failures']}")
+        print(
+            "  presence (errors, resyncs, reaps, failed liveness refreshes, longest gap"
+            f" between two refreshes s, longest loop block s) after each phase: {r['health']}"
+        )
     print(f"\nwall time {wall:.0f} s")
+
+
+def _timeouts(r: dict[str, Any], phase: str) -> int:
+    """EVALSHA read timeouts (retried by redis-py) during ``phase``."""
+    seen = dict(r["node_failures"])
+    phases = [p for p, _ in r["node_failures"]]
+    before = seen[phases[phases.index(phase) - 1]] if phases.index(phase) else {}
+    key = "EVALSHA TimeoutError"
+    return int(seen[phase].get(key, 0) - before.get(key, 0))
 
 
 def _size(x: float) -> str:
@@ -988,7 +1216,11 @@ async def main() -> None:
     results = []
     try:
         for n in SIZES:
-            results.append(await run_size(n))
+            try:
+                results.append(await run_size(n))
+            except Exception as exc:  # report what was measured, and why the rest is not
+                print(f"[{n:,} failed after {time.monotonic() - start:.0f} s: {exc!r}]", flush=True)
+                break
             print(f"[{n:,} done after {time.monotonic() - start:.0f} s]", flush=True)
     finally:
         os.sched_setaffinity(0, range(os.cpu_count() or 1))
