@@ -37,7 +37,7 @@ core 0. PostgreSQL and Redis are system services and float.
    the median over ROUNDS (3) with the spread (min-max), and outbox/direct paired
    per round. Also the writer's median transaction time and, direct, its
    ``send_to_user`` time. A warm-up run of each path precedes the rounds.
-2. Throughput: with the relays up and idle, one transaction inserts ROWS (1,000)
+2. Throughput: with the relays up and idle, one transaction inserts ROWS (600)
    pending rows (``bulk_create``, round-robin to the users, each with a socket
    open) and notifies; messages/s = ROWS / (the last row's ``sent`` - the commit).
    Every socket must get all its messages, once each (checked), and the relays
@@ -86,7 +86,7 @@ SECONDS = float(os.environ.get("BENCH_OUTBOX_SECONDS", "3"))
 #: TARGET_RATES the issue's.
 RATES = (10, 100, 1000)
 TARGET_RATES = (100, 1000)
-ROWS = int(os.environ.get("BENCH_OUTBOX_ROWS", "1000"))
+ROWS = int(os.environ.get("BENCH_OUTBOX_ROWS", "600"))
 #: Transactions in flight in the writer (a PostgreSQL commit here takes ~10 ms).
 WRITERS = 16
 #: The throughput runs' users, round-robin: consecutive batches of the relay's 100

@@ -1222,6 +1222,8 @@ async def main() -> None:
                 print(f"[{n:,} failed after {time.monotonic() - start:.0f} s: {exc!r}]", flush=True)
                 break
             print(f"[{n:,} done after {time.monotonic() - start:.0f} s]", flush=True)
+            if n != SIZES[-1]:
+                report(results, time.monotonic() - start)  # in case the next one dies
     finally:
         os.sched_setaffinity(0, range(os.cpu_count() or 1))
     report(results, time.monotonic() - start)
