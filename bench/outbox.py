@@ -564,7 +564,12 @@ async def main() -> None:
         os.sched_setaffinity(0, {SERVER_CORE})
     task = asyncio.current_task()
     assert task is not None
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)  # clean up
+
+    def terminated() -> None:
+        print("SIGTERM: cleaning up", flush=True)
+        task.cancel()
+
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, terminated)
     try:
         with database() as db:
             env = {
