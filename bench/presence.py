@@ -8,10 +8,11 @@ each with a minimal fake :class:`~svc_infra.websocket.server.protocols.PresenceH
 
 Setup, per size: a throwaway Redis Cluster of 3 masters and no replicas
 (``tests/rediscluster.py``; replicas would take the two cores from the load
-generator), ``maxclients`` raised. ``PER_MANAGER`` (10,000) connections per
-simulated manager (process): 10 managers at 100,000, 100 at 1,000,000, each with its
-own ``IndexedPresence`` and its own ``RedisCluster`` client (``cluster_client``, as
-the library builds it). The managers live in ``WORKERS`` (2) worker processes and
+generator), ``maxclients`` raised, ``cluster-node-timeout`` Redis' default (15 s;
+the tests' 2 s marks a master starved of CPU for 2 s failed, and the cluster down).
+``PER_MANAGER`` (10,000) connections per simulated manager (process): 10 managers
+at 100,000, 100 at 1,000,000, each with its own ``IndexedPresence`` and its own
+``RedisCluster`` client (``cluster_client``, as the library builds it). The managers live in ``WORKERS`` (2) worker processes and
 one probe process (one manager, under tracemalloc), all pinned to core 1
 (``os.sched_setaffinity``); this process is on core 0; the Redis masters float
 (they mostly run on core 0). Per manager: 9,500 users, the first 500 of them with
@@ -502,7 +503,7 @@ class Worker:
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
-        reader = asyncio.StreamReader()
+        reader = asyncio.StreamReader(limit=1 << 26)  # a command can list every room
         await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
         for m in self.managers:
             m.presence.launch()
@@ -925,6 +926,10 @@ async def run_size(n: int) -> dict[str, Any]:
     with redis_cluster(masters=3, replicas=0) as cluster:
         for port in cluster.masters():
             cluster.cli(port, "config", "set", "maxclients", "19000")
+            # Redis' default (the tests' cluster uses 2 s, to fail over fast): a
+            # master starved of CPU by the load generator for 2 s is otherwise
+            # marked failed, and without replicas the cluster goes down.
+            cluster.cli(port, "config", "set", "cluster-node-timeout", "15000")
         workers, poller = await start_workers(cluster.url, managers, rooms)
         probe = workers[0]
         try:

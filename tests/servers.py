@@ -20,6 +20,14 @@ if TYPE_CHECKING:
     from websockets.asyncio.client import ClientConnection
 
 
+def _answer(body: bytes) -> Any:
+    """A ``/ctl`` answer: JSON, or the text of an error page."""
+    try:
+        return json.loads(body or b"null")
+    except ValueError:
+        return body.decode(errors="replace")
+
+
 class Server:
     """A server process listening on 127.0.0.1:``port``."""
 
@@ -52,9 +60,11 @@ class Server:
             # 30 s: "pump_wait" answers when a pump of several seconds ends, which
             # on two shared cores under load can take twice as long as planned.
             with urllib.request.urlopen(request, timeout=timeout(30)) as r:
-                return r.status, json.loads(r.read() or b"null")
+                return r.status, _answer(r.read())
         except urllib.error.HTTPError as exc:
-            return exc.code, json.loads(exc.read() or b"null")
+            # A 500 from the server's own error page ("Internal Server Error", for
+            # example while its Redis restarts) is text, not JSON: give it as is.
+            return exc.code, _answer(exc.read())
 
     def notify(self, user: str, body: Any) -> None:
         """POST ``body`` to the demo's ``/api/notify/<user>/`` with a notify:send token."""
