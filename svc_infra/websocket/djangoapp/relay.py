@@ -5,16 +5,21 @@ hand); ``WS_RELAY_IN_PROCESS=true`` runs one in each server process instead.
 
 Each round is one database transaction: lock the oldest pending rows (``SELECT
 ... FOR UPDATE SKIP LOCKED`` where the database has it, so several relays share
-the work), publish them in id order through the manager, mark them sent, commit.
-Per target, order is kept across relays: a relay leaves the rows of a target
-whose older rows another relay holds (it publishes them in a later round). A
+the work), publish them through the manager, mark them sent, commit. Within a
+round, each target's rows go out one after the other in id order, and different
+targets' rows concurrently (up to ``CONCURRENCY`` at a time): a publication is a
+few round trips to Redis, and waiting for them one row at a time left the relay
+idle most of the time. Per target, order is kept across relays too: a relay
+leaves the rows of a target whose older rows another relay holds (it publishes
+them in a later round, retried at once rather than at the next poll). A
 relay killed between publishing and committing leaves its rows pending (its
 locks go with its connection); the next round publishes them again with the same
 message ids, which reach no socket twice (``docs/outbox.md``).
 
-A publication that fails (the layer or Redis away) ends the round: the rows
-before it are marked sent, the failed one gets one more ``attempts`` and its
-error, the rest stay as they were, and the relay retries with backoff. No row is
+A publication that fails (the layer or Redis away) ends its target's part of the
+round: the target's rows before it are marked sent, the failed one gets one more
+``attempts`` and its error, the target's later rows stay as they were (other
+targets go on), and the relay retries with backoff. No row is
 ever dropped. On PostgreSQL the relay also ``LISTEN``\\s (psycopg 3), so a commit
 wakes it at once; otherwise, and as a fallback, it looks every
 ``WS_RELAY_POLL_INTERVAL`` seconds. Sent rows older than ``WS_RELAY_RETENTION``
@@ -51,6 +56,11 @@ T = TypeVar("T")
 FAILING_AFTER = 3
 #: Seconds between two cleanups of sent rows, and between two metric reads.
 HOUSEKEEPING_EVERY = 30.0
+#: Publications in flight at once in a round (each to a different target).
+CONCURRENCY = 32
+#: Seconds before the next round when this one left rows to another relay (it
+#: holds an older row of their target, and is about to commit).
+DEFERRED_RETRY = 0.02
 
 
 @dataclass
@@ -117,6 +127,8 @@ class OutboxRelay:
         #: Synced after each round (:class:`~.outbox_metrics.RelayMetrics` sets it).
         self.metrics: Any = None
         self._wake = asyncio.Event()
+        #: Rows the last claim locked but left for a later round (target order).
+        self._deferred = 0
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="ws-outbox")
 
     # --- running -----------------------------------------------------------------------
@@ -150,6 +162,9 @@ class OutboxRelay:
                     continue
                 if sent >= self.batch:
                     continue  # more are waiting
+                if self._deferred:  # another relay is about to commit their elders
+                    await _wait_any(stop, None, DEFERRED_RETRY)
+                    continue
                 self._wake.clear()
                 await _wait_any(stop, self._wake, self.poll_interval)
         finally:
@@ -173,25 +188,47 @@ class OutboxRelay:
         many were published.
 
         Raises:
-            Exception: The publication's error (``ChannelLayerError``) after the
-                round is committed (the failed row counted), or the database's.
+            Exception: The first publication error (``ChannelLayerError``) after
+                the round is committed (each failed row counted), or the
+                database's.
+
+        Cancelling is safe: the rows published are marked sent, the others stay
+        pending.
         """
         rows = await self._db(self._claim)
         self.stats.rounds += 1
+        chains: dict[tuple[str, str], list[_Row]] = {}
+        for row in rows:  # in id order, so each chain is too
+            chains.setdefault((row.kind, row.target), []).append(row)
         sent: list[int] = []
-        failed: tuple[int, str] | None = None
-        error: BaseException | None = None
-        try:
-            for row in rows:
+        failed: list[tuple[int, str]] = []
+        errors: list[BaseException] = []
+        slots = asyncio.Semaphore(CONCURRENCY)
+
+        async def publish(chain: list[_Row]) -> None:
+            for row in chain:
                 try:
-                    await self.manager.ops.send_once(
-                        row.kind, row.target or None, row.frame, row.message_id, row.exclude
-                    )
+                    async with slots:
+                        await self.manager.ops.send_once(
+                            row.kind, row.target or None, row.frame, row.message_id, row.exclude
+                        )
                 except Exception as exc:
-                    failed, error = (row.id, repr(exc)), exc
+                    # The target's later rows wait: its order holds.
+                    failed.append((row.id, repr(exc)))
+                    errors.append(exc)
                     self.stats.retried += 1
-                    break
+                    return
                 sent.append(row.id)
+
+        try:
+            if len(chains) == 1:  # no task to start for the common case of one target
+                await publish(rows)
+            elif chains:
+                # A TaskGroup, not gather: cancelled, it waits for every chain to
+                # stop, so no publication ends after the rows are marked below.
+                async with asyncio.TaskGroup() as group:
+                    for chain in chains.values():
+                        group.create_task(publish(chain))
         finally:
             # Cancelled or not, the rows published are marked (a crash here is
             # what the message ids are for).
@@ -199,8 +236,8 @@ class OutboxRelay:
         self.stats.published += len(sent)
         if self.metrics is not None:
             self.metrics.sync()
-        if error is not None:
-            raise error
+        if errors:
+            raise errors[0]
         return len(sent)
 
     async def housekeeping(self) -> None:
@@ -226,10 +263,8 @@ class OutboxRelay:
         from .models import OutboxMessage
 
         connection = connections[self.using]
-        # This thread's connection lives as long as the relay: after a database
-        # restart it is broken, and Django reconnects only when told (as it does
-        # at each request).
-        connection.close_if_unusable_or_obsolete()
+        _close_if_broken(connection)
+        self._deferred = 0
         connection.set_autocommit(False)  # the round's transaction, ended by _finish
         try:
             pending = OutboxMessage.objects.using(self.using).filter(sent__isnull=True)
@@ -241,8 +276,11 @@ class OutboxRelay:
             if skip_locked and rows:
                 rows = self._in_target_order(pending, rows)
         except BaseException:
-            connection.rollback()
-            connection.set_autocommit(True)
+            # Either may fail on a broken connection: the next round closes it.
+            with contextlib.suppress(Exception):
+                connection.rollback()
+            with contextlib.suppress(Exception):
+                connection.set_autocommit(True)
             raise
         return [
             _Row(
@@ -274,9 +312,11 @@ class OutboxRelay:
             key = (kind, target)
             if id_ < last[key]:
                 cutoff[key] = min(cutoff.get(key, id_), id_)
-        return [r for r in rows if r.id < cutoff.get((r.kind, r.target), r.id + 1)]
+        kept = [r for r in rows if r.id < cutoff.get((r.kind, r.target), r.id + 1)]
+        self._deferred = len(rows) - len(kept)
+        return kept
 
-    def _finish(self, sent: list[int], failed: tuple[int, str] | None) -> None:
+    def _finish(self, sent: list[int], failed: list[tuple[int, str]]) -> None:
         from django.db import connections
         from django.db.models import F
         from django.utils import timezone
@@ -288,12 +328,12 @@ class OutboxRelay:
             table = OutboxMessage.objects.using(self.using)
             if sent:
                 table.filter(id__in=sent).update(sent=timezone.now())
-            if failed is not None:
-                row_id, error = failed
+            for row_id, error in failed:
                 table.filter(id=row_id).update(attempts=F("attempts") + 1, last_error=error)
             connection.commit()
         except BaseException:
-            connection.rollback()
+            with contextlib.suppress(Exception):  # broken: the next round closes it
+                connection.rollback()
             raise
         finally:
             connection.set_autocommit(True)
@@ -369,6 +409,25 @@ class OutboxRelay:
             finally:
                 self.listening = False
             await _wait_any(stop, None, min(0.1 * 2**failures, 30.0))
+
+
+def _close_if_broken(connection: Any) -> None:
+    """Close this thread's connection if it broke (a database restart), so that the
+    next query reconnects.
+
+    Not ``close_if_unusable_or_obsolete()``, which Django calls per request: it
+    also closes a connection older than ``CONN_MAX_AGE``, and under the default
+    (0) the relay would open a new connection every round (a third of a quiet
+    round's time, measured). The relay's connection lives as long as the relay."""
+    if connection.connection is None:
+        return
+    if connection.errors_occurred or not connection.get_autocommit():
+        # A round that failed half-way, or a query error: keep it only if it
+        # still answers and is not left inside a transaction.
+        if connection.get_autocommit() and connection.is_usable():
+            connection.errors_occurred = False
+        else:
+            connection.close()
 
 
 async def _wait_any(stop: asyncio.Event, wake: asyncio.Event | None, delay: float) -> None:

@@ -130,7 +130,7 @@ async def test_a_row_published_twice_reaches_each_socket_once_without_history() 
     rows = await relay._db(relay._claim)
     for row in rows:  # published, then the process "dies": no _finish, no commit
         await relay_side.ops.send_once(row.kind, row.target, row.frame, row.message_id)
-    await relay._db(lambda: relay._finish([], None))  # (rolls nothing back: nothing marked)
+    await relay._db(lambda: relay._finish([], []))  # (rolls nothing back: nothing marked)
     assert len(await sync_to_async(pending)()) == 3
     assert await relay.relay_once() == 3  # the next round: the same ids again
     got = [await s.next_json() for _ in range(3)]
@@ -148,7 +148,7 @@ async def test_with_history_a_retried_id_keeps_its_first_offset() -> None:
         await outbox.asend_to_user("u", {"n": n})
     relay = new_relay(m)
     rows = await relay._db(relay._claim)
-    await relay._db(lambda: relay._finish([], None))
+    await relay._db(lambda: relay._finish([], []))
     store = m._recovery.store
     assert store is not None
     first = await store.append("user:u", rows[0].frame, None, 10, 60, rows[0].message_id)
@@ -188,6 +188,45 @@ async def test_a_failing_layer_keeps_the_rows_counts_and_retries_in_order() -> N
     stop.set()
     await asyncio.wait_for(running, timeout(5))
     assert await sync_to_async(pending)() == []
+    await here.shutdown()
+    await relay_side.shutdown()
+
+
+async def test_targets_are_published_concurrently_each_in_order_and_fail_alone() -> None:
+    """A round publishes different targets' rows at once (a send to "slow" waits
+    until one to "fast" has gone out), each target's in id order; a target whose
+    publication fails keeps its later rows and does not stop the others."""
+
+    class Layer(InMemoryChannelLayer):  # type: ignore[misc]
+        def __init__(self) -> None:
+            super().__init__()
+            self.fast_sent = asyncio.Event()
+
+        async def group_send(self, group: str, message: dict[str, Any]) -> None:
+            if "bad" in group:
+                raise ConnectionError("bad is away")
+            if "slow" in group:
+                await asyncio.wait_for(self.fast_sent.wait(), timeout(5))
+            await super().group_send(group, message)
+            if "fast" in group:
+                self.fast_sent.set()
+
+    layer = Layer()
+    here, relay_side = manager(layer), manager(layer)
+    slow, fast = sock(), sock()
+    await here.connect("slow", slow)
+    await here.connect("fast", fast)
+    for n in range(3):
+        for user in ("slow", "bad", "fast"):
+            await outbox.asend_to_user(user, {"n": n})
+    relay = new_relay(relay_side)
+    with pytest.raises(ChannelLayerError):
+        await relay.relay_once()
+    assert [await slow.next_json() for _ in range(3)] == [{"n": 0}, {"n": 1}, {"n": 2}]
+    assert [await fast.next_json() for _ in range(3)] == [{"n": 0}, {"n": 1}, {"n": 2}]
+    rows = await sync_to_async(pending)()
+    assert [(r.target, r.attempts) for r in rows] == [("bad", 1), ("bad", 0), ("bad", 0)]
+    assert relay.stats.published == 6 and relay.stats.retried == 1
     await here.shutdown()
     await relay_side.shutdown()
 
