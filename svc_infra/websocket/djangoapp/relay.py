@@ -272,7 +272,21 @@ class OutboxRelay:
             skip_locked = connection.features.has_select_for_update_skip_locked
             if skip_locked:
                 query = query.select_for_update(skip_locked=True)
-            rows = list(query[: self.batch])
+            # Tuples, not model instances: a third of a round's CPU went to those.
+            fields = ("id", "message_id", "kind", "target", "exclude", "text", "data")
+            rows = [
+                _Row(
+                    id_,
+                    str(mid),
+                    kind,
+                    target,
+                    exclude,
+                    text if text is not None else bytes(data or b""),
+                )
+                for id_, mid, kind, target, exclude, text, data in query.values_list(*fields)[
+                    : self.batch
+                ]
+            ]
             if skip_locked and rows:
                 rows = self._in_target_order(pending, rows)
         except BaseException:
@@ -282,36 +296,24 @@ class OutboxRelay:
             with contextlib.suppress(Exception):
                 connection.set_autocommit(True)
             raise
-        return [
-            _Row(
-                r.id,
-                str(r.message_id),
-                r.kind,
-                r.target,
-                r.exclude,
-                r.text if r.text is not None else bytes(r.data or b""),
-            )
-            for r in rows
-        ]
+        return rows
 
-    def _in_target_order(self, pending: Any, rows: list[Any]) -> list[Any]:
+    def _in_target_order(self, pending: Any, rows: list[_Row]) -> list[_Row]:
         """Drop the rows of a target that come after a pending row of it that
-        another relay holds (it publishes that one first; these wait a round)."""
-        from django.db.models import Q
+        another relay holds (it publishes that one first; these wait a round).
 
+        The older pending rows this claim did not get are the ones other relays
+        hold (``SKIP LOCKED`` took the oldest free ones): at most their batches.
+        One plain range query finds them; matching targets is done here, as a
+        query with one condition per target cost more to build than to run."""
         held = {r.id for r in rows}
-        last: dict[tuple[str, str], int] = {}
-        for r in rows:
-            last[(r.kind, r.target)] = r.id
-        match = Q()
-        for kind, target in last:
-            match |= Q(kind=kind, target=target)
-        others = pending.filter(match, id__lt=max(last.values())).exclude(id__in=held)
         cutoff: dict[tuple[str, str], int] = {}
-        for id_, kind, target in others.values_list("id", "kind", "target"):
-            key = (kind, target)
-            if id_ < last[key]:
-                cutoff[key] = min(cutoff.get(key, id_), id_)
+        older = pending.filter(id__lt=rows[-1].id).order_by("id")
+        for id_, kind, target in older.values_list("id", "kind", "target"):
+            if id_ not in held:
+                cutoff.setdefault((kind, target), id_)  # ordered: the first is the oldest
+        if not cutoff:
+            return rows
         kept = [r for r in rows if r.id < cutoff.get((r.kind, r.target), r.id + 1)]
         self._deferred = len(rows) - len(kept)
         return kept
