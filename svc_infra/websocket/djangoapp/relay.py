@@ -148,6 +148,10 @@ class OutboxRelay:
         housekeeping = 0.0
         try:
             while not stop.is_set():
+                # Cleared before the round, not after: a NOTIFY that comes
+                # while it runs is for rows it may not have seen, and must wake
+                # the next one at once, not a poll interval later.
+                self._wake.clear()
                 try:
                     sent = await self.relay_once()
                     if time.monotonic() - housekeeping > HOUSEKEEPING_EVERY:
@@ -165,7 +169,6 @@ class OutboxRelay:
                 if self._deferred:  # another relay is about to commit their elders
                     await _wait_any(stop, None, DEFERRED_RETRY)
                     continue
-                self._wake.clear()
                 await _wait_any(stop, self._wake, self.poll_interval)
         finally:
             if listener is not None:
