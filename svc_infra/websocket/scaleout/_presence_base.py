@@ -79,7 +79,11 @@ class QueuedPresence:
 
     def opened(self, info: ConnectionInfo) -> None:
         """A local connection opened (written by the writer task)."""
-        self._queue("+", info.connection_id, info.user_id, json.dumps(info.to_dict()))
+        self._queue("+", info.connection_id, info.user_id, self.encode(info))
+
+    def encode(self, info: ConnectionInfo) -> str:
+        """What is stored in Redis for a connection: the JSON of ``info``."""
+        return json.dumps(info.to_dict())
 
     def closed(self, info: ConnectionInfo) -> None:
         """A local connection closed."""

@@ -32,6 +32,7 @@ import json
 import logging
 from collections import defaultdict
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import Any
 
 from ..models import ConnectionInfo
@@ -228,11 +229,21 @@ class IndexedPresence(QueuedPresence):
         dead = set(self._dead)
         infos = []
         for field, data in fields.items():
-            if redis_text(field).split(" ", 1)[0] in dead:
+            process, _, conn = redis_text(field).partition(" ")
+            if process in dead:
                 continue  # a dead process, not reaped yet
-            with contextlib.suppress(KeyError, TypeError, ValueError):
-                infos.append(ConnectionInfo.from_dict(json.loads(data)))
+            with contextlib.suppress(KeyError, TypeError, ValueError, IndexError):
+                infos.append(decode(user, conn, json.loads(data)))
         return infos
+
+    def encode(self, info: ConnectionInfo) -> str:
+        """The compact form kept per connection: ``[connected_at in ms]``, plus the
+        metadata when there is some. The user and the connection id are in the
+        key and the field already, and ``last_activity`` is not kept up to date
+        in Redis: dropping them takes 140 B off each of a million connections."""
+        stamp = round(info.connected_at.timestamp() * 1000)
+        parts: list[Any] = [stamp, info.metadata] if info.metadata else [stamp]
+        return json.dumps(parts, separators=(",", ":"))
 
     async def room_users(self, room: str, cursor: str = "", count: int = 500) -> Page:
         """A part of the room's users, about ``count``; pass the cursor back for the next.
@@ -443,7 +454,7 @@ class IndexedPresence(QueuedPresence):
                 await self.client.set(keys("live"), "1", px=self.ttl_ms)
                 await self.client.hset(self._procs_key, self.owner.id, self.owner.channel or "")
                 await self.client.delete(keys("c"))
-                ops = [("+", i.connection_id, i.user_id, json.dumps(i.to_dict())) for i in local]
+                ops = [("+", i.connection_id, i.user_id, self.encode(i)) for i in local]
                 await self._write(self.owner.id, ops)
                 await self._restore_rooms()
             finally:
@@ -469,3 +480,13 @@ class IndexedPresence(QueuedPresence):
                 await self.owner.apply_rooms(
                     user, [redis_text(r) for r in result[2:]], int(result[0])
                 )
+
+
+def decode(user: str, conn: str, data: Any) -> ConnectionInfo:
+    """A :class:`ConnectionInfo` from :meth:`IndexedPresence.encode`'s form (or the
+    full dict, which writers before it stored)."""
+    if isinstance(data, dict):
+        return ConnectionInfo.from_dict(data)
+    at = datetime.fromtimestamp(data[0] / 1000, UTC)
+    metadata = dict(data[1]) if len(data) > 1 else {}
+    return ConnectionInfo(user, conn, connected_at=at, last_activity=at, metadata=metadata)

@@ -101,14 +101,19 @@ async def test_counts_users_and_rooms_agree_across_processes(where: str) -> None
         await a.connect("u1", socks["u1"])
         await b.connect("u2", socks["u2"])
         await c.connect("u3", socks["u3"])
-        await b.connect("u1", sock())  # u1 on two processes
+        u1_on_b = await b.connect("u1", sock(), metadata={"device": "phone"})  # two processes
         await a.join_room("u2", "lobby")  # u2 is on b
         await c.join_room("u3", "lobby")
         await c.join_room("u1", "games")
         for m in (a, b, c):
             await wait_until_async(lambda m=m: counts(m), PresenceCounts(4, 3, 2))
             assert await m.cluster.is_user_connected("u2")
-            assert len(await m.cluster.user_connections("u1")) == 2
+            infos = {i.connection_id: i for i in await m.cluster.user_connections("u1")}
+            assert len(infos) == 2 and infos[u1_on_b].metadata == {"device": "phone"}
+            # Kept compact in Redis (to the millisecond); the id and user from the key.
+            local = b.get_user_connections("u1")[0]
+            assert infos[u1_on_b].user_id == "u1"
+            assert abs(infos[u1_on_b].connected_at - local.connected_at).total_seconds() < 0.001
             users, cursor = await m.cluster.room_users("lobby")
             assert sorted(users) == ["u2", "u3"] and cursor == ""
             assert sorted([u async for u in m.cluster.iter_users(count=1)]) == ["u1", "u2", "u3"]
