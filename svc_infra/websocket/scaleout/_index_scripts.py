@@ -7,8 +7,9 @@ share the hash tag ``{x<bucket>}``, so they live in one slot and a script can
 change a user's connections, the bucket's counters and its sets at once. Keys
 under the prefix ``K`` (``T`` is a bucket's tag):
 
-- ``K T u:<user>``      hash: ``<process> <connection id>`` -> JSON of the
-  connection's ``ConnectionInfo``: the user's connections in every process
+- ``K T u:<user>``      hash: ``<process> <connection id>`` -> the connection's
+  ``[connected_at ms, metadata]`` (``IndexedPresence.encode``): the user's
+  connections in every process
 - ``K T users``         set: the bucket's users with at least one connection
 - ``K T nc``            the bucket's connection count
 - ``K T r:<user>``      set: the user's rooms; ``K T rv`` hash: user -> version of
