@@ -12,8 +12,9 @@ generator), ``maxclients`` raised, ``cluster-node-timeout`` Redis' default (15 s
 the tests' 2 s marks a master starved of CPU for 2 s failed, and the cluster down).
 ``PER_MANAGER`` (10,000) connections per simulated manager (process): 10 managers
 at 100,000, 100 at 1,000,000, each with its own ``IndexedPresence`` and its own
-``RedisCluster`` client (``cluster_client``, as the library builds it). The managers live in ``WORKERS`` (2) worker processes and
-one probe process (one manager, under tracemalloc), all pinned to core 1
+``RedisCluster`` client (``cluster_client``, as the library builds it). The
+managers live in ``WORKERS`` (2) worker processes and one probe process (one
+manager, under tracemalloc), all pinned to core 1
 (``os.sched_setaffinity``); this process is on core 0; the Redis masters float
 (they mostly run on core 0). Per manager: 9,500 users, the first 500 of them with
 a second connection (on the same manager: see :meth:`Manager.open_all`). Each user
