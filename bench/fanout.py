@@ -105,8 +105,10 @@ def flush() -> None:
     flush_db(REDIS)
 
 
-async def open_clients(url: str, n: int) -> list[FrameCounter]:
-    """Open ``n`` counting clients, ``IN_FLIGHT`` handshakes at a time."""
+async def open_clients(
+    url: str, n: int, protocol: type[FrameCounter] = FrameCounter
+) -> list[FrameCounter]:
+    """Open ``n`` counting clients (``protocol``), ``IN_FLIGHT`` handshakes at a time."""
     clients: list[FrameCounter] = []
     pending = iter(range(n))
     failures: list[BaseException] = []
@@ -114,7 +116,7 @@ async def open_clients(url: str, n: int) -> list[FrameCounter]:
     async def worker() -> None:
         for _ in pending:
             try:
-                clients.append(await open_counter(url))
+                clients.append(await open_counter(url, protocol))
             except OSError as exc:  # pragma: no cover - reported below
                 failures.append(exc)
 

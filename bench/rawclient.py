@@ -45,6 +45,12 @@ class FrameCounter(asyncio.Protocol):
         self._fixed = self.frame_size
         self._bytes = self.frames * self.frame_size
 
+    @property
+    def stray_bytes(self) -> int:
+        """When counting bytes: bytes past the last whole frame (0 unless the server
+        sent a frame of another size, or a frame is still arriving)."""
+        return self._bytes % self._fixed if self._fixed else 0
+
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
@@ -120,18 +126,91 @@ class FrameCounter(asyncio.Protocol):
             self.transport.close()
 
 
-async def open_counter(url: str) -> FrameCounter:
-    """Connect to ``ws://host:port/path`` and finish the handshake.
+class SocketIOCounter(FrameCounter):
+    """A :class:`FrameCounter` for Socket.IO servers: Engine.IO v4 on the websocket
+    transport alone (``/socket.io/?EIO=4&transport=websocket``), default namespace.
+
+    It answers the open packet (``0{...}``) with a namespace connect (``40``), and
+    :attr:`opened` resolves on its ack (``40{...}``). It counts the event frames
+    (``42[...]``) and answers a ping (``2``) with a pong (``3``) without counting
+    it. :meth:`send_text` sends its text as the event ``go``, the Socket.IO form of
+    the control message the plain WebSocket servers take as a text frame.
+
+    After :meth:`count_bytes` no frame is looked at, so the server must send no
+    ping (the benchmarks' Socket.IO servers ping every 600 s): a stray frame shows
+    in :attr:`stray_bytes`.
+    """
+
+    def data_received(self, data: bytes) -> None:
+        if self._fixed:
+            super().data_received(data)
+            return
+        buffer = self._buffer + data
+        if self._handshake:
+            head, sep, rest = buffer.partition(b"\r\n\r\n")
+            if not sep:
+                self._buffer = buffer
+                return
+            if b" 101 " not in head.split(b"\r\n", 1)[0]:
+                self.opened.set_exception(ConnectionError(head.split(b"\r\n", 1)[0].decode()))
+                return
+            self._handshake = False
+            buffer = rest
+        i, n = 0, len(buffer)
+        while n - i >= 2:
+            length, header = buffer[i + 1] & 0x7F, 2
+            if length == 126:
+                if n - i < 4:
+                    break
+                length, header = int.from_bytes(buffer[i + 2 : i + 4], "big"), 4
+            elif length == 127:
+                if n - i < 10:
+                    break
+                length, header = int.from_bytes(buffer[i + 2 : i + 10], "big"), 10
+            if n - i < header + length:
+                break
+            if buffer[i] & 0x0F == 1:
+                packet = buffer[i + header : i + header + min(length, 2)]
+                if packet == b"42":  # an event
+                    self.frames += 1
+                    self.frame_size = header + length
+                elif packet == b"2":  # a ping
+                    FrameCounter.send_text(self, "3")
+                elif packet == b"40" and not self.opened.done():  # the namespace's ack
+                    self.opened.set_result(None)
+                elif packet[:1] == b"0":  # the Engine.IO open packet
+                    FrameCounter.send_text(self, "40")
+                elif packet == b"44" or packet[:1] == b"1":  # refused, or closed
+                    text = buffer[i + header : i + header + length].decode()
+                    if not self.opened.done():
+                        self.opened.set_exception(ConnectionError(text))
+            i += header + length
+        self._buffer = buffer[i:]
+        if self._reached is not None and self.frames >= self._target:
+            self._reached.set_result(None)
+            self._reached = None
+
+    def send_text(self, text: str) -> None:
+        """Send ``text`` as the Socket.IO event ``go`` (a JSON string: no quotes in it)."""
+        assert '"' not in text
+        assert "\\" not in text
+        super().send_text(f'42["go","{text}"]')
+
+
+async def open_counter(url: str, protocol: type[FrameCounter] = FrameCounter) -> FrameCounter:
+    """Connect to ``ws://host:port/path`` and finish the handshake (a
+    :class:`SocketIOCounter` also connects to the default namespace).
 
     Raises:
-        ConnectionError: If the server does not switch protocols.
+        ConnectionError: If the server does not switch protocols (or refuses the
+            namespace).
     """
     assert url.startswith("ws://")
     hostport, _, path = url[5:].partition("/")
     host, _, port = hostport.partition(":")
     loop = asyncio.get_running_loop()
-    _, protocol = await loop.create_connection(
-        lambda: FrameCounter("/" + path, hostport), host, int(port)
+    _, counter = await loop.create_connection(
+        lambda: protocol("/" + path, hostport), host, int(port)
     )
-    await protocol.opened
-    return protocol
+    await counter.opened
+    return counter
