@@ -152,14 +152,14 @@ def rss_kib(pid: int) -> int:
 
 
 async def broadcast_time(
-    clients: list[FrameCounter], messages: int, pid: int
+    clients: list[FrameCounter], messages: int, pid: int, size: int = SIZE
 ) -> tuple[float, float]:
-    """Seconds from the trigger to the last of ``messages`` frames on every client,
-    and the server's CPU seconds in that time."""
+    """Seconds from the trigger to the last of ``messages`` frames of ``size`` bytes
+    on every client, and the server's CPU seconds in that time."""
     done = [c.wait_for(c.frames + messages) for c in clients]
     cpu = cpu_ns(pid)
     start = time.perf_counter()
-    clients[0].send_text(f"{messages} {SIZE}")
+    clients[0].send_text(f"{messages} {size}")
     async with asyncio.timeout(300):
         await asyncio.gather(*done)
     return time.perf_counter() - start, (cpu_ns(pid) - cpu) / 1e9

@@ -24,6 +24,9 @@ import os
 class FrameCounter(asyncio.Protocol):
     """Counts the text frames a server sends; ``wait_for(n)`` resolves at ``n``."""
 
+    #: Header lines added to the opening handshake (each ending in CRLF).
+    extra_headers = ""
+
     def __init__(self, path: str, host: str) -> None:
         self.path, self.host = path, host
         self.transport: asyncio.Transport | None = None
@@ -58,7 +61,7 @@ class FrameCounter(asyncio.Protocol):
         transport.write(
             f"GET {self.path} HTTP/1.1\r\nHost: {self.host}\r\nUpgrade: websocket\r\n"
             f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-            "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+            f"Sec-WebSocket-Version: 13\r\n{self.extra_headers}\r\n".encode()
         )
 
     def data_received(self, data: bytes) -> None:

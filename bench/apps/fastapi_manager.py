@@ -5,11 +5,37 @@ when ``WS_REDIS_URL`` is set).
 the memory benchmark.
 """
 
+import json
 import os
+import random
 
 from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 
 app = FastAPI()
+
+_TEXT = (
+    "the order was paid and shipped today please check your inbox for the receipt "
+    "a new comment on your post from alice bob carol dave about the release notes "
+    "build finished in 42 seconds with 3 warnings deploy to staging succeeded"
+)
+WORDS = _TEXT.split()
+
+
+def payloads(count: int, size: int) -> list[str]:
+    """``count`` messages of ``size`` bytes: ``"x" * size`` each, or with
+    ``BENCH_PAYLOAD=json`` chat-like JSON, different each time (what compression
+    meets in practice: "x" * size compresses to almost nothing)."""
+    if os.environ.get("BENCH_PAYLOAD") != "json":
+        return ["x" * size] * count
+    out = []
+    for i in range(count):
+        rng = random.Random(i)
+        message = {"type": "chat.message", "room": "general", "id": i, "user": f"user{i % 97}"}
+        base = len(json.dumps({**message, "text": ""}))
+        words = " ".join(rng.choice(WORDS) for _ in range(size))
+        out.append(json.dumps({**message, "text": words[: max(size - base, 0)]}))
+    return out
+
 
 if os.environ.get("BENCH_NO_MANAGER") == "1":
     idle: set[WebSocket] = set()
@@ -44,8 +70,7 @@ else:
         try:
             async for message in websocket.iter_text():
                 count, size = (int(x) for x in message.split())
-                payload = "x" * size
-                for _ in range(count):
+                for payload in payloads(count, size):
                     await manager.broadcast(payload)
         except WebSocketDisconnect:
             pass
