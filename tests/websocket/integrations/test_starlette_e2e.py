@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import json
 import signal
 import socket
@@ -21,9 +22,23 @@ pytestmark = pytest.mark.e2e
 APP = "tests.apps.manager_app:app"
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[Server]:
-    with uvicorn(APP) as srv:
+#: uvicorn's WebSocket implementations, each with the settings docs/deployment.md
+#: gives for it: the default as it comes, the others with browsers' permessage-deflate
+#: offers declined (what the guide recommends).
+SERVERS = {
+    "websockets": (),
+    "websockets-sansio": ("--ws", "websockets-sansio", "--ws-per-message-deflate", "false"),
+    "wsproto": ("--ws", "wsproto", "--ws-per-message-deflate", "false"),
+}
+
+
+@pytest.fixture(scope="module", params=list(SERVERS))
+def server(request: pytest.FixtureRequest) -> Iterator[Server]:
+    impl = request.param
+    sansio = "uvicorn.protocols.websockets.websockets_sansio_impl"
+    if impl == "websockets-sansio" and importlib.util.find_spec(sansio) is None:
+        pytest.skip("this uvicorn has no websockets-sansio implementation (0.35 added it)")
+    with uvicorn(APP, None, *SERVERS[impl]) as srv:
         yield srv
 
 
