@@ -22,11 +22,11 @@ pytestmark = pytest.mark.e2e
 APP = "tests.apps.manager_app:app"
 
 
-#: uvicorn's WebSocket implementations, each with the settings docs/deployment.md
-#: gives for it: the default as it comes, the others with browsers' permessage-deflate
-#: offers declined (what the guide recommends).
+#: uvicorn's WebSocket implementations, named (``auto`` picks websockets-sansio on a
+#: recent uvicorn, the legacy websockets on an old one); the legacy one as it comes,
+#: the others with browsers' permessage-deflate offers declined (docs/deployment.md).
 SERVERS = {
-    "websockets": (),
+    "websockets": ("--ws", "websockets"),
     "websockets-sansio": ("--ws", "websockets-sansio", "--ws-per-message-deflate", "false"),
     "wsproto": ("--ws", "wsproto", "--ws-per-message-deflate", "false"),
 }
