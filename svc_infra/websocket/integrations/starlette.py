@@ -17,6 +17,7 @@ from ..layer_messages import Frame
 from ..manager import ConnectionManager, process_manager
 from ..server.transport import AsgiTransport, register_transport
 from ._compat_starlette import asgi_send, wrap_receive
+from ._compat_uvicorn import direct_writer
 
 __all__ = ["StarletteTransport", "add_metrics_route", "add_websocket_manager", "get_ws_manager"]
 
@@ -29,11 +30,13 @@ STATE_KEY = "ws_manager"
 class StarletteTransport(AsgiTransport):
     """A Starlette/FastAPI ``WebSocket`` as the manager sees it."""
 
-    __slots__ = ("_asgi_send", "websocket")
+    __slots__ = ("_asgi_send", "_direct", "websocket")
 
     def __init__(self, websocket: WebSocket) -> None:
         self.websocket = websocket
         self._asgi_send = asgi_send(websocket)
+        # uvicorn's websockets-sansio: a broadcast's frame encoded once (_compat_uvicorn).
+        self._direct = direct_writer(self._asgi_send)
 
     @property
     def accepted(self) -> bool:
@@ -50,6 +53,14 @@ class StarletteTransport(AsgiTransport):
 
     async def accept(self, subprotocol: str | None = None) -> None:
         await self.websocket.accept(subprotocol=subprotocol)
+
+    def write_now(self, frame: Frame) -> bool:
+        """Write ``frame`` at once, without a coroutine, where the server allows it
+        (:mod:`._compat_uvicorn`); False if it must take :meth:`send`."""
+        direct = self._direct
+        if direct is None or self.websocket.application_state is not _CONNECTED:
+            return False
+        return direct.write(frame)
 
     def send(self, frame: Frame) -> Coroutine[Any, Any, None]:
         """Send a text or binary frame (a coroutine, as

@@ -35,6 +35,7 @@ class LocalConnection:
     """One socket held by this process, with its outbox."""
 
     __slots__ = (
+        "_direct",
         "_drain_task",
         "_failed",
         "_limit",
@@ -69,6 +70,9 @@ class LocalConnection:
         self._queue: deque[Frame] | None = None
         self._queued = 0
         self._drain_task: asyncio.Task[None] | None = None
+        # A transport that can write a frame at once without a coroutine (uvicorn's
+        # websockets-sansio under Starlette: integrations/_compat_uvicorn.py).
+        self._direct: Callable[[Frame], bool] | None = getattr(transport, "write_now", None)
 
     @property
     def id(self) -> str:
@@ -90,6 +94,9 @@ class LocalConnection:
         if self.closed:
             return False
         if self._queue is None:
+            direct = self._direct
+            if direct is not None and direct(frame):
+                return True
             # Idle: write now, with no outbox and no drain coroutine. Most writes
             # complete without waiting (the kernel takes the bytes), and this is the
             # fan-out's hot path: one coroutine per delivery, the write itself.

@@ -28,7 +28,13 @@ __all__ = [
 
 @runtime_checkable
 class Transport(Protocol):
-    """The part of a server-side WebSocket the manager uses."""
+    """The part of a server-side WebSocket the manager uses.
+
+    A transport may also have ``write_now(frame) -> bool``: write the frame at
+    once, without a coroutine, and return True, or return False (nothing written)
+    for the frame to take :meth:`send`. Starlette's has it under uvicorn's
+    ``websockets-sansio`` (``integrations/_compat_uvicorn.py``).
+    """
 
     @property
     def accepted(self) -> bool:
