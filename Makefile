@@ -83,8 +83,8 @@ run: $(VENV)/.installed
 	$(VENV)/bin/python manage.py runserver $(HOST):$(PORT)
 
 # The WebSocket settings docs/deployment.md recommends: the sans-I/O implementation,
-# and browsers' permessage-deflate offers declined (measured: 2.3-4.6x the CPU per
-# delivery and 2-4.3x the memory per connection with it).
+# and browsers' permessage-deflate offers declined (measured: 3.9-6.4x the CPU per
+# delivery and 2.1-4.2x the memory per connection with it).
 UVICORN_WS := --ws websockets-sansio --ws-per-message-deflate false
 
 run-uvicorn: $(VENV)/.installed
