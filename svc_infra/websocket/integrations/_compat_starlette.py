@@ -13,7 +13,9 @@ as ``_receive`` and ``_send``. We use them for speed and for a guard:
   in a coroutine that notes ``http.response.start`` and forwards everything else.
   For a WebSocket's frames it only forwards, at the cost of one more coroutine
   per delivery (about a tenth of a broadcast's CPU, measured): the frames skip
-  it. Any other middleware's wrapper stays.
+  it when what it forwards to is a coroutine function (uvicorn's, Daphne's),
+  not when it is another kind of awaitable (granian's). Any other middleware's
+  wrapper stays.
 
 ``tests/websocket/integrations/test_compat_starlette.py`` pins both behaviours on
 the installed Starlette, so a release that changes them fails our CI.
@@ -21,6 +23,7 @@ the installed Starlette, so a release that changes them fails our CI.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -59,7 +62,11 @@ def _handler_inner_send(send: Any) -> Callable[[Message], Any] | None:
     if "send" not in free:
         return None
     inner = free["send"].cell_contents
-    return inner if callable(inner) else None
+    # Only a coroutine function: the manager drives a frame's send coroutine by
+    # hand (``coroutine.send(None)``), which the wrapper's coroutine allows whatever
+    # the server's send returns, and which an awaitable of another kind (granian's,
+    # from Rust) does not support.
+    return inner if inspect.iscoroutinefunction(inner) else None
 
 
 def wrap_receive(websocket: WebSocket, wrap: Callable[[Receive], Receive]) -> None:

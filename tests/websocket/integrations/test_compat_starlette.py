@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import Any
 
 from starlette.websockets import WebSocket
@@ -106,3 +108,36 @@ async def test_starlettes_exception_handling_wrappers_are_skipped_and_nothing_el
             assert asgi_send(ws).__qualname__.endswith("counted")
             assert wrapped.seen == 2  # the accept and the frame
         assert server_sent[-1] == {"type": "websocket.send", "text": "x"}
+
+
+async def test_a_wrapped_send_that_is_no_coroutine_function_keeps_its_wrapper() -> None:
+    """granian's ASGI send returns an awaitable that is not a coroutine, which the
+    manager cannot drive by hand: the exception-handling wrapper stays in front."""
+    from starlette._exception_handler import wrap_app_handling_exceptions
+
+    sent: list[Any] = []
+    seen: list[Any] = []
+
+    class RustLikeSend:  # a callable object returning a Future, as native servers do
+        def __call__(self, message: Any) -> Any:
+            sent.append(message)
+            future = asyncio.get_running_loop().create_future()
+            future.set_result(None)
+            return future
+
+    async def receive() -> Any:
+        return {"type": "websocket.connect"}
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(send)
+
+    ws = WebSocket(scope(), receive, RustLikeSend())
+    await wrap_app_handling_exceptions(app, ws)(scope(), receive, RustLikeSend())
+    wrapper = seen[0]
+    assert wrapper.__qualname__.endswith("sender")
+    ws._send = wrapper
+    assert asgi_send(ws) is wrapper
+    coroutine = asgi_send(ws)({"type": "websocket.send", "text": "x"})
+    with contextlib.suppress(StopIteration):
+        coroutine.send(None)  # what the manager does: it must be a coroutine
+    assert sent == [{"type": "websocket.send", "text": "x"}]
