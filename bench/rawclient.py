@@ -82,7 +82,7 @@ class FrameCounter(asyncio.Protocol):
                 self.opened.set_exception(ConnectionError(head.split(b"\r\n", 1)[0].decode()))
                 return
             self._handshake = False
-            self.opened.set_result(None)
+            self.handshake_done()
             buffer = rest
         i, n = 0, len(buffer)
         while n - i >= 2:
@@ -98,13 +98,21 @@ class FrameCounter(asyncio.Protocol):
             if n - i < header + length:
                 break
             if buffer[i] & 0x0F == 1:  # text frames only (FIN set: servers do not fragment)
-                self.frames += 1
-                self.frame_size = header + length
+                self.text_frame(buffer, i + header, length, header)
             i += header + length
         self._buffer = buffer[i:]
         if self._reached is not None and self.frames >= self._target:
             self._reached.set_result(None)
             self._reached = None
+
+    def handshake_done(self) -> None:
+        """The server switched protocols: the connection is open."""
+        self.opened.set_result(None)
+
+    def text_frame(self, buffer: bytes, start: int, length: int, header: int) -> None:
+        """A text frame arrived: its payload is ``buffer[start:start + length]``."""
+        self.frames += 1
+        self.frame_size = header + length
 
     def send_text(self, text: str) -> None:
         """Send a masked text frame (the zero mask: clients must mask, any key will do)."""
@@ -144,54 +152,22 @@ class SocketIOCounter(FrameCounter):
     in :attr:`stray_bytes`.
     """
 
-    def data_received(self, data: bytes) -> None:
-        if self._fixed:
-            super().data_received(data)
-            return
-        buffer = self._buffer + data
-        if self._handshake:
-            head, sep, rest = buffer.partition(b"\r\n\r\n")
-            if not sep:
-                self._buffer = buffer
-                return
-            if b" 101 " not in head.split(b"\r\n", 1)[0]:
-                self.opened.set_exception(ConnectionError(head.split(b"\r\n", 1)[0].decode()))
-                return
-            self._handshake = False
-            buffer = rest
-        i, n = 0, len(buffer)
-        while n - i >= 2:
-            length, header = buffer[i + 1] & 0x7F, 2
-            if length == 126:
-                if n - i < 4:
-                    break
-                length, header = int.from_bytes(buffer[i + 2 : i + 4], "big"), 4
-            elif length == 127:
-                if n - i < 10:
-                    break
-                length, header = int.from_bytes(buffer[i + 2 : i + 10], "big"), 10
-            if n - i < header + length:
-                break
-            if buffer[i] & 0x0F == 1:
-                packet = buffer[i + header : i + header + min(length, 2)]
-                if packet == b"42":  # an event
-                    self.frames += 1
-                    self.frame_size = header + length
-                elif packet == b"2":  # a ping
-                    FrameCounter.send_text(self, "3")
-                elif packet == b"40" and not self.opened.done():  # the namespace's ack
-                    self.opened.set_result(None)
-                elif packet[:1] == b"0":  # the Engine.IO open packet
-                    FrameCounter.send_text(self, "40")
-                elif packet == b"44" or packet[:1] == b"1":  # refused, or closed
-                    text = buffer[i + header : i + header + length].decode()
-                    if not self.opened.done():
-                        self.opened.set_exception(ConnectionError(text))
-            i += header + length
-        self._buffer = buffer[i:]
-        if self._reached is not None and self.frames >= self._target:
-            self._reached.set_result(None)
-            self._reached = None
+    def handshake_done(self) -> None:
+        """Open once the namespace's ack arrives (:meth:`text_frame`), not yet."""
+
+    def text_frame(self, buffer: bytes, start: int, length: int, header: int) -> None:
+        packet = buffer[start : start + min(length, 2)]
+        if packet == b"42":  # an event
+            super().text_frame(buffer, start, length, header)
+        elif packet == b"2":  # a ping
+            FrameCounter.send_text(self, "3")
+        elif packet == b"40" and not self.opened.done():  # the namespace's ack
+            self.opened.set_result(None)
+        elif packet[:1] == b"0":  # the Engine.IO open packet
+            FrameCounter.send_text(self, "40")
+        elif (packet == b"44" or packet[:1] == b"1") and not self.opened.done():
+            # refused, or closed, before the namespace was open
+            self.opened.set_exception(ConnectionError(buffer[start : start + length].decode()))
 
     def send_text(self, text: str) -> None:
         """Send ``text`` as the Socket.IO event ``go`` (a JSON string: no quotes in it)."""
