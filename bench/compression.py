@@ -27,7 +27,6 @@ and each server's ratio to uvicorn's default without compression, per round.
 from __future__ import annotations
 
 import os
-import resource
 import sys
 from datetime import date
 
@@ -37,6 +36,7 @@ from bench.fanout import (
     SERVER_CORE,
     UVICORN,
     broadcast_time,
+    on_client_core,
     open_clients,
     ratios,
     rss_kib,
@@ -161,12 +161,4 @@ async def compare() -> None:
 
 
 async def main() -> None:
-    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    if PINNED:
-        os.sched_setaffinity(0, {CLIENT_CORE})
-    try:
-        await compare()
-    finally:
-        if PINNED:
-            os.sched_setaffinity(0, range(os.cpu_count() or 1))
+    await on_client_core(compare)

@@ -35,7 +35,7 @@ import resource
 import statistics
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 from bench.rawclient import FrameCounter, open_counter
@@ -282,18 +282,28 @@ async def many() -> None:
 
 
 async def main() -> None:
+    await on_client_core(_both)
+
+
+async def _both() -> None:
+    global REDIS
+    with contextlib.ExitStack() as stack:
+        if REDIS == "/13":
+            url, _ = stack.enter_context(private_redis(CLIENT_CORE if PINNED else None))
+            REDIS = url + "/13"
+        await fan_out()
+        await many()
+
+
+async def on_client_core(body: Callable[[], Awaitable[None]]) -> None:
+    """Run ``body`` with the file descriptor limit raised (the servers inherit it)
+    and, when pinning, this process on the clients' core."""
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # servers inherit it
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     if PINNED:
         os.sched_setaffinity(0, {CLIENT_CORE})
-    global REDIS
     try:
-        with contextlib.ExitStack() as stack:
-            if REDIS == "/13":
-                url, _ = stack.enter_context(private_redis(CLIENT_CORE if PINNED else None))
-                REDIS = url + "/13"
-            await fan_out()
-            await many()
+        await body()
     finally:
         if PINNED:
             os.sched_setaffinity(0, range(os.cpu_count() or 1))

@@ -41,7 +41,6 @@ import importlib.util
 import json
 import os
 import platform
-import resource
 import shutil
 import subprocess
 import sys
@@ -57,6 +56,7 @@ from bench.fanout import (
     SIZE,
     UVICORN,
     broadcast_time,
+    on_client_core,
     open_clients,
     ratios,
     rss_kib,
@@ -257,12 +257,4 @@ async def compare() -> None:
 
 
 async def main() -> None:
-    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # servers inherit it
-    if PINNED:
-        os.sched_setaffinity(0, {CLIENT_CORE})
-    try:
-        await compare()
-    finally:
-        if PINNED:
-            os.sched_setaffinity(0, range(os.cpu_count() or 1))
+    await on_client_core(compare)
