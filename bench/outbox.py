@@ -113,15 +113,10 @@ def pin(core: int) -> list[str]:
 @contextlib.contextmanager
 def database() -> Iterator[str]:
     """A migrated, empty PostgreSQL database of our own: its ``DATABASE_URL``."""
-    import psycopg
-    from psycopg import sql
+    from tests.support import scratch_postgres
 
-    name = f"ws_bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    base = PG_ADMIN.rsplit("/", 1)[0]
-    url = f"{base}/{name}"
-    try:
+    with scratch_postgres("ws_bench_", PG_ADMIN) as name:
+        url = f"{PG_ADMIN.rsplit('/', 1)[0]}/{name}"
         subprocess.run(
             [sys.executable, "manage.py", "migrate", "--noinput", "--verbosity", "0"],
             cwd=ROOT,
@@ -130,10 +125,6 @@ def database() -> Iterator[str]:
             timeout=120,
         )
         yield url
-    finally:
-        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-            drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
-            admin.execute(drop.format(sql.Identifier(name)))
 
 
 # --- processes -------------------------------------------------------------------------

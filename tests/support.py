@@ -11,7 +11,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,35 @@ async def echo(ws: ServerConnection) -> None:
     """Server handler: send every message back unchanged."""
     async for message in ws:
         await ws.send(message)
+
+
+def answers(port: int) -> bool:
+    """Whether something accepts TCP connections on 127.0.0.1:``port`` now."""
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+        return True
+    return False
+
+
+#: The PostgreSQL that runs on the development and CI machines (trust auth).
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+@contextlib.contextmanager
+def scratch_postgres(prefix: str, admin: str = PG_ADMIN) -> Iterator[str]:
+    """A new, empty PostgreSQL database ``<prefix><random hex>``: yields its name,
+    and drops it afterwards, open connections and all (``WITH (FORCE)``)."""
+    import psycopg
+    from psycopg import sql
+
+    name = f"{prefix}{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield name
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
+            conn.execute(drop.format(sql.Identifier(name)))
 
 
 def wait_for_port(port: int, proc: subprocess.Popen[Any] | None = None, limit: float = 20) -> None:

@@ -22,21 +22,20 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
 from tests.servers import Server, runserver
-from tests.support import ROOT, flush_db, python_cmd, start_redis_server, timeout
+from tests.support import (
+    ROOT,
+    answers,
+    flush_db,
+    python_cmd,
+    scratch_postgres,
+    start_redis_server,
+    timeout,
+)
 from tests.tokens import SECRET, token
 
 pytestmark = [pytest.mark.e2e, pytest.mark.redis]
 
 DB = 7  # the layer's Redis database, flushed afterwards
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
-
-
-def _answers(port: int) -> bool:
-    import socket
-
-    with socket.socket() as sock:
-        sock.settimeout(1)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 @contextlib.contextmanager
@@ -47,24 +46,14 @@ def database(kind: str, tmp_path: Path) -> Iterator[str]:
         migrate(url)
         yield url
         return
-    if not _answers(5432):
+    if not answers(5432):
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail("no PostgreSQL at 127.0.0.1:5432")
         pytest.skip("no PostgreSQL at 127.0.0.1:5432")
-    import psycopg
-    from psycopg import sql
-
-    name = f"ws_outbox_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
+    with scratch_postgres("ws_outbox_") as name:
         url = f"postgres://postgres@127.0.0.1:5432/{name}"
         migrate(url)
         yield url
-    finally:
-        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-            drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
-            admin.execute(drop.format(sql.Identifier(name)))
 
 
 def migrate(url: str) -> None:

@@ -23,7 +23,6 @@ import contextlib
 import json
 import os
 import re
-import socket
 import subprocess
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -33,7 +32,15 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
 from tests.servers import Server, daphne, everywhere, ok, uvicorn
-from tests.support import ROOT, flush_db, python_cmd, timeout, wait_until
+from tests.support import (
+    ROOT,
+    answers,
+    flush_db,
+    python_cmd,
+    scratch_postgres,
+    timeout,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.redis, pytest.mark.timeout(60)]
 
@@ -58,26 +65,14 @@ LAYERS = [
 ]
 
 
-def answers(port: int) -> bool:
-    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
-        return True
-    return False
-
-
 @contextlib.contextmanager
 def postgres_database() -> Iterator[str]:
     """A fresh database with channels_postgres' tables (its Django migrations, run in
     a subprocess: this process's Django is the demo project's); dropped afterwards,
     open connections and all."""
-    import psycopg
-    from psycopg import sql
-
     if not answers(5432):
         missing("no PostgreSQL at 127.0.0.1:5432")
-    name = f"ws_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
+    with scratch_postgres("ws_test_", PG_ADMIN) as name:
         subprocess.run(
             python_cmd("-m", "tests.apps.other_layers_config", "migrate"),
             cwd=ROOT,
@@ -86,10 +81,6 @@ def postgres_database() -> Iterator[str]:
             timeout=timeout(60),
         )
         yield name
-    finally:
-        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-            drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
-            admin.execute(drop.format(sql.Identifier(name)))
 
 
 def missing(why: str) -> None:
