@@ -30,13 +30,18 @@ STATE_KEY = "ws_manager"
 class StarletteTransport(AsgiTransport):
     """A Starlette/FastAPI ``WebSocket`` as the manager sees it."""
 
-    __slots__ = ("_asgi_send", "_direct", "websocket")
+    __slots__ = ("_asgi_send", "_direct", "websocket", "write_now")
 
     def __init__(self, websocket: WebSocket) -> None:
         self.websocket = websocket
         self._asgi_send = asgi_send(websocket)
         # uvicorn's websockets-sansio: a broadcast's frame encoded once (_compat_uvicorn).
         self._direct = direct_writer(self._asgi_send)
+        #: ``write_now(frame)`` where the server allows writing at once, else None:
+        #: on another server a delivery makes no call that can only say no.
+        self.write_now: Callable[[Frame], bool] | None = (
+            None if self._direct is None else self._write_now
+        )
 
     @property
     def accepted(self) -> bool:
@@ -54,13 +59,12 @@ class StarletteTransport(AsgiTransport):
     async def accept(self, subprotocol: str | None = None) -> None:
         await self.websocket.accept(subprotocol=subprotocol)
 
-    def write_now(self, frame: Frame) -> bool:
-        """Write ``frame`` at once, without a coroutine, where the server allows it
-        (:mod:`._compat_uvicorn`); False if it must take :meth:`send`."""
-        direct = self._direct
-        if direct is None or self.websocket.application_state is not _CONNECTED:
+    def _write_now(self, frame: Frame) -> bool:
+        """Write ``frame`` at once, without a coroutine (:mod:`._compat_uvicorn`);
+        False if it must take :meth:`send`."""
+        if self.websocket.application_state is not _CONNECTED:
             return False
-        return direct.write(frame)
+        return self._direct.write(frame)  # type: ignore[union-attr]
 
     def send(self, frame: Frame) -> Coroutine[Any, Any, None]:
         """Send a text or binary frame (a coroutine, as

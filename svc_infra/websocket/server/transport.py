@@ -30,10 +30,11 @@ __all__ = [
 class Transport(Protocol):
     """The part of a server-side WebSocket the manager uses.
 
-    A transport may also have ``write_now(frame) -> bool``: write the frame at
-    once, without a coroutine, and return True, or return False (nothing written)
-    for the frame to take :meth:`send`. Starlette's has it under uvicorn's
-    ``websockets-sansio`` (``integrations/_compat_uvicorn.py``).
+    A transport may also have a ``write_now`` attribute: None, or a callable
+    ``(frame) -> bool`` that writes the frame at once, without a coroutine, and
+    returns True, or returns False (nothing written) for the frame to take
+    :meth:`send`. Starlette's has one under uvicorn's ``websockets-sansio``
+    (``integrations/_compat_uvicorn.py``).
     """
 
     @property
